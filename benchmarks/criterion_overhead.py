@@ -1,0 +1,145 @@
+"""Overhead of the keyed Criterion against the same training step written by hand.
+
+Both variants train the same three-headed MLP (cross-entropy, Huber, MSE) with Adam and log
+every term every step: the Criterion through ``res.log()``, the hand-written step through a dict
+of detached tensors (what a careful user writes; ``.item()`` would cost far more). Blocks of steps
+alternate between the two variants in one process; the median of the per-round time ratios is
+reported, so drifts in machine load cancel.
+
+    python benchmarks/criterion_overhead.py [--quick]
+
+The last line printed is a JSON object: {"ratio": Criterion time / hand-written time, ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import losskit as lk
+
+
+class ThreeHeads(nn.Module):
+    def __init__(self, features: int, hidden: int, classes: int) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, hidden)
+        )
+        self.cls = nn.Linear(hidden, classes)
+        self.reg = nn.Linear(hidden, 1)
+        self.recon = nn.Linear(hidden, features)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        h = torch.relu(self.trunk(x))
+        return {"logits": self.cls(h), "value": self.reg(h).squeeze(-1), "recon": self.recon(h)}
+
+
+def make_steps(
+    batch: dict[str, Tensor], features: int, hidden: int, classes: int
+) -> dict[str, Callable[[], dict[str, Tensor]]]:
+    torch.manual_seed(0)
+    model_a = ThreeHeads(features, hidden, classes)
+    model_b = ThreeHeads(features, hidden, classes)
+    model_b.load_state_dict(model_a.state_dict())
+    opt_a = torch.optim.Adam(model_a.parameters(), lr=1e-3)
+    opt_b = torch.optim.Adam(model_b.parameters(), lr=1e-3)
+    crit = lk.Criterion(
+        {
+            "cls": lk.Term("cross_entropy", input="logits", target="label"),
+            "reg": lk.Term("huber", input="value", target="y", weight=0.5),
+            "recon": lk.Term("mse", input="recon", target="x", weight=0.1),
+        }
+    )
+
+    def by_hand() -> dict[str, Tensor]:
+        out = model_a(batch["x"])
+        cls = F.cross_entropy(out["logits"], batch["label"])
+        reg = F.huber_loss(out["value"], batch["y"])
+        recon = F.mse_loss(out["recon"], batch["x"])
+        total = cls + 0.5 * reg + 0.1 * recon
+        opt_a.zero_grad(set_to_none=True)
+        total.backward()
+        opt_a.step()
+        return {
+            "loss": total.detach(),
+            "loss/cls": cls.detach(),
+            "loss/reg": reg.detach(),
+            "loss/recon": recon.detach(),
+        }
+
+    def with_criterion() -> dict[str, Tensor]:
+        res = crit(model_b(batch["x"]), batch)
+        opt_b.zero_grad(set_to_none=True)
+        res.backward()
+        opt_b.step()
+        crit.step()
+        return res.log()
+
+    return {"hand": by_hand, "criterion": with_criterion}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter blocks (< 1 min)")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--hidden", type=int, default=256)
+    args = parser.parse_args()
+    rounds, steps = (60, 20) if args.quick else (200, 25)
+    features, classes = 32, 10
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "x": torch.randn(args.batch, features, generator=g),
+        "label": torch.randint(0, classes, (args.batch,), generator=g),
+        "y": torch.randn(args.batch, generator=g),
+    }
+    variants = make_steps(batch, features, args.hidden, classes)
+    for step in variants.values():  # warm-up
+        for _ in range(5 * steps):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for index in range(rounds):
+        # Adjacent blocks in alternating order: each round's ratio sees the same machine load.
+        order = list(variants) if index % 2 == 0 else list(reversed(variants))
+        for name in order:
+            step = variants[name]
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            times[name].append((time.perf_counter() - start) / steps)
+    ratios = [c / h for c, h in zip(times["criterion"], times["hand"])]
+    ratio = statistics.median(ratios)
+    quartiles = statistics.quantiles(ratios, n=4)
+    hand = statistics.median(times["hand"])
+    ours = statistics.median(times["criterion"])
+    print(f"{'variant':<12}{'median step (us)':>18}")
+    print(f"{'hand':<12}{hand * 1e6:>18.1f}")
+    print(f"{'criterion':<12}{ours * 1e6:>18.1f}")
+    print(
+        f"ratio criterion/hand (median of {rounds} paired rounds): {ratio:.3f} "
+        f"[quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f}] (target <= 1.03)"
+    )
+    print(
+        json.dumps(
+            {
+                "ratio": round(ratio, 4),
+                "ratio_q1": round(quartiles[0], 4),
+                "ratio_q3": round(quartiles[2], 4),
+                "hand_step_us": round(hand * 1e6, 1),
+                "criterion_step_us": round(ours * 1e6, 1),
+                "batch": args.batch,
+                "hidden": args.hidden,
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

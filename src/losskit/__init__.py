@@ -1,0 +1,46 @@
+"""losskit: train PyTorch models with several named losses.
+
+Example::
+
+    >>> import torch
+    >>> import losskit as lk
+    >>> crit = lk.Criterion({
+    ...     "cls": lk.Term("cross_entropy", input="logits", target="label"),
+    ...     "reg": lk.Term("huber", input="value", target="y", weight=0.1),
+    ... })
+    >>> res = crit({"logits": torch.zeros(2, 3), "value": torch.zeros(2)},
+    ...            {"label": torch.tensor([0, 2]), "y": torch.ones(2)})
+    >>> sorted(res.log())
+    ['loss', 'loss/cls', 'loss/reg', 'weight/cls', 'weight/reg']
+"""
+
+from losskit import losses, schedules
+from losskit.criterion import Criterion, TermLike
+from losskit.errors import (
+    ConfigError,
+    LossInputError,
+    LossKitError,
+    LossKitWarning,
+    NonFiniteLossError,
+)
+from losskit.result import LossResult
+from losskit.term import Selector, Term, WeightLike
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "Criterion",
+    "LossInputError",
+    "LossKitError",
+    "LossKitWarning",
+    "LossResult",
+    "NonFiniteLossError",
+    "Selector",
+    "Term",
+    "TermLike",
+    "WeightLike",
+    "__version__",
+    "losses",
+    "schedules",
+]

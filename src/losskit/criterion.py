@@ -1,0 +1,332 @@
+"""The keyed criterion: route outputs and batch fields to each term, weight and sum them.
+
+Example::
+
+    >>> import torch
+    >>> import losskit as lk
+    >>> crit = lk.Criterion({
+    ...     "cls": lk.Term("cross_entropy", input="logits", target="label"),
+    ...     "reg": lk.Term("mse", input="value", target="y",
+    ...                    weight=lk.schedules.LinearWarmup(0.0, 1.0, steps=10)),
+    ... })
+    >>> outputs = {"logits": torch.zeros(4, 3), "value": torch.zeros(4)}
+    >>> batch = {"label": torch.tensor([0, 1, 2, 0]), "y": torch.ones(4)}
+    >>> res = crit(outputs, batch)
+    >>> res.total, res["reg"], res.weights["reg"]
+    (tensor(1.0986), tensor(1.), tensor(0.))
+    >>> for _ in range(5):
+    ...     crit.step()
+    >>> crit(outputs, batch).weights["reg"]
+    tensor(0.5000)
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+import torch
+from torch import Tensor, nn
+
+from losskit.errors import ConfigError, LossKitWarning, NonFiniteLossError
+from losskit.result import LossResult
+from losskit.schedules import Constant
+from losskit.term import Term
+
+__all__ = ["Criterion", "TermLike"]
+
+TermLike: TypeAlias = Term | nn.Module | Callable[..., Tensor] | str
+"""A :class:`Term`, or a loss (module, callable ``(outputs, batch)`` or name) to wrap in one."""
+
+NonFinite = Literal["raise", "warn", "skip"]
+Check = Literal["first", "always", "off"]
+Balancer = Literal["sum", "mean"]
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+def _terms_from(
+    terms: Mapping[str, TermLike] | Iterable[tuple[str, TermLike]],
+) -> list[tuple[str, Term]]:
+    pairs = list(terms.items()) if isinstance(terms, Mapping) else list(terms)
+    if not pairs:
+        raise ConfigError("a Criterion needs at least one term")
+    seen: set[str] = set()
+    checked: list[tuple[str, Term]] = []
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise ConfigError(f"terms must be a mapping or (key, term) pairs, got {pair!r}")
+        key, term = pair
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise ConfigError(
+                f"invalid term key {key!r}: use letters, digits, '_' and '-', starting with a "
+                "letter or '_' (keys become log names such as 'loss/<key>')"
+            )
+        if key in seen:
+            raise ConfigError(f"duplicate term key {key!r}: every term needs its own key")
+        seen.add(key)
+        checked.append((key, term if isinstance(term, Term) else Term(term)))
+    return checked
+
+
+@dataclass
+class _Progress:
+    """Counters updated every step; a plain object because nn.Module's __setattr__ is slow."""
+
+    step: int = 0  # optimizer steps taken: the schedules' position
+    calls: int = 0  # forward calls, for check="first"
+    checked_at: int = 0  # the step of the last non-finite check
+
+
+def _summarise(tensor: Tensor) -> str:
+    text = f"shape {tuple(tensor.shape)}, dtype {str(tensor.dtype).removeprefix('torch.')}"
+    if tensor.numel() == 0:
+        return text + ", empty"
+    if not (tensor.is_floating_point() or tensor.is_complex()):
+        return text + f", min {tensor.min().item()}, max {tensor.max().item()}"
+    t = tensor.detach().float()
+    finite = t[torch.isfinite(t)]
+    nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+    bounds = (
+        f", min {finite.min().item():.4g}, max {finite.max().item():.4g}" if finite.numel() else ""
+    )
+    return text + f"{bounds}, {nan} NaN, {inf} inf"
+
+
+class Criterion(nn.Module):
+    """Keyed loss terms, weighted and summed into one total.
+
+    Args:
+        terms: a mapping (or ``(key, term)`` pairs, where duplicates are refused) from key to a
+            :class:`Term` or anything a Term wraps.
+        balancer: ``"sum"`` (weighted sum) or ``"mean"`` (weighted sum divided by the number of
+            enabled terms; reported weights include the division).
+        nonfinite: what to do when a term is NaN or infinite: ``"raise"`` a
+            :class:`~losskit.errors.NonFiniteLossError` naming the keys and summarising their
+            inputs, ``"warn"`` and go on, or ``"skip"`` the offending terms for this step (their
+            weight is reported as 0).
+        check: when to look: ``"first"`` checks synchronously on the first ``check_steps`` calls
+            and afterwards accumulates a device-side flag that :meth:`check_finite` (called by
+            the Tracker when it flushes) inspects, so steady-state steps never wait on the host;
+            ``"always"`` checks every call (a host sync); ``"off"`` never checks. ``"skip"``
+            needs a decision every step and so always checks.
+        check_steps: how many calls ``"first"`` checks synchronously.
+
+    ``crit(outputs, batch)`` returns a :class:`~losskit.LossResult`. Call :meth:`step` once per
+    optimizer step to advance weight schedules.
+    """
+
+    # Plain attributes, not buffers: every forward reads them and nn.Module's buffer lookup is
+    # slow; forward moves them to the parts' device on first use, and their values are derived
+    # from the step count kept in the extra state, so they need no place in state_dict.
+    _weights: Tensor
+    _nonfinite_sum: Tensor
+
+    def __init__(
+        self,
+        terms: Mapping[str, TermLike] | Iterable[tuple[str, TermLike]],
+        *,
+        balancer: Balancer = "sum",
+        nonfinite: NonFinite = "raise",
+        check: Check = "first",
+        check_steps: int = 10,
+    ) -> None:
+        super().__init__()
+        if balancer not in ("sum", "mean"):
+            raise ConfigError(f"balancer must be 'sum' or 'mean', got {balancer!r}")
+        if nonfinite not in ("raise", "warn", "skip"):
+            raise ConfigError(f"nonfinite must be 'raise', 'warn' or 'skip', got {nonfinite!r}")
+        if check not in ("first", "always", "off"):
+            raise ConfigError(f"check must be 'first', 'always' or 'off', got {check!r}")
+        if nonfinite == "skip" and check == "off":
+            raise ConfigError("nonfinite='skip' needs checking: use check='always' or 'first'")
+        self.terms = nn.ModuleDict()
+        for key, term in _terms_from(terms):
+            try:
+                self.terms[key] = term
+            except KeyError as exc:
+                raise ConfigError(
+                    f"term key {key!r} clashes with an attribute of the term container; "
+                    "choose another key"
+                ) from exc
+        self.balancer = balancer
+        self.nonfinite = nonfinite
+        self.check = check
+        self.check_steps = check_steps
+        self._progress = _Progress()
+        self._enabled = {k for k, t in self.terms.items() if t.enabled_at_start}
+        self._active: tuple[str, ...] = ()
+        self._plan: tuple[tuple[str, Term], ...] = ()
+        self._weight_values: list[float] = []
+        self._constant_weights = all(isinstance(t.weight, Constant) for t in self.terms.values())
+        self._weights = torch.zeros(0)
+        self._weight_views: tuple[Tensor, ...] = ()
+        self._nonfinite_sum = torch.zeros(0, dtype=torch.float64)
+        self._refresh()
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every term key, in order."""
+        return tuple(self.terms.keys())
+
+    @property
+    def enabled(self) -> tuple[str, ...]:
+        """The keys of the enabled terms, in order."""
+        return self._active
+
+    @property
+    def step_count(self) -> int:
+        """How many times :meth:`step` has been called (the schedules' position)."""
+        return self._progress.step
+
+    def term(self, key: str) -> Term:
+        """The :class:`Term` under ``key``."""
+        self._require_key(key)
+        term = self.terms[key]
+        assert isinstance(term, Term)
+        return term
+
+    def enable(self, *keys: str) -> None:
+        """Compute and include these terms from the next call on."""
+        self._set_enabled(keys, True)
+
+    def disable(self, *keys: str) -> None:
+        """Stop computing these terms (they leave the total and the logs) until re-enabled."""
+        self._set_enabled(keys, False)
+
+    def step(self) -> None:
+        """Advance the step count once per optimizer step: schedules move to the next value."""
+        self._progress.step += 1
+        if not self._constant_weights:
+            self._refresh()
+
+    def _require_key(self, key: str) -> None:
+        if key not in self.terms:
+            raise KeyError(f"no term {key!r}; the criterion has {list(self.terms.keys())}")
+
+    def _set_enabled(self, keys: tuple[str, ...], on: bool) -> None:
+        for key in keys:
+            self._require_key(key)
+        self.check_finite()
+        self._enabled = self._enabled | set(keys) if on else self._enabled - set(keys)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Recompute the enabled terms and their weight vector for the current step."""
+        active = tuple(k for k in self.terms if k in self._enabled)
+        if active == self._active and self._constant_weights:
+            return
+        values = [self.term(k).weight(self._progress.step) for k in active]
+        if self.balancer == "mean" and active:
+            values = [v / len(active) for v in values]
+        if active != self._active or values != self._weight_values:
+            # A new tensor (not an in-place copy): graphs built before this step keep theirs.
+            device = self._weights.device
+            self._weights = torch.tensor(values, dtype=torch.float32, device=device)
+            self._weight_views = self._weights.unbind()
+            if active != self._active:
+                self._nonfinite_sum = torch.zeros(len(active), dtype=torch.float64, device=device)
+                self._plan = tuple((k, self.term(k)) for k in active)
+            self._active, self._weight_values = active, values
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {
+            "step": self._progress.step,
+            "enabled": sorted(self._enabled),
+            "calls": self._progress.calls,
+        }
+
+    def set_extra_state(self, state: Any) -> None:
+        self._progress.step = int(state["step"])
+        self._progress.calls = int(state["calls"])
+        self._progress.checked_at = self._progress.step
+        unknown = set(state["enabled"]) - set(self.terms.keys())
+        if unknown:
+            raise ConfigError(f"state_dict names terms this criterion lacks: {sorted(unknown)}")
+        self._enabled = set(state["enabled"])
+        self._refresh()
+
+    # -- forward -------------------------------------------------------------------------
+    def forward(self, outputs: Any, batch: Any = None) -> LossResult:
+        """Compute every enabled term on ``outputs`` and ``batch``; see :class:`LossResult`."""
+        keys = self._active
+        if not keys:
+            raise ConfigError("every term of this criterion is disabled: nothing to compute")
+        parts = tuple([term.compute(key, outputs, batch) for key, term in self._plan])
+        stacked = torch.stack(parts)
+        weights = self._weights
+        if weights.device != stacked.device:
+            self._weights = weights = weights.to(stacked.device)
+            self._weight_views = weights.unbind()
+            self._nonfinite_sum = self._nonfinite_sum.to(stacked.device)
+        compiling = torch.compiler.is_compiling()
+        if not compiling:
+            self._progress.calls += 1
+        sync = self.check == "always" or self.nonfinite == "skip"
+        sync = sync or (self.check == "first" and self._progress.calls <= self.check_steps)
+        if sync and not compiling:
+            finite = torch.isfinite(stacked.detach())
+            if not bool(finite.all()):
+                bad = [k for k, ok in zip(keys, finite.tolist()) if not ok]
+                self._handle_nonfinite(bad, parts, outputs, batch)
+                if self.nonfinite == "skip":
+                    weights = weights * finite.to(weights.dtype)
+                    kept = [p * w for p, w, ok in zip(parts, weights, finite.tolist()) if ok]
+                    total = torch.stack(kept).sum() if kept else stacked.new_zeros(()).detach()
+                    return LossResult(total, keys, parts, weights)
+        elif self.check != "off":
+            self._nonfinite_sum.add_(stacked.detach())
+        if stacked.dtype != weights.dtype:
+            if stacked.dtype in (torch.float16, torch.bfloat16):
+                stacked = stacked.float()  # a half-precision total would round the weights
+            weights = weights.to(stacked.dtype)
+        return LossResult(torch.dot(stacked, weights), keys, parts, self._weight_views)
+
+    # -- non-finite handling ---------------------------------------------------------------
+    def check_finite(self) -> None:
+        """Inspect the device-side flag accumulated since the last check (one host sync).
+
+        Raises or warns per ``nonfinite`` naming the keys that went non-finite and the range of
+        steps. The Tracker calls this when it flushes; call it yourself in a hand-written loop.
+        """
+        if self._nonfinite_sum.numel() == 0:
+            return
+        finite = torch.isfinite(self._nonfinite_sum).tolist()
+        bad = [k for k, ok in zip(self._active, finite) if not ok]
+        since = self._progress.checked_at
+        self._progress.checked_at = self._progress.step
+        self._nonfinite_sum.zero_()
+        if bad:
+            message = (
+                f"loss term(s) {', '.join(map(repr, bad))} became non-finite between step "
+                f"{since} and step {self._progress.step}; use Criterion(check='always') to stop "
+                "at the offending step with a summary of the term's inputs"
+            )
+            self._act(message)
+
+    def _handle_nonfinite(
+        self, bad: list[str], parts: tuple[Tensor, ...], outputs: Any, batch: Any
+    ) -> None:
+        names = ", ".join(map(repr, bad))
+        lines = [f"loss term(s) {names} are non-finite at step {self._progress.step}:"]
+        for key in bad:
+            value = parts[self._active.index(key)].detach()
+            lines.append(f"  {key!r} = {value.item()}")
+            chosen = self.term(key).selected(key, outputs, batch)
+            if not chosen:
+                lines.append("    (the term selects its own inputs from outputs and batch)")
+            for role, tensor in chosen.items():
+                lines.append(f"    {role}: {_summarise(tensor)}")
+        self._act("\n".join(lines))
+
+    def _act(self, message: str) -> None:
+        if self.nonfinite == "raise":
+            raise NonFiniteLossError(message)
+        warnings.warn(message, LossKitWarning, stacklevel=4)
+
+    def extra_repr(self) -> str:
+        return f"balancer={self.balancer!r}, nonfinite={self.nonfinite!r}, check={self.check!r}"

@@ -1,0 +1,55 @@
+"""The exceptions and warnings losskit raises.
+
+Every error says what was expected, what came, and what to do; every class here derives from
+:class:`LossKitError` so that callers can catch losskit's errors as one family.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "LogFormatError",
+    "LogNotFoundError",
+    "LossInputError",
+    "LossKitError",
+    "LossKitWarning",
+    "MissingDependencyError",
+    "NonFiniteLossError",
+    "RankMismatchError",
+]
+
+
+class LossKitError(Exception):
+    """Base class of every error raised by losskit."""
+
+
+class ConfigError(LossKitError, ValueError):
+    """A criterion, term, schedule or config file was set up with values that cannot work."""
+
+
+class LossInputError(LossKitError, ValueError):
+    """A loss received inputs or targets that break its contract (shape, dtype, range, key)."""
+
+
+class NonFiniteLossError(LossKitError, FloatingPointError):
+    """One or more loss terms produced NaN or infinity; the message names the keys."""
+
+
+class MissingDependencyError(LossKitError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class LogFormatError(LossKitError, ValueError):
+    """A metrics log holds a line that is not a record; the message names the file and line."""
+
+
+class LogNotFoundError(LossKitError, FileNotFoundError):
+    """A run directory holds no metrics log to read."""
+
+
+class RankMismatchError(LossKitError, RuntimeError):
+    """Distributed processes logged different keys or splits, so their values cannot be reduced."""
+
+
+class LossKitWarning(UserWarning):
+    """Warnings from losskit (non-finite terms under ``nonfinite="warn"``, fallbacks)."""

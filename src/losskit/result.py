@@ -1,0 +1,110 @@
+"""The value of a :class:`~losskit.Criterion` on one batch: the total and every keyed part.
+
+Example::
+
+    >>> import torch
+    >>> import losskit as lk
+    >>> crit = lk.Criterion({"a": lk.Term("mse"), "b": lk.Term("l1", weight=0.5)})
+    >>> res = crit(torch.zeros(3), torch.ones(3))
+    >>> res.total, res["a"], res.weights["b"]
+    (tensor(1.5000), tensor(1.), tensor(0.5000))
+    >>> sorted(res.log())
+    ['loss', 'loss/a', 'loss/b', 'weight/a', 'weight/b']
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+from torch import Tensor
+
+__all__ = ["LossResult"]
+
+
+@functools.lru_cache(maxsize=256)
+def _log_names(keys: tuple[str, ...], prefix: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    return (
+        f"{prefix}loss",
+        tuple(f"{prefix}loss/{k}" for k in keys),
+        tuple(f"{prefix}weight/{k}" for k in keys),
+    )
+
+
+class LossResult:
+    """The weighted total, the unweighted part of every enabled key, and the weights applied.
+
+    ``res.total`` carries the graph of every part; ``res[key]`` is the part of ``key`` with its
+    graph; ``res.weights[key]`` the weight used in this total (0 for a term skipped as
+    non-finite). ``res.log()`` gives detached tensors under stable names and never calls
+    ``.item()``, so logging every step costs no host synchronisation.
+    """
+
+    __slots__ = ("_keys", "_parts", "_weight_views", "total")
+
+    def __init__(
+        self,
+        total: Tensor,
+        keys: tuple[str, ...],
+        parts: tuple[Tensor, ...],
+        weights: Tensor | tuple[Tensor, ...],
+    ) -> None:
+        """``weights`` is a vector with one entry per key, or those entries already unbound."""
+        self.total = total
+        self._keys = keys
+        self._parts = parts
+        self._weight_views = weights.detach().unbind() if isinstance(weights, Tensor) else weights
+
+    def __getitem__(self, key: str) -> Tensor:
+        try:
+            return self._parts[self._keys.index(key)]
+        except ValueError:
+            raise KeyError(
+                f"no term {key!r} in this result; it holds {list(self._keys)} "
+                "(a disabled term is not computed)"
+            ) from None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def keys(self) -> tuple[str, ...]:
+        """The keys of the terms computed in this result, in the criterion's order."""
+        return self._keys
+
+    @property
+    def parts(self) -> dict[str, Tensor]:
+        """Every computed term's unweighted value by key (graph attached)."""
+        return dict(zip(self._keys, self._parts))
+
+    @property
+    def weights(self) -> dict[str, Tensor]:
+        """The weight each key had in ``total`` (a 0-dim tensor per key)."""
+        return dict(zip(self._keys, self._weight_views))
+
+    def log(self, prefix: str = "") -> dict[str, Tensor]:
+        """Detached values for logging: ``loss``, ``loss/<key>`` and ``weight/<key>``.
+
+        ``prefix`` is prepended to every name (``log("val/")`` gives ``val/loss/<key>``).
+        """
+        total_name, loss_names, weight_names = _log_names(self._keys, prefix)
+        values = {total_name: self.total.detach()}
+        for name, part in zip(loss_names, self._parts):
+            values[name] = part.detach()
+        for name, weight in zip(weight_names, self._weight_views):
+            values[name] = weight
+        return values
+
+    def backward(self, **kwargs: Any) -> None:
+        """``total.backward(**kwargs)``."""
+        self.total.backward(**kwargs)  # type: ignore[no-untyped-call]
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}={p.detach()!r}" for k, p in zip(self._keys, self._parts))
+        return f"LossResult(total={self.total.detach()!r}, {parts})"

@@ -1,0 +1,256 @@
+"""One keyed loss term: which loss, what it reads, and how much it weighs.
+
+Example::
+
+    >>> import torch
+    >>> import losskit as lk
+    >>> term = lk.Term("mse", input="pred", target="y", weight=0.5)
+    >>> value = term.compute("reg", {"pred": torch.zeros(4)}, {"y": torch.ones(4)})
+    >>> value
+    tensor(1.)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeAlias
+
+import torch
+from torch import Tensor, nn
+
+from losskit import losses
+from losskit.errors import ConfigError, LossInputError
+from losskit.schedules import Constant, Schedule
+
+__all__ = ["Selector", "Term", "WeightLike"]
+
+Selector: TypeAlias = str | int | Callable[[Any, Any], Tensor]
+"""Where a term finds a tensor: a key, a position, or ``fn(outputs, batch) -> Tensor``."""
+
+WeightLike: TypeAlias = float | int | Schedule
+"""A fixed weight or a :class:`~losskit.schedules.Schedule` of the optimizer step."""
+
+
+def _describe(container: Any) -> str:
+    if isinstance(container, Mapping):
+        return f"a mapping with keys {sorted(map(str, container.keys()))}"
+    if isinstance(container, Sequence) and not isinstance(container, (str, bytes)):
+        return f"a {type(container).__name__} of length {len(container)}"
+    if isinstance(container, Tensor):
+        return f"a tensor of shape {tuple(container.shape)}"
+    if container is None:
+        return "nothing (None)"
+    return f"a {type(container).__name__}"
+
+
+def _pick(key: str, role: str, selector: Selector, where: str, source: Any, other: Any) -> Tensor:
+    """Select ``role`` (input, target, mask, ...) for term ``key`` from ``source``."""
+    if type(selector) is str and type(source) is dict:  # the common case, kept cheap
+        hit = source.get(selector)
+        if isinstance(hit, Tensor):
+            return hit
+    found: Any
+    if callable(selector):
+        outputs, batch = (source, other) if where == "outputs" else (other, source)
+        found = selector(outputs, batch)
+    elif isinstance(selector, str):
+        if not isinstance(source, Mapping):
+            raise LossInputError(
+                f"term {key!r}: {role} selects key {selector!r} from the {where}, but the "
+                f"{where} are {_describe(source)}; pass a mapping or select by position/callable"
+            )
+        if selector not in source:
+            elsewhere = isinstance(other, Mapping) and selector in other
+            other_name = "batch" if where == "outputs" else "outputs"
+            hint = (
+                f"; {selector!r} is in the {other_name}: select it with a callable such as "
+                f"`lambda outputs, batch: {other_name}[{selector!r}]`"
+                if elsewhere
+                else ""
+            )
+            raise LossInputError(
+                f"term {key!r}: {role} key {selector!r} not found in the {where}, which hold "
+                f"keys {sorted(map(str, source.keys()))}{hint}"
+            )
+        found = source[selector]
+    else:
+        if not isinstance(source, Sequence) or isinstance(source, (str, bytes)):
+            raise LossInputError(
+                f"term {key!r}: {role} selects position {selector} from the {where}, but the "
+                f"{where} are {_describe(source)}"
+            )
+        if not -len(source) <= selector < len(source):
+            raise LossInputError(
+                f"term {key!r}: {role} position {selector} is out of range for the {where}, "
+                f"{_describe(source)}"
+            )
+        found = source[selector]
+    if not isinstance(found, Tensor):
+        raise LossInputError(
+            f"term {key!r}: {role} selected by {selector!r} is a {type(found).__name__}, "
+            "expected a torch.Tensor"
+        )
+    return found
+
+
+def _as_schedule(weight: WeightLike) -> Schedule:
+    if isinstance(weight, bool):
+        raise ConfigError(f"a term weight must be a number or a schedule, got {weight!r}")
+    if isinstance(weight, (int, float)):
+        return Constant(float(weight))
+    if isinstance(weight, Schedule):
+        return weight
+    raise ConfigError(
+        f"a term weight must be a number or a schedule (callable step -> float), "
+        f"got {type(weight).__name__}"
+    )
+
+
+class Term(nn.Module):
+    """A loss and the selectors that feed it, with a weight (fixed or scheduled).
+
+    Args:
+        loss: a catalogue name (``"cross_entropy"``), an ``nn.Module`` or any callable. With
+            ``input`` (and ``target``) it is called as ``loss(input, target)``; without
+            selectors as ``loss(outputs, batch)``.
+        input: selects the prediction from the model outputs (key, position or callable).
+        target: selects the target from the batch (key, position or callable).
+        weight: a float or a :class:`~losskit.schedules.Schedule` of the optimizer step.
+        mask: selects a boolean/0-1 tensor from the batch, per sample ``(N,)`` or per element
+            (the unreduced loss's shape); masked-out entries do not count, and a batch with
+            nothing selected gives 0, never NaN.
+        sample_weight: selects per-sample or per-element weights from the batch.
+        enabled: whether the term starts enabled (``Criterion.enable`` / ``disable`` change it).
+        **loss_kwargs: arguments for the catalogue loss when ``loss`` is a name.
+
+    With ``mask`` or ``sample_weight`` the loss is computed unreduced and reduced here as
+    ``sum(w * loss) / sum(w)``, so the loss must accept ``reduction="none"``.
+
+    Example::
+
+        >>> import torch
+        >>> term = Term("cross_entropy", input="logits", target="label", mask="valid")
+        >>> out = {"logits": torch.zeros(3, 5)}
+        >>> batch = {"label": torch.tensor([0, 1, 2]), "valid": torch.tensor([True, True, False])}
+        >>> term.compute("cls", out, batch)
+        tensor(1.6094)
+    """
+
+    def __init__(
+        self,
+        loss: str | nn.Module | Callable[..., Tensor],
+        *,
+        input: Selector | None = None,
+        target: Selector | None = None,
+        weight: WeightLike = 1.0,
+        mask: Selector | None = None,
+        sample_weight: Selector | None = None,
+        enabled: bool = True,
+        **loss_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        per_element = mask is not None or sample_weight is not None
+        if isinstance(loss, str):
+            if per_element:
+                loss_kwargs = {**loss_kwargs, "reduction": "none"}
+            loss = losses.get(loss, **loss_kwargs)
+        elif loss_kwargs:
+            raise ConfigError(
+                f"loss arguments {sorted(loss_kwargs)} are only accepted with a catalogue name; "
+                f"configure the {type(loss).__name__} itself"
+            )
+        elif per_element:
+            if not hasattr(loss, "reduction"):
+                raise ConfigError(
+                    f"mask/sample_weight need a loss that can return unreduced values "
+                    f"(reduction='none'); {type(loss).__name__} has no `reduction` attribute: "
+                    "apply the mask inside the loss instead"
+                )
+            loss = copy.copy(loss)
+            loss.reduction = "none"  # type: ignore[union-attr]
+        if not callable(loss):
+            raise ConfigError(f"a term's loss must be callable, got {type(loss).__name__}")
+        if target is not None and input is None:
+            raise ConfigError("a term with a target selector needs an input selector too")
+        self.loss: Callable[..., Tensor] = loss
+        # The same callable in the instance dict: nn.Module's submodule lookup is slow per call.
+        self.__dict__["_loss"] = loss
+        self.input = input
+        self.target = target
+        self.mask = mask
+        self.sample_weight = sample_weight
+        self.weight: Schedule = _as_schedule(weight)
+        self.enabled_at_start = enabled
+        self._per_element = per_element
+
+    def selected(self, key: str, outputs: Any, batch: Any) -> dict[str, Tensor]:
+        """The tensors this term reads, by role (``input``, ``target``, ``mask``, ...)."""
+        chosen: dict[str, Tensor] = {}
+        if self.input is not None:
+            chosen["input"] = _pick(key, "input", self.input, "outputs", outputs, batch)
+        for role, selector in (
+            ("target", self.target),
+            ("mask", self.mask),
+            ("sample_weight", self.sample_weight),
+        ):
+            if selector is not None:
+                chosen[role] = _pick(key, role, selector, "batch", batch, outputs)
+        return chosen
+
+    def compute(self, key: str, outputs: Any, batch: Any) -> Tensor:
+        """The unweighted value of this term (named ``key`` in errors) on one batch."""
+        if self.input is None:
+            value = self._loss(outputs, batch)
+        else:
+            x = _pick(key, "input", self.input, "outputs", outputs, batch)
+            if self.target is None:
+                value = self._loss(x)
+            else:
+                value = self._loss(x, _pick(key, "target", self.target, "batch", batch, outputs))
+        if not isinstance(value, Tensor):
+            raise LossInputError(
+                f"term {key!r}: the loss returned a {type(value).__name__}, expected a tensor"
+            )
+        if self._per_element:
+            value = self._reduce(key, value, outputs, batch)
+        elif value.ndim != 0:
+            raise LossInputError(
+                f"term {key!r}: the loss returned a tensor of shape {tuple(value.shape)}, "
+                "expected a scalar (0-dim); reduce it (e.g. `.mean()`) or use "
+                "mask=/sample_weight= for per-sample weighting"
+            )
+        return value
+
+    def _reduce(self, key: str, value: Tensor, outputs: Any, batch: Any) -> Tensor:
+        if value.ndim == 0:
+            raise LossInputError(
+                f"term {key!r}: mask/sample_weight need the unreduced loss, but the loss "
+                "returned a scalar; does it honour reduction='none'?"
+            )
+        weight: Tensor | None = None
+        for role, selector in (("mask", self.mask), ("sample_weight", self.sample_weight)):
+            if selector is None:
+                continue
+            w = _pick(key, role, selector, "batch", batch, outputs)
+            if w.shape != value.shape and w.shape != value.shape[:1]:
+                raise LossInputError(
+                    f"term {key!r}: {role} has shape {tuple(w.shape)}, expected "
+                    f"{tuple(value.shape[:1])} (per sample) or {tuple(value.shape)} (per "
+                    "element, the unreduced loss's shape); it is never broadcast"
+                )
+            w = w.to(value.dtype).reshape(w.shape + (1,) * (value.ndim - w.ndim))
+            weight = w if weight is None else weight * w
+        assert weight is not None
+        weight = weight.expand_as(value)
+        kept = weight != 0
+        numerator = torch.where(kept, value * weight, value.new_zeros(())).sum()
+        return numerator / weight.sum().clamp_min(torch.finfo(value.dtype).tiny)
+
+    def extra_repr(self) -> str:
+        parts = [f"input={self.input!r}", f"target={self.target!r}", f"weight={self.weight!r}"]
+        if self.mask is not None:
+            parts.append(f"mask={self.mask!r}")
+        if self.sample_weight is not None:
+            parts.append(f"sample_weight={self.sample_weight!r}")
+        return ", ".join(parts)

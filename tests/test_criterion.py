@@ -1,0 +1,398 @@
+"""The keyed criterion against hand-written PyTorch."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import losskit as lk
+from losskit.schedules import Cyclical, LinearWarmup
+
+
+class ThreeHeads(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = nn.Linear(6, 16)
+        self.cls = nn.Linear(16, 3)
+        self.reg = nn.Linear(16, 1)
+        self.emb = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = torch.tanh(self.trunk(x))
+        return {"logits": self.cls(h), "value": self.reg(h).squeeze(-1), "z": self.emb(h)}
+
+
+def _batch(n: int = 8) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "x": torch.randn(n, 6, generator=g),
+        "label": torch.randint(0, 3, (n,), generator=g),
+        "y": torch.randn(n, generator=g),
+    }
+
+
+def _criterion(**kwargs: object) -> lk.Criterion:
+    return lk.Criterion(
+        {
+            "cls": lk.Term("cross_entropy", input="logits", target="label"),
+            "reg": lk.Term(nn.HuberLoss(delta=0.5), input="value", target="y", weight=0.3),
+            "l2": lk.Term(lambda out, batch: out["z"].pow(2).mean(), weight=1e-2),
+        },
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def _grads(model: nn.Module) -> list[torch.Tensor]:
+    return [p.grad.clone() for p in model.parameters()]  # type: ignore[union-attr]
+
+
+def test_total_and_gradients_equal_hand_written_weighted_sum() -> None:
+    torch.manual_seed(0)
+    model, batch = ThreeHeads(), _batch()
+    res = _criterion()(model(batch["x"]), batch)
+    res.backward()
+    ours = _grads(model)
+
+    model.zero_grad()
+    out = model(batch["x"])
+    cls = F.cross_entropy(out["logits"], batch["label"])
+    reg = F.huber_loss(out["value"], batch["y"], delta=0.5)
+    l2 = out["z"].pow(2).mean()
+    total = cls + 0.3 * reg + 1e-2 * l2
+    total.backward()
+
+    torch.testing.assert_close(res.total, total)
+    torch.testing.assert_close(res["cls"], cls)
+    torch.testing.assert_close(res["reg"], reg)
+    torch.testing.assert_close(res["l2"], l2)
+    for a, b in zip(ours, _grads(model)):
+        torch.testing.assert_close(a, b)
+
+
+def test_log_is_detached_with_stable_names() -> None:
+    model, batch = ThreeHeads(), _batch()
+    res = _criterion()(model(batch["x"]), batch)
+    log = res.log()
+    assert list(log) == [
+        "loss",
+        "loss/cls",
+        "loss/reg",
+        "loss/l2",
+        "weight/cls",
+        "weight/reg",
+        "weight/l2",
+    ]
+    assert all(not v.requires_grad and v.ndim == 0 for v in log.values())
+    torch.testing.assert_close(log["weight/reg"], torch.tensor(0.3))
+    assert list(res.log("val/"))[1] == "val/loss/cls"
+
+
+def test_selection_by_position_and_callable() -> None:
+    crit = lk.Criterion(
+        {
+            "a": lk.Term("mse", input=0, target=1),
+            "b": lk.Term(
+                "l1", input=lambda out, batch: out[1] * 2, target=lambda out, batch: batch[0]
+            ),
+        }
+    )
+    p, q = torch.randn(5), torch.randn(5)
+    y0, y1 = torch.randn(5), torch.randn(5)
+    res = crit((p, q), (y0, y1))
+    torch.testing.assert_close(res["a"], F.mse_loss(p, y1))
+    torch.testing.assert_close(res["b"], F.l1_loss(q * 2, y0))
+
+
+def test_tensor_pair_without_selectors() -> None:
+    crit = lk.Criterion({"mse": "mse", "l1": lk.Term("l1", weight=2.0)})
+    x, y = torch.randn(7), torch.randn(7)
+    torch.testing.assert_close(crit(x, y).total, F.mse_loss(x, y) + 2 * F.l1_loss(x, y))
+
+
+def test_missing_output_key_lists_available_keys() -> None:
+    crit = lk.Criterion({"cls": lk.Term("cross_entropy", input="logit", target="label")})
+    with pytest.raises(lk.LossInputError) as info:
+        crit({"logits": torch.zeros(2, 3)}, {"label": torch.zeros(2, dtype=torch.long)})
+    message = str(info.value)
+    assert "term 'cls'" in message
+    assert "'logit' not found in the outputs" in message
+    assert "['logits']" in message
+
+
+def test_missing_batch_key_points_to_where_it_is() -> None:
+    crit = lk.Criterion({"reg": lk.Term("mse", input="value", target="value")})
+    with pytest.raises(lk.LossInputError) as info:
+        crit({"value": torch.zeros(2)}, {"y": torch.zeros(2)})
+    assert "target key 'value' not found in the batch, which hold keys ['y']" in str(info.value)
+    assert "'value' is in the outputs" in str(info.value)
+
+
+def test_non_scalar_term_is_named() -> None:
+    crit = lk.Criterion(
+        {
+            "ok": lk.Term("mse"),
+            "bad": lk.Term(lambda out, batch: (out - batch).abs()),
+        }
+    )
+    with pytest.raises(lk.LossInputError, match=r"term 'bad'.*shape \(3,\), expected a scalar"):
+        crit(torch.zeros(3), torch.ones(3))
+
+
+@pytest.mark.parametrize(
+    ("terms", "match"),
+    [
+        ([("a", "mse"), ("a", "l1")], "duplicate term key 'a'"),
+        ({"loss/a": "mse"}, "invalid term key 'loss/a'"),
+        ({"": "mse"}, "invalid term key ''"),
+        ({"a.b": "mse"}, "invalid term key 'a.b'"),
+        ({}, "at least one term"),
+        ({"a": "no_such_loss"}, "unknown loss 'no_such_loss'"),
+    ],
+)
+def test_bad_construction_is_refused(terms: object, match: str) -> None:
+    with pytest.raises(lk.ConfigError, match=match):
+        lk.Criterion(terms)  # type: ignore[arg-type]
+
+
+def test_unknown_loss_suggests_close_names() -> None:
+    with pytest.raises(lk.ConfigError, match="did you mean 'cross_entropy'"):
+        lk.Term("cross_entropi")
+
+
+def test_scheduled_weight_shows_in_log_the_same_step() -> None:
+    crit = lk.Criterion(
+        {
+            "a": lk.Term("mse", weight=LinearWarmup(0.0, 1.0, steps=4)),
+            "b": lk.Term("l1", weight=Cyclical(0.0, 1.0, period=4, ratio=0.5)),
+        }
+    )
+    x, y = torch.zeros(3), torch.ones(3)
+    seen = []
+    for _ in range(6):
+        res = crit(x, y)
+        log = res.log()
+        seen.append((float(log["weight/a"]), float(log["weight/b"])))
+        torch.testing.assert_close(res.total, log["weight/a"] * 1.0 + log["weight/b"] * 1.0)
+        crit.step()
+    assert seen == [(0.0, 0.0), (0.25, 0.5), (0.5, 1.0), (0.75, 1.0), (1.0, 0.0), (1.0, 0.5)]
+
+
+def test_weights_of_an_old_result_survive_a_step() -> None:
+    crit = lk.Criterion({"a": lk.Term("mse", weight=LinearWarmup(1.0, 2.0, steps=1))})
+    x = torch.zeros(3, requires_grad=True)
+    res = crit(x, torch.ones(3))
+    crit.step()
+    res.backward()  # the graph keeps the weight tensor it was built with
+    torch.testing.assert_close(res.weights["a"], torch.tensor(1.0))
+    torch.testing.assert_close(x.grad, torch.full((3,), -2 / 3))
+
+
+def test_state_dict_round_trip_resumes_schedules_and_enabled_set() -> None:
+    def make() -> lk.Criterion:
+        return lk.Criterion(
+            {
+                "a": lk.Term("mse", weight=LinearWarmup(0.0, 1.0, steps=10)),
+                "b": lk.Term("l1", weight=Cyclical(0.0, 2.0, period=6)),
+                "c": lk.Term("huber"),
+            }
+        )
+
+    first = make()
+    for _ in range(7):
+        first.step()
+    first.disable("c")
+    restored = make()
+    restored.load_state_dict(first.state_dict())
+    assert restored.step_count == 7
+    assert restored.enabled == ("a", "b")
+    x, y = torch.zeros(3), torch.ones(3)
+    for _ in range(5):
+        a, b = first(x, y), restored(x, y)
+        assert a.weights.keys() == b.weights.keys()
+        for key in a.weights:
+            torch.testing.assert_close(a.weights[key], b.weights[key])
+        torch.testing.assert_close(a.total, b.total)
+        first.step()
+        restored.step()
+
+
+def test_loss_module_buffers_are_in_state_dict() -> None:
+    class_weighted = lk.losses.get("cross_entropy", weight=torch.tensor([1.0, 3.0]))
+    weighted = lk.Criterion({"cls": lk.Term(class_weighted, weight=2.0)})
+    torch.testing.assert_close(
+        weighted.state_dict()["terms.cls.loss.weight"], torch.tensor([1.0, 3.0])
+    )
+
+
+def test_enable_and_disable_at_run_time() -> None:
+    crit = lk.Criterion({"a": lk.Term("mse"), "b": lk.Term("l1", weight=3.0, enabled=False)})
+    x, y = torch.zeros(3), torch.full((3,), 2.0)
+    res = crit(x, y)
+    assert res.keys() == ("a",)
+    assert "loss/b" not in res.log()
+    with pytest.raises(KeyError, match="disabled"):
+        res["b"]
+    crit.enable("b")
+    torch.testing.assert_close(crit(x, y).total, torch.tensor(4.0 + 3 * 2.0))
+    crit.disable("a")
+    torch.testing.assert_close(crit(x, y).total, torch.tensor(6.0))
+    with pytest.raises(KeyError, match="no term 'z'"):
+        crit.disable("z")
+    crit.disable("b")
+    with pytest.raises(lk.ConfigError, match="every term"):
+        crit(x, y)
+
+
+def test_mean_balancer_divides_by_enabled_terms() -> None:
+    crit = lk.Criterion({"a": lk.Term("mse"), "b": lk.Term("l1", weight=2.0)}, balancer="mean")
+    x, y = torch.zeros(3), torch.full((3,), 2.0)
+    res = crit(x, y)
+    torch.testing.assert_close(res.total, (4.0 + 2 * 2.0) / 2 * torch.ones(()))
+    torch.testing.assert_close(res.weights["b"], torch.tensor(1.0))
+    with pytest.raises(lk.ConfigError, match="balancer"):
+        lk.Criterion({"a": "mse"}, balancer="magic")  # type: ignore[arg-type]
+
+
+def test_mask_and_sample_weight_match_hand_computed_weighted_mean() -> None:
+    g = torch.Generator().manual_seed(3)
+    logits, label = torch.randn(6, 4, generator=g), torch.randint(0, 4, (6,), generator=g)
+    mask = torch.tensor([True, False, True, True, False, True])
+    sw = torch.tensor([1.0, 2.0, 0.5, 1.0, 3.0, 2.0])
+    crit = lk.Criterion(
+        {
+            "cls": lk.Term(
+                "cross_entropy", input="logits", target="label", mask="m", sample_weight="w"
+            )
+        }
+    )
+    res = crit({"logits": logits}, {"label": label, "m": mask, "w": sw})
+    per = F.cross_entropy(logits, label, reduction="none")
+    w = mask.float() * sw
+    torch.testing.assert_close(res["cls"], (per * w).sum() / w.sum())
+
+
+def test_per_element_mask_on_a_module_loss() -> None:
+    pred, target = torch.randn(2, 3), torch.randn(2, 3)
+    mask = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    user_loss = nn.MSELoss()
+    crit = lk.Criterion({"r": lk.Term(user_loss, input="p", target="t", mask="m")})
+    res = crit({"p": pred}, {"t": target, "m": mask})
+    torch.testing.assert_close(res["r"], ((pred - target) ** 2 * mask).sum() / 3)
+    assert user_loss.reduction == "mean"  # the user's module is not changed
+
+
+def test_empty_mask_gives_zero_not_nan() -> None:
+    crit = lk.Criterion({"r": lk.Term("mse", input="p", target="t", mask="m")})
+    pred = torch.randn(4, requires_grad=True)
+    target = torch.tensor([1.0, 0.0, 2.0, 3.0])
+    res = crit({"p": pred}, {"t": target, "m": torch.zeros(4, dtype=torch.bool)})
+    torch.testing.assert_close(res.total, torch.tensor(0.0))
+    res.backward()
+    torch.testing.assert_close(pred.grad, torch.zeros(4))
+
+
+def test_mask_of_the_wrong_shape_is_never_broadcast() -> None:
+    crit = lk.Criterion({"r": lk.Term("mse", input="p", target="t", mask="m")})
+    with pytest.raises(lk.LossInputError, match=r"term 'r': mask has shape \(4, 1\)"):
+        crit({"p": torch.zeros(4)}, {"t": torch.zeros(4), "m": torch.ones(4, 1)})
+
+
+def test_mask_needs_an_unreducible_loss() -> None:
+    with pytest.raises(lk.ConfigError, match="reduction='none'"):
+        lk.Term(lambda x, y: (x - y).mean(), input="p", target="t", mask="m")
+
+
+def _nan_batch() -> tuple[ThreeHeads, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    model, batch = ThreeHeads(), _batch()
+    out = model(batch["x"])
+    out["value"] = out["value"].clone()
+    out["value"][2] = float("nan")
+    return model, out, batch
+
+
+def test_nan_in_one_head_raises_naming_that_key_only() -> None:
+    _, out, batch = _nan_batch()
+    with pytest.raises(lk.NonFiniteLossError) as info:
+        _criterion()(out, batch)
+    message = str(info.value)
+    assert "'reg'" in message
+    assert "'cls'" not in message
+    assert "'l2'" not in message
+    assert "input: shape (8,), dtype float32" in message
+    assert "1 NaN, 0 inf" in message
+
+
+def test_nonfinite_warn_returns_the_result() -> None:
+    _, out, batch = _nan_batch()
+    with pytest.warns(lk.LossKitWarning, match="'reg'"):
+        res = _criterion(nonfinite="warn")(out, batch)
+    assert torch.isnan(res.total)
+
+
+def test_nonfinite_skip_drops_the_term_and_keeps_gradients_finite() -> None:
+    model, out, batch = _nan_batch()
+    with pytest.warns(lk.LossKitWarning, match="'reg'"):
+        res = _criterion(nonfinite="skip")(out, batch)
+    torch.testing.assert_close(res.weights["reg"], torch.tensor(0.0))
+    expected = res["cls"] + 1e-2 * res["l2"]
+    torch.testing.assert_close(res.total, expected)
+    res.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_lazy_check_after_the_first_steps_reports_at_check_finite() -> None:
+    crit = lk.Criterion({"a": lk.Term("mse"), "b": lk.Term("l1")}, check_steps=2)
+    x, y = torch.zeros(3), torch.ones(3)
+    for _ in range(3):
+        crit(x, y)
+        crit.step()
+    bad = torch.tensor([0.0, float("inf"), 0.0])
+    crit(bad, y)  # no sync: accepted now, flagged later
+    crit.step()
+    crit(x, y)
+    with pytest.raises(lk.NonFiniteLossError, match=r"'a', 'b' became non-finite between step 0"):
+        crit.check_finite()
+    crit.check_finite()  # flags are cleared once reported
+
+
+def test_check_off_never_looks() -> None:
+    crit = lk.Criterion({"a": lk.Term("mse")}, check="off")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = crit(torch.tensor([float("nan")]), torch.ones(1))
+    crit.check_finite()
+    assert torch.isnan(res.total)
+
+
+def test_compile_fullgraph_matches_eager() -> None:
+    torch.manual_seed(0)
+    model, batch = ThreeHeads(), _batch()
+    out = model(batch["x"])
+    eager = _criterion(check="off")
+    compiled_crit = _criterion(check="off")
+    compiled = torch.compile(compiled_crit, fullgraph=True)
+    for _ in range(3):
+        a, b = eager(out, batch), compiled(out, batch)
+        torch.testing.assert_close(a.total, b.total)
+        for key in ("cls", "reg", "l2"):
+            torch.testing.assert_close(a[key], b[key])
+            torch.testing.assert_close(a.weights[key], b.weights[key])
+        eager.step()
+        compiled_crit.step()
+
+
+def test_compile_with_schedule_does_not_recompile() -> None:
+    from torch._dynamo.testing import CompileCounter
+
+    counter = CompileCounter()
+    crit = lk.Criterion({"a": lk.Term("mse", weight=LinearWarmup(0.0, 1.0, steps=5))})
+    compiled = torch.compile(crit, backend=counter, fullgraph=True)
+    x, y = torch.zeros(3), torch.ones(3)
+    for step in range(6):
+        torch.testing.assert_close(compiled(x, y).total, torch.tensor(min(step / 5, 1.0)))
+        crit.step()
+    assert counter.frame_count == 1
