@@ -23,6 +23,7 @@ from losskit.errors import (
     LossKitWarning,
     NonFiniteLossError,
 )
+from losskit.losses.imbalance import class_weights, pos_weight
 from losskit.result import LossResult
 from losskit.term import Selector, Term, WeightLike
 
@@ -41,6 +42,8 @@ __all__ = [
     "TermLike",
     "WeightLike",
     "__version__",
+    "class_weights",
     "losses",
+    "pos_weight",
     "schedules",
 ]

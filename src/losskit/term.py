@@ -137,6 +137,8 @@ class Term(nn.Module):
         tensor(1.6094)
     """
 
+    _loss: Callable[..., Tensor]
+
     def __init__(
         self,
         loss: str | nn.Module | Callable[..., Tensor],
@@ -200,14 +202,20 @@ class Term(nn.Module):
 
     def compute(self, key: str, outputs: Any, batch: Any) -> Tensor:
         """The unweighted value of this term (named ``key`` in errors) on one batch."""
-        if self.input is None:
-            value = self._loss(outputs, batch)
-        else:
-            x = _pick(key, "input", self.input, "outputs", outputs, batch)
-            if self.target is None:
-                value = self._loss(x)
+        try:
+            if self.input is None:
+                value = self._loss(outputs, batch)
             else:
-                value = self._loss(x, _pick(key, "target", self.target, "batch", batch, outputs))
+                x = _pick(key, "input", self.input, "outputs", outputs, batch)
+                if self.target is None:
+                    value = self._loss(x)
+                else:
+                    y = _pick(key, "target", self.target, "batch", batch, outputs)
+                    value = self._loss(x, y)
+        except LossInputError as exc:
+            if str(exc).startswith(f"term {key!r}"):
+                raise
+            raise LossInputError(f"term {key!r}: {exc}") from exc
         if not isinstance(value, Tensor):
             raise LossInputError(
                 f"term {key!r}: the loss returned a {type(value).__name__}, expected a tensor"

@@ -1,12 +1,28 @@
 """Every ``torch.nn`` loss, registered under its snake_case name (the ``torch.nn.functional`` one).
 
-Each entry builds the ``torch.nn`` module itself, so values and gradients are PyTorch's own.
+Each entry is a subclass of the ``torch.nn`` module with the same name that checks its inputs
+against a :class:`~losskit.losses.contracts.Contract` and then runs PyTorch's own forward, so
+values and gradients are PyTorch's. ``isinstance(losses.get("mse"), torch.nn.MSELoss)`` holds,
+and every constructor takes ``check="first" | "always" | "off"`` besides torch's arguments.
+
+Example::
+
+    >>> import torch
+    >>> from losskit import losses
+    >>> ce = losses.get("cross_entropy")
+    >>> ce(torch.tensor([[0.2, 0.8]]), torch.tensor([1]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    losskit.errors.LossInputError: CrossEntropyLoss ('cross_entropy'): inputs look like ...
 """
 
 from __future__ import annotations
 
-from torch import nn
+from typing import Any
 
+from torch import Tensor, nn
+
+from losskit.losses.contracts import Check, Contract, ContractedLoss
 from losskit.losses.registry import register
 
 __all__: list[str] = []
@@ -157,5 +173,72 @@ _TORCH_NN_LOSSES: tuple[tuple[type[nn.Module], str, tuple[str, ...], str, str], 
     ),
 )
 
-for _cls, _name, _aliases, _family, _description in _TORCH_NN_LOSSES:
+
+_VALUES = Contract("values", "continuous", "same")
+_FIRST_ARG_ONLY = Contract("values", "any", "any")
+_CONTRACTS: dict[str, Contract] = {
+    "l1": _VALUES,
+    "mse": _VALUES,
+    "huber": _VALUES,
+    "smooth_l1": _VALUES,
+    "gaussian_nll": _VALUES,
+    "poisson_nll": _VALUES,
+    "cross_entropy": Contract("logits", "class_indices_or_probabilities", "class_dim"),
+    "nll": Contract("log_probabilities", "class_indices", "class_dim"),
+    "binary_cross_entropy": Contract("probabilities", "binary", "same"),
+    "binary_cross_entropy_with_logits": Contract("logits", "binary", "same"),
+    "kl_div": Contract("log_probabilities", "probabilities", "same"),
+    "multilabel_soft_margin": Contract("logits", "binary", "same"),
+    "multilabel_margin": _FIRST_ARG_ONLY,
+    "multi_margin": Contract("values", "class_indices", "class_dim"),
+    "soft_margin": Contract("values", "sign", "same"),
+    "hinge_embedding": Contract("values", "sign", "same"),
+    "linear_cross_entropy": _FIRST_ARG_ONLY,
+}
+# Losses of three or more tensors: the first (the prediction) is checked.
+_MULTI_INPUT = {
+    "cosine_embedding",
+    "margin_ranking",
+    "triplet_margin",
+    "triplet_margin_with_distance",
+    "ctc",
+}
+_KL_LOG_TARGET = Contract("log_probabilities", "log_probabilities", "same")
+
+
+def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Module]:
+    """A subclass of ``base`` that checks its inputs against ``contract`` before ``forward``."""
+
+    def __init__(self: Any, *args: Any, check: Check = "first", **kwargs: Any) -> None:  # noqa: N807
+        base.__init__(self, *args, **kwargs)
+        self._init_check(check)
+        if name == "kl_div" and self.log_target:
+            self.__dict__["contract"] = _KL_LOG_TARGET
+
+    def forward_first_checked(self: Any, *args: Any) -> Tensor:
+        self.check_inputs(args[0])
+        return base.forward(self, *args)  # type: ignore[no-any-return]
+
+    def forward_pair_checked(self: Any, input: Tensor, target: Tensor, *args: Any) -> Tensor:
+        self.check_inputs(input, target, ignore_index=self.__dict__.get("ignore_index"))
+        return base.forward(self, input, target, *args)  # type: ignore[no-any-return]
+
+    forward = forward_first_checked if name in _MULTI_INPUT else forward_pair_checked
+
+    namespace = {
+        "__init__": __init__,
+        "forward": forward,
+        "contract": contract,
+        "loss_name": name,
+        "__module__": __name__,
+        "__qualname__": base.__name__,
+        "__doc__": f"``torch.nn.{base.__name__}`` checked against losskit's input contract.",
+    }
+    return type(base.__name__, (ContractedLoss, base), namespace)
+
+
+for _base, _name, _aliases, _family, _description in _TORCH_NN_LOSSES:
+    _cls = _checked(_base, _name, _CONTRACTS.get(_name, _FIRST_ARG_ONLY))
+    globals()[_base.__name__] = _cls  # importable by name, so modules holding it pickle
     register(_name, family=_family, description=_description, aliases=_aliases)(_cls)
+del _base, _name, _aliases, _family, _description, _cls

@@ -1,0 +1,330 @@
+"""Input contracts: what each catalogue loss expects, checked with errors a user can act on.
+
+A :class:`Contract` names the kind of input (logits, probabilities, log-probabilities, values),
+the kind of target (class indices, one-hot, binary, continuous, probabilities, signs), how their
+shapes relate and so their dtypes. Shape and dtype checks read metadata only and run on every
+call; checks of values (range, finiteness, class indices) need a host sync and run on the first
+calls only unless ``check="always"`` (``check="off"`` skips them).
+
+Example::
+
+    >>> import torch
+    >>> from losskit import losses
+    >>> mse = losses.get("mse")
+    >>> mse(torch.zeros(8), torch.zeros(8, 1))
+    Traceback (most recent call last):
+    ...
+    losskit.errors.LossInputError: MSELoss ('mse'): target has shape (8, 1) and input (8,): \
+the loss would broadcast them to (8, 8); give both the same shape (e.g. target.squeeze(1))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, TypeAlias
+
+import torch
+from torch import Tensor
+
+from losskit.errors import ConfigError, LossInputError
+
+__all__ = [
+    "Check",
+    "Contract",
+    "ContractedLoss",
+    "InputKind",
+    "ShapeRelation",
+    "TargetKind",
+]
+
+InputKind: TypeAlias = Literal["logits", "probabilities", "log_probabilities", "values"]
+TargetKind: TypeAlias = Literal[
+    "class_indices",
+    "class_indices_or_probabilities",
+    "one_hot",
+    "binary",
+    "continuous",
+    "probabilities",
+    "log_probabilities",
+    "sign",
+    "any",
+]
+ShapeRelation: TypeAlias = Literal["same", "class_dim", "any"]
+Check: TypeAlias = Literal["first", "always", "off"]
+
+FIRST_CALLS = 3
+"""How many calls ``check="first"`` inspects values on."""
+
+_SUM_TOLERANCE = 1e-3
+
+
+def _shape(t: Tensor | torch.Size | Sequence[int]) -> str:
+    dims = tuple(t.shape) if isinstance(t, Tensor) else tuple(t)
+    return str(dims) if len(dims) != 1 else f"({dims[0]},)"
+
+
+def _dtype(t: Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a loss expects of its input and target.
+
+    Args:
+        input: ``"logits"`` (raw scores), ``"probabilities"`` (in [0, 1]),
+            ``"log_probabilities"`` (<= 0) or ``"values"`` (any real numbers).
+        target: the kind of target; ``"class_indices_or_probabilities"`` accepts integer class
+            indices of the ``class_dim`` shape or a float distribution of the input's shape.
+        shape: ``"same"`` (input and target identical shapes, never broadcast),
+            ``"class_dim"`` (input ``(N, C, *S)``, target ``(N, *S)``), or ``"any"``.
+        class_dim: the class dimension of the input for ``"class_dim"`` and class-wise checks.
+    """
+
+    input: InputKind
+    target: TargetKind
+    shape: ShapeRelation
+    class_dim: int = 1
+
+    def check_metadata(self, name: str, input: Tensor, target: Tensor | None) -> None:
+        """Shape and dtype checks: metadata only, no host sync, always on."""
+        if not input.is_floating_point():
+            raise LossInputError(
+                f"{name}: input has dtype {_dtype(input)}, expected a floating-point tensor of "
+                f"{self.input.replace('_', '-')}; cast it with input.float()"
+            )
+        if target is None or self.target == "any":
+            return
+        if self.target in ("class_indices", "class_indices_or_probabilities"):
+            if (
+                self.target == "class_indices_or_probabilities"
+                and target.is_floating_point()
+                and target.shape == input.shape
+            ):
+                return  # a distribution over classes per sample
+            if target.dtype == torch.bool or target.is_floating_point() or target.is_complex():
+                hint = (
+                    " or a float distribution of the input's shape"
+                    if self.target == "class_indices_or_probabilities"
+                    else ""
+                )
+                raise LossInputError(
+                    f"{name}: target has dtype {_dtype(target)}, expected integer class indices "
+                    f"(int64){hint}; cast with target.long()"
+                )
+            self._check_class_dim_shape(name, input, target)
+            return
+        if not target.is_floating_point():
+            raise LossInputError(
+                f"{name}: target has dtype {_dtype(target)}, expected a floating-point tensor of "
+                f"{self.target.replace('_', ' ')} values; cast with target.to(input.dtype)"
+            )
+        if self.shape in ("same", "class_dim") and target.shape != input.shape:
+            try:
+                joint = torch.broadcast_shapes(target.shape, input.shape)  # type: ignore[no-untyped-call]
+            except RuntimeError:
+                hint = "give both the same shape"
+            else:
+                hint = f"the loss would broadcast them to {_shape(joint)}; give both the same shape"
+                squeeze = [
+                    d for d, n in enumerate(target.shape) if n == 1 and target.ndim > input.ndim
+                ]
+                if squeeze and target.squeeze(squeeze[-1]).shape == input.shape:
+                    hint += f" (e.g. target.squeeze({squeeze[-1]}))"
+            raise LossInputError(
+                f"{name}: target has shape {_shape(target)} and input {_shape(input)}: {hint}"
+            )
+
+    def _check_class_dim_shape(self, name: str, input: Tensor, target: Tensor) -> None:
+        if input.ndim == target.ndim + 1 and (
+            input.ndim == 1
+            or (
+                input.shape[:1] == target.shape[:1]
+                and input.shape[self.class_dim + 1 :] == target.shape[self.class_dim :]
+            )
+        ):
+            return
+        expected = (
+            f"{_shape(input.shape[:1] + input.shape[self.class_dim + 1 :])}"
+            if input.ndim > 1
+            else "()"
+        )
+        hint = ""
+        if target.shape == input.shape:
+            hint = "; it has the input's shape: is it one-hot? use target.argmax(1)"
+        elif target.ndim == input.ndim and target.shape[self.class_dim] == 1:
+            hint = f"; drop the singleton class dim with target.squeeze({self.class_dim})"
+        raise LossInputError(
+            f"{name}: target has shape {_shape(target)}, expected {expected} for input "
+            f"{_shape(input)} (N, C, ...) with class indices{hint}"
+        )
+
+    def check_values(
+        self,
+        name: str,
+        input: Tensor,
+        target: Tensor | None,
+        *,
+        ignore_index: int | None = None,
+    ) -> None:
+        """Value checks (finiteness, ranges, class indices): one host sync."""
+        _check_finite(name, "input", input)
+        x = input.detach()
+        classes = x.shape[self.class_dim] if x.ndim > self.class_dim else None
+        if self.input == "probabilities" and x.numel():
+            low, high = float(x.min()), float(x.max())
+            if low < 0.0 or high > 1.0:
+                raise LossInputError(
+                    f"{name}: input values lie in [{low:.4g}, {high:.4g}], expected "
+                    "probabilities in [0, 1]; for raw logits use the *_with_logits loss"
+                )
+        elif self.input == "log_probabilities" and x.numel():
+            high = float(x.max())
+            if high > 1e-6:
+                raise LossInputError(
+                    f"{name}: input has values up to {high:.4g}, expected log-probabilities "
+                    "(<= 0); apply log_softmax (or log_sigmoid) to the logits"
+                )
+        elif self.input == "logits" and x.numel():
+            self._check_not_probabilities(name, x, classes)
+        if target is None or self.target == "any":
+            return
+        y = target.detach()
+        if y.is_floating_point():
+            _check_finite(name, "target", y)
+        if y.numel() == 0:
+            return
+        kind = self.target
+        if kind == "class_indices_or_probabilities":
+            kind = "probabilities" if y.is_floating_point() else "class_indices"
+        if kind == "class_indices":
+            n_classes = classes if classes is not None else x.shape[0]
+            valid = y if ignore_index is None else y[y != ignore_index]
+            if valid.numel():
+                low, high = int(valid.min()), int(valid.max())
+                if low < 0 or high >= n_classes:
+                    bad = high if high >= n_classes else low
+                    extra = (
+                        f" (ignore_index={ignore_index} is excluded)"
+                        if ignore_index is not None
+                        else ""
+                    )
+                    raise LossInputError(
+                        f"{name}: class index {bad} out of range for {n_classes} classes "
+                        f"(input has {n_classes} along dim {self.class_dim}){extra}"
+                    )
+        elif kind in ("binary", "probabilities", "one_hot"):
+            low, high = float(y.min()), float(y.max())
+            if low < 0.0 or high > 1.0:
+                raise LossInputError(
+                    f"{name}: target values lie in [{low:.4g}, {high:.4g}], expected "
+                    f"{kind.replace('_', '-')} targets in [0, 1]"
+                )
+            if kind in ("probabilities", "one_hot") and y.ndim > self.class_dim:
+                sums = y.sum(self.class_dim)
+                if not bool(((sums - 1).abs() <= _SUM_TOLERANCE).all()):
+                    raise LossInputError(
+                        f"{name}: target does not sum to 1 along dim {self.class_dim} (sums lie "
+                        f"in [{float(sums.min()):.4g}, {float(sums.max()):.4g}]), expected a "
+                        "distribution over classes"
+                    )
+        elif kind == "sign":
+            if not bool(((y == 1) | (y == -1)).all()):
+                raise LossInputError(
+                    f"{name}: target values must be -1 or 1, got values in "
+                    f"[{float(y.min()):.4g}, {float(y.max()):.4g}]; map 0/1 labels with 2 * y - 1"
+                )
+        elif kind == "log_probabilities" and float(y.max()) > 1e-6:
+            raise LossInputError(
+                f"{name}: target has values up to {float(y.max()):.4g}, expected "
+                "log-probabilities (<= 0); pass log_target=False for probabilities"
+            )
+
+    def _check_not_probabilities(self, name: str, x: Tensor, classes: int | None) -> None:
+        low, high = float(x.min()), float(x.max())
+        if low < 0.0 or high > 1.0:
+            return
+        if self.shape == "class_dim" and classes is not None and classes > 1:
+            sums = x.sum(self.class_dim)
+            if bool(((sums - 1).abs() <= _SUM_TOLERANCE).all()):
+                raise LossInputError(
+                    f"{name}: inputs look like probabilities (all in [0, 1], rows sum to 1 along "
+                    f"dim {self.class_dim}): this loss expects raw logits; drop the softmax"
+                )
+        elif self.shape != "class_dim" and x.numel() >= 16 and high > low:
+            raise LossInputError(
+                f"{name}: inputs look like probabilities (all {x.numel()} values in [0, 1]): "
+                "this loss expects raw logits; drop the sigmoid (check='off' if they really "
+                "are logits)"
+            )
+
+
+def _check_finite(name: str, role: str, t: Tensor) -> None:
+    if not t.is_floating_point():
+        return
+    finite = torch.isfinite(t)
+    if not bool(finite.all()):
+        nan = int(torch.isnan(t).sum())
+        inf = t.numel() - int(finite.sum()) - nan
+        raise LossInputError(
+            f"{name}: {role} has {nan} NaN and {inf} infinite values (of {t.numel()}, shape "
+            f"{_shape(t)}); the loss would be non-finite"
+        )
+
+
+@dataclass
+class _CheckState:
+    mode: Check
+    calls: int = 0
+    passed: tuple[object, ...] = ()  # the last shapes and dtypes that passed check_metadata
+
+
+class ContractedLoss:
+    """Mixin for loss modules with a :class:`Contract`: call :meth:`check_inputs` in forward.
+
+    Subclasses set the class attributes ``contract`` and ``loss_name`` and call
+    :meth:`_init_check` in ``__init__``. Value checks are skipped while ``torch.compile`` traces
+    (they would force a graph break).
+    """
+
+    contract: ClassVar[Contract]
+    loss_name: ClassVar[str]
+
+    def _init_check(self, check: Check) -> None:
+        if check not in ("first", "always", "off"):
+            raise ConfigError(f"check must be 'first', 'always' or 'off', got {check!r}")
+        # In the instance dict: nn.Module.__setattr__ is slow and this is read on every call.
+        self.__dict__["_check_state"] = _CheckState(check)
+
+    @property
+    def check(self) -> Check:
+        """When values are checked: ``"first"`` calls, ``"always"`` or ``"off"``."""
+        state: _CheckState = self.__dict__["_check_state"]
+        return state.mode
+
+    @property
+    def display_name(self) -> str:
+        """How errors name this loss: ``ClassName ('registry_name')``."""
+        return f"{type(self).__name__} ({self.loss_name!r})"
+
+    def check_inputs(self, input: Tensor, target: Tensor | None = None, **context: Any) -> None:
+        """Check ``input`` and ``target`` against the contract (values on the first calls)."""
+        state: _CheckState = self.__dict__["_check_state"]
+        values = state.mode == "always" or (state.mode == "first" and state.calls < FIRST_CALLS)
+        if torch.compiler.is_compiling():
+            self.contract.check_metadata(self.display_name, input, target)
+            return
+        # Shapes and dtypes that passed last time need no second look: the steady state of a
+        # training loop costs one tuple comparison.
+        signature = (
+            input.shape,
+            input.dtype,
+            *((target.shape, target.dtype) if target is not None else ()),
+        )
+        if signature != state.passed:
+            self.contract.check_metadata(self.display_name, input, target)
+            state.passed = signature
+        if values:
+            state.calls += 1
+            self.contract.check_values(self.display_name, input, target, **context)
