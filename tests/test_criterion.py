@@ -243,7 +243,7 @@ def test_enable_and_disable_at_run_time() -> None:
     with pytest.raises(KeyError, match="no term 'z'"):
         crit.disable("z")
     crit.disable("b")
-    with pytest.raises(lk.ConfigError, match="every term"):
+    with pytest.raises(lk.ConfigError, match="every term selected is disabled"):
         crit(x, y)
 
 
@@ -396,3 +396,42 @@ def test_compile_with_schedule_does_not_recompile() -> None:
         torch.testing.assert_close(compiled(x, y).total, torch.tensor(min(step / 5, 1.0)))
         crit.step()
     assert counter.frame_count == 1
+
+
+def test_a_subset_of_keys_uses_the_same_weights() -> None:
+    crit = lk.Criterion(
+        {
+            "a": lk.Term("mse", weight=2.0),
+            "b": lk.Term("l1", weight=LinearWarmup(0.0, 1.0, steps=2)),
+            "c": lk.Term("huber", weight=0.5),
+        }
+    )
+    crit.step()
+    x, y = torch.zeros(3), torch.full((3,), 2.0)
+    full = crit(x, y)
+    part = crit(x, y, keys=["c", "b"])
+    assert part.keys() == ("b", "c")
+    torch.testing.assert_close(part.total, 0.5 * full["b"] + 0.5 * full["c"])
+    torch.testing.assert_close(part.weights["b"], torch.tensor(0.5))
+    crit.disable("b")
+    assert crit(x, y, keys=["b", "c"]).keys() == ("c",)
+    with pytest.raises(lk.ConfigError, match="disabled"):
+        crit(x, y, keys=["b"])
+    with pytest.raises(KeyError, match="no term 'z'"):
+        crit(x, y, keys=["z"])
+
+
+def test_lazy_check_on_a_subset_names_the_right_key() -> None:
+    crit = lk.Criterion({"a": lk.Term("mse"), "b": lk.Term("l1", check="off")}, check_steps=0)
+    crit(torch.tensor([float("nan")]), torch.ones(1), keys=["b"])
+    with pytest.raises(lk.NonFiniteLossError, match=r"'b' became non-finite") as info:
+        crit.check_finite()
+    assert "'a'" not in str(info.value)
+
+
+def test_a_target_without_input_reads_the_outputs_themselves() -> None:
+    crit = lk.Criterion({"cls": lk.Term("cross_entropy", target="label")})
+    logits, label = torch.randn(4, 3), torch.tensor([0, 2, 1, 1])
+    torch.testing.assert_close(crit(logits, {"label": label}).total, F.cross_entropy(logits, label))
+    with pytest.raises(lk.LossInputError, match="no input selector, so the input is the model"):
+        crit({"logits": logits}, {"label": label})

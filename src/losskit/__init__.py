@@ -14,8 +14,9 @@ Example::
     ['loss', 'loss/cls', 'loss/reg', 'weight/cls', 'weight/reg']
 """
 
-from losskit import losses, schedules
+from losskit import losses, report, schedules, tracking
 from losskit.criterion import Criterion, TermLike
+from losskit.engine import FitSummary, Trainer, seed_everything
 from losskit.errors import (
     ConfigError,
     LossInputError,
@@ -26,12 +27,14 @@ from losskit.errors import (
 from losskit.losses.imbalance import class_weights, pos_weight
 from losskit.result import LossResult
 from losskit.term import Selector, Term, WeightLike
+from losskit.tracking import Tracker, sinks
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
     "Criterion",
+    "FitSummary",
     "LossInputError",
     "LossKitError",
     "LossKitWarning",
@@ -40,10 +43,16 @@ __all__ = [
     "Selector",
     "Term",
     "TermLike",
+    "Tracker",
+    "Trainer",
     "WeightLike",
     "__version__",
     "class_weights",
     "losses",
     "pos_weight",
+    "report",
     "schedules",
+    "seed_everything",
+    "sinks",
+    "tracking",
 ]

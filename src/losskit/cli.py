@@ -2,45 +2,118 @@
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from losskit import losses
+from losskit.errors import LossKitError
 
 app = typer.Typer(
     name="losskit",
     help="Train PyTorch models with several named losses.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
+
+
+def _fail(exc: LossKitError) -> typer.Exit:
+    Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def _summary_table(summary: dict[str, Any]) -> Table:
+    final = summary["final"]
+    train, val = final.get("train", {}), final.get("val", {})
+    table = Table(title=f"{summary['name']}: {summary['epochs']} epochs, {summary['steps']} steps")
+    for column in ("key", "weight", "train", "val"):
+        table.add_column(column, justify="left" if column == "key" else "right")
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    keys = [k.removeprefix("loss/") for k in train if k.startswith("loss/")]
+    for key in keys:
+        table.add_row(
+            key,
+            fmt(summary["weights"].get(key)),
+            fmt(train.get(f"loss/{key}")),
+            fmt(val.get(f"loss/{key}")),
+        )
+    table.add_row("total", "", fmt(train.get("loss")), fmt(val.get("loss")), style="bold")
+    for name in sorted({k for k in val if k.startswith("metric/")}):
+        table.add_row(name, "", fmt(train.get(name)), fmt(val.get(name)), style="cyan")
+    return table
+
+
+def _execute(config: Any, out: Path | None, resume: bool, quiet: bool) -> None:
+    from losskit.run import run
+
+    console = Console()
+    try:
+        result = run(config, out=out, progress=not quiet, resume=resume)
+    except LossKitError as exc:
+        raise _fail(exc) from exc
+    report = _render_report(result.run_dir)
+    console.print(_summary_table(result.summary))
+    if "val_accuracy" in result.summary:
+        console.print(f"validation accuracy: [bold]{result.summary['val_accuracy']:.4f}[/]")
+    console.print(f"training time: {result.summary['seconds']:.1f} s")
+    console.print(f"run folder: {result.run_dir}")
+    if report is not None:
+        console.print(f"report: {report}")
+
+
+def _render_report(run_dir: Path) -> Path | None:
+    from losskit.report import render
+
+    return render(run_dir)
 
 
 @app.command()
 def demo(
-    steps: int = typer.Option(300, min=1, help="Optimizer steps to train."),
-    seed: int = typer.Option(0, help="Random seed."),
+    out: Path = typer.Option(Path("runs/demo"), help="The run folder to write."),
+    epochs: int | None = typer.Option(None, min=1, help="Override the number of epochs."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
-    """Train a three-headed model with a keyed criterion and print every key's loss."""
-    from losskit.demo import train_demo
+    """Train the demo: three heads on the embedded handwritten digits, with a report."""
+    from losskit.config import load_config
 
-    console = Console()
-    history = train_demo(steps=steps, seed=seed)
-    table = Table(title=f"losskit demo: per-key losses after {steps} steps")
-    table.add_column("key")
-    table.add_column("weight", justify="right")
-    table.add_column("first", justify="right")
-    table.add_column("last", justify="right")
-    first, last = history[0], history[-1]
-    for key in [k.removeprefix("loss/") for k in last if k.startswith("loss/")]:
-        table.add_row(
-            key,
-            f"{last[f'weight/{key}']:.3g}",
-            f"{first[f'loss/{key}']:.4f}",
-            f"{last[f'loss/{key}']:.4f}",
-        )
-    table.add_row("total", "", f"{first['loss']:.4f}", f"{last['loss']:.4f}", style="bold")
-    console.print(table)
+    cfg = load_config(resources.files("losskit").joinpath("demo.toml"))  # type: ignore[arg-type]
+    if epochs is not None:
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"epochs": epochs})})
+    _execute(cfg, out, resume=False, quiet=quiet)
+
+
+@app.command(name="run")
+def run_config(
+    config: Path = typer.Argument(..., help="A run configuration (TOML)."),
+    out: Path | None = typer.Option(None, help="The run folder (default: [run] out or runs/NAME)."),
+    resume: bool = typer.Option(False, help="Continue from the run folder's last.pt."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Train what a configuration file describes."""
+    _execute(config, out, resume=resume, quiet=quiet)
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run folder holding metrics.jsonl."),
+    skip_corrupt: bool = typer.Option(False, help="Leave out corrupted log lines."),
+) -> None:
+    """Write the run folder's self-contained report.html (curves, weights, shares, summary)."""
+    from losskit.report import render
+
+    try:
+        path = render(run_dir, skip_corrupt=skip_corrupt)
+    except LossKitError as exc:
+        raise _fail(exc) from exc
+    Console().print(f"report: {path}")
 
 
 @app.command(name="losses")
@@ -54,6 +127,86 @@ def list_losses(
     for spec in losses.available(family):
         table.add_row(spec.name, spec.family, ", ".join(spec.aliases), spec.description)
     Console().print(table)
+
+
+@app.command(name="recommend")
+def recommend_command(
+    task: str | None = typer.Option(
+        None,
+        help="regression, count, quantile, binary, multiclass, multilabel or segmentation "
+        "(asked for when omitted in a terminal).",
+    ),
+    outliers: bool = typer.Option(False, help="Regression targets have outliers or heavy tails."),
+    imbalance: bool = typer.Option(False, help="Some classes (or the positives) are rare."),
+    targets: Path | None = typer.Option(
+        None, help="A .pt or .npy file of training targets, to compute class weights from."
+    ),
+) -> None:
+    """Suggest catalogue losses and their settings for a problem, with the reasons."""
+    import sys
+
+    import numpy as np
+    import torch
+    from rich.prompt import Confirm, Prompt
+
+    from losskit.recommend import recommend
+
+    tasks = [
+        "regression",
+        "count",
+        "quantile",
+        "binary",
+        "multiclass",
+        "multilabel",
+        "segmentation",
+    ]
+    if task is None:
+        if not sys.stdin.isatty():
+            raise _fail(LossKitError("give --task (no terminal to ask in)"))
+        task = Prompt.ask("task", choices=tasks)
+        if task == "regression":
+            outliers = Confirm.ask("outliers or heavy-tailed targets?", default=False)
+        elif task in ("binary", "multiclass", "multilabel", "segmentation"):
+            imbalance = Confirm.ask("are some classes rare?", default=False)
+    loaded = None
+    if targets is not None:
+        loaded = (
+            torch.from_numpy(np.load(targets)) if targets.suffix == ".npy" else torch.load(targets)
+        )
+    try:
+        recs = recommend(task, outliers=outliers, imbalance=imbalance, targets=loaded)  # type: ignore[arg-type]
+    except LossKitError as exc:
+        raise _fail(exc) from exc
+    table = Table(title=f"losses for {task}")
+    for column in ("loss", "settings", "why"):
+        table.add_column(column)
+    for rec in recs:
+        settings = ", ".join(
+            f"{k}={v.tolist() if isinstance(v, torch.Tensor) else v}"
+            for k, v in rec.options.items()
+        )
+        table.add_row(rec.loss, settings, rec.why)
+    console = Console()
+    console.print(table)
+    console.print("as a config term:\n" + recs[0].toml("main"), highlight=False)
+
+
+@app.command(name="report")
+def report_command(
+    run_dir: Path = typer.Argument(..., help="A run folder holding metrics.jsonl."),
+    output: Path | None = typer.Option(None, help="Where to write (default RUN_DIR/report.html)."),
+    skip_corrupt: bool = typer.Option(
+        False, help="Leave out corrupt log lines instead of failing."
+    ),
+) -> None:
+    """Write the self-contained HTML report (plots, summary, config) of a run folder."""
+    from losskit.report import render
+
+    try:
+        path = render(run_dir, output=output, skip_corrupt=skip_corrupt)
+    except LossKitError as exc:
+        raise _fail(exc) from exc
+    Console().print(f"report: {path}", highlight=False)
 
 
 def main() -> None:

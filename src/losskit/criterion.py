@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
 import torch
 from torch import Tensor, nn
 
+from losskit.balancers import BalancerSpec, GradientBalancer, Mean, create
 from losskit.errors import ConfigError, LossKitWarning, NonFiniteLossError
 from losskit.result import LossResult
 from losskit.schedules import Constant
@@ -43,7 +44,6 @@ TermLike: TypeAlias = Term | nn.Module | Callable[..., Tensor] | str
 
 NonFinite = Literal["raise", "warn", "skip"]
 Check = Literal["first", "always", "off"]
-Balancer = Literal["sum", "mean"]
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
@@ -102,8 +102,13 @@ class Criterion(nn.Module):
     Args:
         terms: a mapping (or ``(key, term)`` pairs, where duplicates are refused) from key to a
             :class:`Term` or anything a Term wraps.
-        balancer: ``"sum"`` (weighted sum) or ``"mean"`` (weighted sum divided by the number of
-            enabled terms; reported weights include the division).
+        balancer: how the weighted terms become the total: ``"sum"`` (default), ``"mean"``
+            (divided by the number of enabled terms; reported weights include the division), any
+            name from :func:`losskit.balancers.available` (``"magnitude"``, ``"uncertainty"``,
+            ``"upgrad"``, ...), a table ``{"name": "upgrad", "shared": model.trunk, ...}``, or a
+            :class:`~losskit.balancers.Balancer` instance. Term weights (fixed or scheduled)
+            scale each term before the balancer sees it; ``res.weights`` reports the weight
+            each key effectively had.
         nonfinite: what to do when a term is NaN or infinite: ``"raise"`` a
             :class:`~losskit.errors.NonFiniteLossError` naming the keys and summarising their
             inputs, ``"warn"`` and go on, or ``"skip"`` the offending terms for this step (their
@@ -129,14 +134,13 @@ class Criterion(nn.Module):
         self,
         terms: Mapping[str, TermLike] | Iterable[tuple[str, TermLike]],
         *,
-        balancer: Balancer = "sum",
+        balancer: BalancerSpec = "sum",
         nonfinite: NonFinite = "raise",
         check: Check = "first",
         check_steps: int = 10,
     ) -> None:
         super().__init__()
-        if balancer not in ("sum", "mean"):
-            raise ConfigError(f"balancer must be 'sum' or 'mean', got {balancer!r}")
+        resolved = create(balancer)
         if nonfinite not in ("raise", "warn", "skip"):
             raise ConfigError(f"nonfinite must be 'raise', 'warn' or 'skip', got {nonfinite!r}")
         if check not in ("first", "always", "off"):
@@ -152,7 +156,12 @@ class Criterion(nn.Module):
                     f"term key {key!r} clashes with an attribute of the term container; "
                     "choose another key"
                 ) from exc
-        self.balancer = balancer
+        resolved.bind(self.keys)
+        self.balancer = resolved
+        # Sum and Mean fold into the precomputed weight vector: the default path stays as is.
+        self._adaptive = not getattr(resolved, "static", False)
+        self._divide = isinstance(resolved, Mean)
+        self._gradient = isinstance(resolved, GradientBalancer)
         self.nonfinite = nonfinite
         self.check = check
         self.check_steps = check_steps
@@ -160,6 +169,9 @@ class Criterion(nn.Module):
         self._enabled = {k for k, t in self.terms.items() if t.enabled_at_start}
         self._active: tuple[str, ...] = ()
         self._plan: tuple[tuple[str, Term], ...] = ()
+        self._subsets: dict[
+            tuple[str, ...], tuple[tuple[str, ...], tuple[tuple[str, Term], ...], Tensor]
+        ] = {}
         self._weight_values: list[float] = []
         self._constant_weights = all(isinstance(t.weight, Constant) for t in self.terms.values())
         self._weights = torch.zeros(0)
@@ -203,6 +215,8 @@ class Criterion(nn.Module):
         self._progress.step += 1
         if not self._constant_weights:
             self._refresh()
+        if self._adaptive:
+            self.balancer.step()
 
     def _require_key(self, key: str) -> None:
         if key not in self.terms:
@@ -221,13 +235,14 @@ class Criterion(nn.Module):
         if active == self._active and self._constant_weights:
             return
         values = [self.term(k).weight(self._progress.step) for k in active]
-        if self.balancer == "mean" and active:
+        if self._divide and active:
             values = [v / len(active) for v in values]
         if active != self._active or values != self._weight_values:
             # A new tensor (not an in-place copy): graphs built before this step keep theirs.
             device = self._weights.device
             self._weights = torch.tensor(values, dtype=torch.float32, device=device)
             self._weight_views = self._weights.unbind()
+            self._subsets.clear()
             if active != self._active:
                 self._nonfinite_sum = torch.zeros(len(active), dtype=torch.float64, device=device)
                 self._plan = tuple((k, self.term(k)) for k in active)
@@ -251,18 +266,34 @@ class Criterion(nn.Module):
         self._refresh()
 
     # -- forward -------------------------------------------------------------------------
-    def forward(self, outputs: Any, batch: Any = None) -> LossResult:
-        """Compute every enabled term on ``outputs`` and ``batch``; see :class:`LossResult`."""
-        keys = self._active
+    def forward(
+        self, outputs: Any, batch: Any = None, *, keys: Sequence[str] | None = None
+    ) -> LossResult:
+        """Compute the enabled terms on ``outputs`` and ``batch``; see :class:`LossResult`.
+
+        ``keys`` restricts the computation to those terms (the enabled ones among them), e.g. the
+        terms one optimizer steps on; their weights are the same as in the full total.
+        """
+        if keys is None:
+            keys, plan, index = self._active, self._plan, None
+        else:
+            keys, plan, index = self._subset(tuple(keys))
         if not keys:
-            raise ConfigError("every term of this criterion is disabled: nothing to compute")
-        parts = tuple([term.compute(key, outputs, batch) for key, term in self._plan])
+            raise ConfigError("every term selected is disabled: nothing to compute")
+        parts = tuple([term.compute(key, outputs, batch) for key, term in plan])
         stacked = torch.stack(parts)
         weights = self._weights
         if weights.device != stacked.device:
             self._weights = weights = weights.to(stacked.device)
             self._weight_views = weights.unbind()
             self._nonfinite_sum = self._nonfinite_sum.to(stacked.device)
+            self._subsets.clear()
+            if index is not None:
+                keys, plan, index = self._subset(keys)
+        views = self._weight_views
+        if index is not None:
+            weights = weights.index_select(0, index)
+            views = weights.unbind()
         compiling = torch.compiler.is_compiling()
         if not compiling:
             self._progress.calls += 1
@@ -273,18 +304,68 @@ class Criterion(nn.Module):
             if not bool(finite.all()):
                 bad = [k for k, ok in zip(keys, finite.tolist()) if not ok]
                 self._handle_nonfinite(bad, parts, outputs, batch)
+                if self.nonfinite == "skip" and self._adaptive:
+                    # The balancer sees the offending terms as detached zeros with weight 0.
+                    flags = finite.tolist()
+                    clean = [
+                        p if ok else torch.zeros_like(p.detach()) for p, ok in zip(parts, flags)
+                    ]
+                    weights = weights * finite.to(weights.dtype)
+                    return self._balanced(keys, parts, torch.stack(clean), weights, outputs)
                 if self.nonfinite == "skip":
                     weights = weights * finite.to(weights.dtype)
                     kept = [p * w for p, w, ok in zip(parts, weights, finite.tolist()) if ok]
                     total = torch.stack(kept).sum() if kept else stacked.new_zeros(()).detach()
                     return LossResult(total, keys, parts, weights)
         elif self.check != "off":
-            self._nonfinite_sum.add_(stacked.detach())
+            if index is None:
+                self._nonfinite_sum.add_(stacked.detach())
+            else:
+                self._nonfinite_sum.index_add_(0, index, stacked.detach().double())
+        if self._adaptive:
+            return self._balanced(keys, parts, stacked, weights, outputs)
         if stacked.dtype != weights.dtype:
             if stacked.dtype in (torch.float16, torch.bfloat16):
                 stacked = stacked.float()  # a half-precision total would round the weights
             weights = weights.to(stacked.dtype)
-        return LossResult(torch.dot(stacked, weights), keys, parts, self._weight_views)
+        return LossResult(torch.dot(stacked, weights), keys, parts, views)
+
+    def _balanced(
+        self,
+        keys: tuple[str, ...],
+        parts: tuple[Tensor, ...],
+        stacked: Tensor,
+        weights: Tensor,
+        outputs: Any,
+    ) -> LossResult:
+        """The total and weights of an adaptive balancer (and its backward, gradient-level)."""
+        if stacked.dtype in (torch.float16, torch.bfloat16):
+            stacked = stacked.float()
+        if weights.dtype != stacked.dtype:
+            weights = weights.to(stacked.dtype)
+        total, effective = self.balancer.combine(stacked, weights, keys)
+        result = LossResult(total, keys, parts, effective)
+        if self._gradient and torch.is_grad_enabled():
+            balancer = self.balancer
+            assert isinstance(balancer, GradientBalancer)
+            result._attach(balancer, (balancer.features(outputs), effective.detach()))
+        return result
+
+    def _subset(
+        self, keys: tuple[str, ...]
+    ) -> tuple[tuple[str, ...], tuple[tuple[str, Term], ...], Tensor]:
+        cached = self._subsets.get(keys)
+        if cached is None:
+            for key in keys:
+                self._require_key(key)
+            chosen = tuple(k for k in self._active if k in keys)
+            index = torch.tensor(
+                [self._active.index(k) for k in chosen],
+                dtype=torch.long,
+                device=self._weights.device,
+            )
+            cached = self._subsets[keys] = (chosen, tuple((k, self.term(k)) for k in chosen), index)
+        return cached
 
     # -- non-finite handling ---------------------------------------------------------------
     def check_finite(self) -> None:
@@ -329,4 +410,4 @@ class Criterion(nn.Module):
         warnings.warn(message, LossKitWarning, stacklevel=4)
 
     def extra_repr(self) -> str:
-        return f"balancer={self.balancer!r}, nonfinite={self.nonfinite!r}, check={self.check!r}"
+        return f"nonfinite={self.nonfinite!r}, check={self.check!r}"

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from losskit.balancers import GradientBalancer
 
 __all__ = ["LossResult"]
 
@@ -41,7 +45,7 @@ class LossResult:
     ``.item()``, so logging every step costs no host synchronisation.
     """
 
-    __slots__ = ("_keys", "_parts", "_weight_views", "total")
+    __slots__ = ("_balancer", "_context", "_keys", "_parts", "_weight_views", "total")
 
     def __init__(
         self,
@@ -55,6 +59,17 @@ class LossResult:
         self._keys = keys
         self._parts = parts
         self._weight_views = weights.detach().unbind() if isinstance(weights, Tensor) else weights
+        self._balancer: GradientBalancer | None = None
+        self._context: Any = None
+
+    def _attach(self, balancer: GradientBalancer, context: Any) -> None:
+        """Hand :meth:`backward` over to a gradient-level balancer with what it captured."""
+        self._balancer = balancer
+        self._context = context
+
+    def _set_weights(self, weights: Tensor) -> None:
+        """Report the weights a gradient-level balancer applied (after :meth:`backward`)."""
+        self._weight_views = weights.detach().unbind()
 
     def __getitem__(self, key: str) -> Tensor:
         try:
@@ -101,9 +116,38 @@ class LossResult:
             values[name] = weight
         return values
 
-    def backward(self, **kwargs: Any) -> None:
-        """``total.backward(**kwargs)``."""
-        self.total.backward(**kwargs)  # type: ignore[no-untyped-call]
+    def backward(
+        self,
+        *,
+        scale: float = 1.0,
+        grad_scaler: torch.amp.GradScaler | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Backpropagate ``scale * total`` (through ``grad_scaler.scale`` when given).
+
+        ``scale`` weighs this batch within an accumulation window; ``kwargs`` go to
+        ``Tensor.backward`` (``retain_graph``, ...). With a gradient-level balancer the
+        balancer does the backward pass (only ``retain_graph`` is accepted) and
+        :attr:`weights` then reports the weights it applied.
+        """
+        if self._balancer is not None:
+            unknown = set(kwargs) - {"retain_graph"}
+            if unknown:
+                raise TypeError(
+                    f"a gradient-level balancer's backward takes retain_graph only, got {unknown}"
+                )
+            self._balancer.backward(
+                self,
+                self._context,
+                scale=scale,
+                grad_scaler=grad_scaler,
+                retain_graph=bool(kwargs.get("retain_graph", False)),
+            )
+            return
+        loss = self.total if scale == 1.0 else self.total * scale
+        if grad_scaler is not None:
+            loss = grad_scaler.scale(loss)
+        loss.backward(**kwargs)  # type: ignore[no-untyped-call]
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{k}={p.detach()!r}" for k, p in zip(self._keys, self._parts))

@@ -114,7 +114,8 @@ class Term(nn.Module):
         loss: a catalogue name (``"cross_entropy"``), an ``nn.Module`` or any callable. With
             ``input`` (and ``target``) it is called as ``loss(input, target)``; without
             selectors as ``loss(outputs, batch)``.
-        input: selects the prediction from the model outputs (key, position or callable).
+        input: selects the prediction from the model outputs (key, position or callable); with a
+            ``target`` but no ``input``, the outputs themselves are the input.
         target: selects the target from the batch (key, position or callable).
         weight: a float or a :class:`~losskit.schedules.Schedule` of the optimizer step.
         mask: selects a boolean/0-1 tensor from the batch, per sample ``(N,)`` or per element
@@ -173,8 +174,6 @@ class Term(nn.Module):
             loss.reduction = "none"  # type: ignore[union-attr]
         if not callable(loss):
             raise ConfigError(f"a term's loss must be callable, got {type(loss).__name__}")
-        if target is not None and input is None:
-            raise ConfigError("a term with a target selector needs an input selector too")
         self.loss: Callable[..., Tensor] = loss
         # The same callable in the instance dict: nn.Module's submodule lookup is slow per call.
         self.__dict__["_loss"] = loss
@@ -189,8 +188,8 @@ class Term(nn.Module):
     def selected(self, key: str, outputs: Any, batch: Any) -> dict[str, Tensor]:
         """The tensors this term reads, by role (``input``, ``target``, ``mask``, ...)."""
         chosen: dict[str, Tensor] = {}
-        if self.input is not None:
-            chosen["input"] = _pick(key, "input", self.input, "outputs", outputs, batch)
+        if self.input is not None or self.target is not None:
+            chosen["input"] = self._input(key, outputs, batch)
         for role, selector in (
             ("target", self.target),
             ("mask", self.mask),
@@ -200,13 +199,23 @@ class Term(nn.Module):
                 chosen[role] = _pick(key, role, selector, "batch", batch, outputs)
         return chosen
 
+    def _input(self, key: str, outputs: Any, batch: Any) -> Tensor:
+        if self.input is not None:
+            return _pick(key, "input", self.input, "outputs", outputs, batch)
+        if not isinstance(outputs, Tensor):
+            raise LossInputError(
+                f"term {key!r}: no input selector, so the input is the model output itself, but "
+                f"the outputs are {_describe(outputs)}; give input= (a key, position or callable)"
+            )
+        return outputs
+
     def compute(self, key: str, outputs: Any, batch: Any) -> Tensor:
         """The unweighted value of this term (named ``key`` in errors) on one batch."""
         try:
-            if self.input is None:
+            if self.input is None and self.target is None:
                 value = self._loss(outputs, batch)
             else:
-                x = _pick(key, "input", self.input, "outputs", outputs, batch)
+                x = self._input(key, outputs, batch)
                 if self.target is None:
                     value = self._loss(x)
                 else:

@@ -38,16 +38,21 @@ __all__ = [
     "TargetKind",
 ]
 
-InputKind: TypeAlias = Literal["logits", "probabilities", "log_probabilities", "values"]
+InputKind: TypeAlias = Literal[
+    "logits", "probabilities", "log_probabilities", "values", "non_negative"
+]
 TargetKind: TypeAlias = Literal[
     "class_indices",
     "class_indices_or_probabilities",
     "one_hot",
     "binary",
+    "hard_binary",
     "continuous",
+    "non_negative",
     "probabilities",
     "log_probabilities",
     "sign",
+    "logits",
     "any",
 ]
 ShapeRelation: TypeAlias = Literal["same", "class_dim", "any"]
@@ -74,9 +79,13 @@ class Contract:
 
     Args:
         input: ``"logits"`` (raw scores), ``"probabilities"`` (in [0, 1]),
-            ``"log_probabilities"`` (<= 0) or ``"values"`` (any real numbers).
+            ``"log_probabilities"`` (<= 0), ``"values"`` (any real numbers) or
+            ``"non_negative"`` (>= 0, e.g. rates).
         target: the kind of target; ``"class_indices_or_probabilities"`` accepts integer class
-            indices of the ``class_dim`` shape or a float distribution of the input's shape.
+            indices of the ``class_dim`` shape or a float distribution of the input's shape;
+            ``"binary"`` is a float in [0, 1] (soft labels allowed), ``"hard_binary"`` exactly 0
+            or 1; ``"logits"`` are raw scores over classes (a teacher's), checked not to be
+            probabilities; ``"non_negative"`` are floats >= 0 (e.g. counts).
         shape: ``"same"`` (input and target identical shapes, never broadcast),
             ``"class_dim"`` (input ``(N, C, *S)``, target ``(N, *S)``), or ``"any"``.
         class_dim: the class dimension of the input for ``"class_dim"`` and class-wise checks.
@@ -132,6 +141,8 @@ class Contract:
                 ]
                 if squeeze and target.squeeze(squeeze[-1]).shape == input.shape:
                     hint += f" (e.g. target.squeeze({squeeze[-1]}))"
+                elif target.ndim + 1 == input.ndim and target.unsqueeze(1).shape == input.shape:
+                    hint += " (e.g. target.unsqueeze(1))"
             raise LossInputError(
                 f"{name}: target has shape {_shape(target)} and input {_shape(input)}: {hint}"
             )
@@ -188,6 +199,11 @@ class Contract:
                 )
         elif self.input == "logits" and x.numel():
             self._check_not_probabilities(name, x, classes)
+        elif self.input == "non_negative" and x.numel() and float(x.min()) < 0.0:
+            raise LossInputError(
+                f"{name}: input has values down to {float(x.min()):.4g}, expected non-negative "
+                "values (rates); for log-rates pass log_input=True"
+            )
         if target is None or self.target == "any":
             return
         y = target.detach()
@@ -208,13 +224,18 @@ class Contract:
                     extra = (
                         f" (ignore_index={ignore_index} is excluded)"
                         if ignore_index is not None
-                        else ""
+                        else f"; if {bad} marks pixels to leave out, pass ignore_index={bad}"
                     )
                     raise LossInputError(
                         f"{name}: class index {bad} out of range for {n_classes} classes "
                         f"(input has {n_classes} along dim {self.class_dim}){extra}"
                     )
         elif kind in ("binary", "probabilities", "one_hot"):
+            if kind == "binary" and ignore_index is not None:
+                # Binary targets may mark elements to leave out (e.g. 255), as class indices do.
+                y = y[y != ignore_index]
+                if y.numel() == 0:
+                    return
             low, high = float(y.min()), float(y.max())
             if low < 0.0 or high > 1.0:
                 raise LossInputError(
@@ -235,26 +256,46 @@ class Contract:
                     f"{name}: target values must be -1 or 1, got values in "
                     f"[{float(y.min()):.4g}, {float(y.max()):.4g}]; map 0/1 labels with 2 * y - 1"
                 )
+        elif kind == "hard_binary":
+            if not bool(((y == 0) | (y == 1)).all()):
+                low, high = float(y.min()), float(y.max())
+                hint = "; map -1/1 labels with (y + 1) / 2" if low == -1.0 and high <= 1.0 else ""
+                raise LossInputError(
+                    f"{name}: target values must be exactly 0 or 1, got values in "
+                    f"[{low:.4g}, {high:.4g}]{hint}"
+                )
+        elif kind == "non_negative" and float(y.min()) < 0.0:
+            raise LossInputError(
+                f"{name}: target has values down to {float(y.min()):.4g}, expected non-negative "
+                "values (counts)"
+            )
+        elif kind == "logits":
+            self._check_not_probabilities(name, y, classes, role="target")
         elif kind == "log_probabilities" and float(y.max()) > 1e-6:
             raise LossInputError(
                 f"{name}: target has values up to {float(y.max()):.4g}, expected "
                 "log-probabilities (<= 0); pass log_target=False for probabilities"
             )
 
-    def _check_not_probabilities(self, name: str, x: Tensor, classes: int | None) -> None:
+    def _check_not_probabilities(
+        self, name: str, x: Tensor, classes: int | None, role: str = "input"
+    ) -> None:
         low, high = float(x.min()), float(x.max())
         if low < 0.0 or high > 1.0:
             return
-        if self.shape == "class_dim" and classes is not None and classes > 1:
+        # Scores over classes along class_dim: a softmax output sums to 1 there.
+        over_classes = self.shape == "class_dim" or self.target in ("probabilities", "logits")
+        what = "inputs look" if role == "input" else f"{role} looks"
+        if over_classes and classes is not None and classes > 1:
             sums = x.sum(self.class_dim)
             if bool(((sums - 1).abs() <= _SUM_TOLERANCE).all()):
                 raise LossInputError(
-                    f"{name}: inputs look like probabilities (all in [0, 1], rows sum to 1 along "
+                    f"{name}: {what} like probabilities (all in [0, 1], rows sum to 1 along "
                     f"dim {self.class_dim}): this loss expects raw logits; drop the softmax"
                 )
-        elif self.shape != "class_dim" and x.numel() >= 16 and high > low:
+        elif not over_classes and x.numel() >= 16 and high > low:
             raise LossInputError(
-                f"{name}: inputs look like probabilities (all {x.numel()} values in [0, 1]): "
+                f"{name}: {what} like probabilities (all {x.numel()} values in [0, 1]): "
                 "this loss expects raw logits; drop the sigmoid (check='off' if they really "
                 "are logits)"
             )

@@ -1,0 +1,388 @@
+"""Forward + backward time and peak memory of losskit's losses against MONAI and kornia.
+
+Cases, on logits of shape (N, C, H, W) with 1M (4, 16, 128, 128) and 16M (16, 16, 256, 256)
+elements:
+
+- ``focal`` (sigmoid, multi-label 0/1 targets of the logits' shape; gamma 2, alpha 0.25) against
+  MONAI ``FocalLoss`` and kornia ``binary_focal_loss_with_logits`` (and, without ``--quick``, the
+  published torchvision formula run through autograd);
+- ``softmax_focal`` (class-index targets) against MONAI ``FocalLoss(use_softmax=True)`` and
+  kornia ``focal_loss``;
+- ``asymmetric`` (gamma_neg 4, gamma_pos 0, clip 0.05) against the reference implementation of
+  Ridnik et al. (Alibaba-MIIL/ASL, run through autograd): neither MONAI nor kornia has it;
+- ``dice`` and ``tversky`` (alpha 0.3, beta 0.7; softmax over class-index targets), losskit's
+  registry entries, against MONAI ``DiceLoss`` / ``TverskyLoss`` and kornia ``dice_loss`` /
+  ``tversky_loss``.
+
+Method. Every implementation runs in this one process on the same tensors. A step is one
+forward and one backward to fresh gradients of the logits. losskit's losses first take 3 warm-up
+steps (they compile the fused kernels and run the contract's first-call value checks); the peers
+have nothing to warm up. The step that measures peak memory (below) is each implementation's
+first timed sample; then rounds alternate between all implementations of a case, and the minimum
+is reported (the machine is shared: the minimum is the least disturbed run): 10 samples at 1M and
+5 at 16M. ``--quick`` takes one sample of each and builds losskit's losses with ``check="off"``
+so that one warm-up step suffices (the value checks run on the first calls only: the steady
+state is the same).
+The copy floor is ``x.clone()`` of the logits, timed the same way: one read and one write of a
+tensor of that size. Free heap memory is handed back to the system before each timed copy, so the
+copy always writes fresh pages and pays their page faults, as a loss's new gradient does (always
+at 16M, where glibc maps every such buffer afresh; at 1M a reused heap buffer can make a copy ten
+times cheaper, which would make the floor depend on what ran before). Each loss is reported as a
+multiple of it.
+
+Peak memory is the growth of this process's resident set during one step, read from Linux: free
+heap memory is handed back to the system (``malloc_trim``), the kernel's peak-RSS counter is reset
+(``/proc/self/clear_refs``, value 5), the step runs, and the peak (``VmHWM``) minus the resident
+size before the step is reported. It counts every page the step touches (temporaries, tensors
+saved for backward, the gradient) and nothing allocated before it, such as compiled kernels. On a
+system without those files the column reads n/a.
+
+    python benchmarks/losses.py [--quick]
+
+The last line printed is a JSON object with ``focal_speedup_vs_best_peer`` (the fastest peer's
+time over losskit's ``focal`` at 16M elements) and ``focal_vs_copy_floor`` (losskit's time over
+the copy's), plus every measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import importlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from losskit import losses
+from losskit.losses.contracts import FIRST_CALLS
+
+LossFn = Callable[[Tensor], Tensor]
+SIZES = {"1M": (4, 16, 128, 128), "16M": (16, 16, 256, 256)}
+
+
+# --- peak memory ----------------------------------------------------------------------------------
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_kib(key: str) -> int:
+    for line in _STATUS.read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def _can_measure_memory() -> bool:
+    try:
+        _CLEAR_REFS.write_text("5")
+        _status_kib("VmHWM:")
+    except OSError:
+        return False
+    return _LIBC is not None
+
+
+def measured_step(step: Callable[[], object], memory: bool) -> tuple[float, float | None]:
+    """Time of ``step()`` in seconds and, with ``memory``, the growth of the resident set
+    during it in MiB (see the module docstring)."""
+    if memory:
+        gc.collect()
+        assert _LIBC is not None
+        _LIBC.malloc_trim(0)
+        _CLEAR_REFS.write_text("5")
+        before = _status_kib("VmRSS:")
+    elif _LIBC is not None:
+        _LIBC.malloc_trim(0)
+    start = time.perf_counter()
+    step()
+    seconds = time.perf_counter() - start
+    return seconds, (_status_kib("VmHWM:") - before) / 1024 if memory else None
+
+
+# --- cases ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    loss: str
+    size: str
+    x: Tensor
+    impls: dict[str, LossFn]
+    ours: str = "losskit"
+    notes: list[str] = field(default_factory=list)
+
+
+def official_asl(x: Tensor, y: Tensor) -> Tensor:
+    """Alibaba-MIIL/ASL AsymmetricLoss (gamma_neg 4, gamma_pos 0, clip 0.05), as a mean."""
+    xs_pos = torch.sigmoid(x)
+    xs_neg = (1 - xs_pos + 0.05).clamp(max=1)
+    loss = y * torch.log(xs_pos.clamp(min=1e-8)) + (1 - y) * torch.log(xs_neg.clamp(min=1e-8))
+    pt = xs_pos * y + xs_neg * (1 - y)
+    loss = loss * torch.pow(1 - pt, 0 * y + 4 * (1 - y))
+    return -loss.mean()
+
+
+def torchvision_focal(x: Tensor, t: Tensor) -> Tensor:
+    """torchvision.ops.sigmoid_focal_loss (alpha 0.25, gamma 2, mean), as published."""
+    p = torch.sigmoid(x)
+    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    p_t = p * t + (1 - p) * (1 - t)
+    loss = ce * (1 - p_t) ** 2
+    return ((0.25 * t + 0.75 * (1 - t)) * loss).mean()
+
+
+def _registered(name: str, module: str, **kwargs: object) -> LossFn | None:
+    """losskit's registry entry ``name`` (its module imported), or None if it is not there."""
+    with contextlib.suppress(ImportError):
+        importlib.import_module(module)
+    try:
+        return losses.get(name, **kwargs)
+    except Exception:
+        return None
+
+
+def build_cases(sizes: dict[str, tuple[int, ...]], quick: bool) -> list[Case]:
+    monai = importlib.import_module("monai.losses")
+    kornia = importlib.import_module("kornia.losses")
+    cls = "losskit.losses.classification"
+    seg = "losskit.losses.segmentation"
+    # --quick: no value checks, so one warm-up step suffices (they run on the first calls only,
+    # so the steady state is the same).
+    check = "off" if quick else "first"
+    cases = []
+    for label, shape in sizes.items():
+        g = torch.Generator().manual_seed(0)
+        n, c, h, w = shape
+        x = (torch.randn(shape, generator=g) * 2).requires_grad_()
+        multilabel = (torch.rand(shape, generator=g) < 0.1).float()
+        labels = torch.randint(0, c, (n, h, w), generator=g)
+
+        focal = _registered("focal", cls, gamma=2.0, alpha=0.25, check=check)
+        assert focal is not None
+        monai_focal = monai.FocalLoss(gamma=2.0, alpha=0.25)
+        impls: dict[str, LossFn] = {
+            "losskit": lambda x, f=focal, t=multilabel: f(x, t),
+            "monai": lambda x, f=monai_focal, t=multilabel: f(x, t),
+            "kornia": lambda x, t=multilabel: kornia.binary_focal_loss_with_logits(
+                x, t, alpha=0.25, gamma=2.0, reduction="mean"
+            ),
+        }
+        if not quick:
+            impls["torchvision formula"] = lambda x, t=multilabel: torchvision_focal(x, t)
+        cases.append(Case("focal", label, x, impls))
+
+        softmax_focal = _registered("softmax_focal", cls, gamma=2.0, check=check)
+        assert softmax_focal is not None
+        monai_softmax = monai.FocalLoss(gamma=2.0, use_softmax=True, to_onehot_y=True)
+        impls = {
+            "losskit": lambda x, f=softmax_focal, y=labels: f(x, y),
+            "monai": lambda x, f=monai_softmax, y=labels: f(x, y.unsqueeze(1)),
+            "kornia": lambda x, y=labels: kornia.focal_loss(
+                x, y, alpha=None, gamma=2.0, reduction="mean"
+            ),
+        }
+        cases.append(Case("softmax_focal", label, x, impls))
+
+        asymmetric = _registered("asymmetric", cls, check=check)
+        assert asymmetric is not None
+        impls = {
+            "losskit": lambda x, f=asymmetric, t=multilabel: f(x, t),
+            "ASL reference": lambda x, t=multilabel: official_asl(x, t),
+        }
+        cases.append(Case("asymmetric", label, x, impls))
+
+        for name, kwargs, monai_loss, kornia_fn in (
+            (
+                "dice",
+                {},
+                monai.DiceLoss(softmax=True, to_onehot_y=True),
+                lambda x, y: kornia.dice_loss(x, y),
+            ),
+            (
+                "tversky",
+                {"alpha": 0.3, "beta": 0.7},
+                monai.TverskyLoss(softmax=True, to_onehot_y=True, alpha=0.3, beta=0.7),
+                lambda x, y: kornia.tversky_loss(x, y, alpha=0.3, beta=0.7),
+            ),
+        ):
+            ours = _registered(name, seg, check=check, **kwargs)
+            impls = {
+                "monai": lambda x, f=monai_loss, y=labels: f(x, y.unsqueeze(1)),
+                "kornia": lambda x, f=kornia_fn, y=labels: f(x, y),
+            }
+            case = Case(name, label, x, impls)
+            if ours is None:
+                case.notes.append(f"losskit has no {name!r} loss registered yet")
+            else:
+                case.impls = {"losskit": lambda x, f=ours, y=labels: f(x, y), **impls}
+            cases.append(case)
+    return cases
+
+
+# --- measuring ------------------------------------------------------------------------------------
+
+
+def _step(fn: LossFn, x: Tensor) -> None:
+    x.grad = None
+    fn(x).backward()
+    x.grad = None
+
+
+def _time(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+@dataclass
+class Result:
+    loss: str
+    size: str
+    impl: str
+    seconds: float
+    first_call_s: float
+    peak_mib: float | None
+
+
+def measure(
+    case: Case, rounds: int, memory: bool, warmups: int
+) -> tuple[list[Result], float, float | None]:
+    """Results of every implementation of ``case``, the copy floor's time and its peak.
+
+    The step that measures memory is also the first timed sample of each implementation;
+    ``rounds`` more follow, alternating between the implementations.
+    """
+    x = case.x
+    first: dict[str, float] = {}
+    peaks: dict[str, float | None] = {}
+    times: dict[str, list[float]] = {name: [] for name in [*case.impls, "copy"]}
+    for name, fn in case.impls.items():
+        if name == case.ours:  # compile, and the contract's first-call value checks
+            first[name] = _time(lambda fn=fn: _step(fn, x))
+            for _ in range(warmups - 1):
+                _step(fn, x)
+        seconds, peaks[name] = measured_step(lambda fn=fn: _step(fn, x), memory)
+        first.setdefault(name, seconds)  # the peers have nothing to warm up
+        times[name].append(seconds)
+    # The copy always writes fresh pages (the heap trimmed first), as a new 16M gradient does.
+    seconds, copy_peak = measured_step(lambda: x.detach().clone(), memory)
+    times["copy"].append(seconds)
+    for _ in range(rounds):
+        for name, fn in case.impls.items():
+            times[name].append(_time(lambda fn=fn: _step(fn, x)))
+        times["copy"].append(measured_step(lambda: x.detach().clone(), memory=False)[0])
+    results = [
+        Result(case.loss, case.size, name, min(times[name]), first[name], peaks[name])
+        for name in case.impls
+    ]
+    return results, min(times["copy"]), copy_peak
+
+
+def _fmt_mib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, no formula rows")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rounds = {"1M": 0, "16M": 0} if args.quick else {"1M": 9, "16M": 4}
+    warmups = 1 if args.quick else FIRST_CALLS
+    memory = _can_measure_memory()
+
+    cases = build_cases(SIZES, args.quick)
+    header = (
+        "| loss | size | implementation | time (ms) | × copy floor | losskit speedup "
+        "| peak MiB | × losskit peak |"
+    )
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"copy floor = x.clone() of the logits; best of 1 + {rounds} rounds\n"
+    )
+    print(header)
+    print("|---|---|---|---|---|---|---|---|")
+    records: list[dict[str, object]] = []
+    summary: dict[str, float] = {}
+    notes: list[str] = []
+    for case in cases:
+        results, copy_s, copy_peak = measure(case, rounds[case.size], memory, warmups)
+        ours = next((r for r in results if r.impl == case.ours), None)
+        print(
+            f"| {case.loss} | {case.size} | x.clone() (copy floor) | {copy_s * 1e3:.1f} | 1.00 "
+            f"| | {_fmt_mib(copy_peak)} | |"
+        )
+        for r in results:
+            speedup = "" if ours is None or r is ours else f"{r.seconds / ours.seconds:.1f}×"
+            mem_ratio = (
+                f"{r.peak_mib / ours.peak_mib:.1f}"
+                if ours is not None and ours.peak_mib and r.peak_mib is not None
+                else ""
+            )
+            print(
+                f"| {case.loss} | {case.size} | {r.impl} | {r.seconds * 1e3:.1f} "
+                f"| {r.seconds / copy_s:.2f} | {speedup} | {_fmt_mib(r.peak_mib)} | {mem_ratio} |"
+            )
+            records.append(
+                {
+                    "loss": r.loss,
+                    "size": r.size,
+                    "impl": r.impl,
+                    "ms": round(r.seconds * 1e3, 2),
+                    "first_call_ms": round(r.first_call_s * 1e3, 1),
+                    "x_copy_floor": round(r.seconds / copy_s, 3),
+                    "peak_mib": None if r.peak_mib is None else round(r.peak_mib, 1),
+                }
+            )
+        notes.extend(f"{case.loss} {case.size}: {note}" for note in case.notes)
+        if ours is not None:
+            peers = [r for r in results if r is not ours]
+            if peers:
+                best = min(peers, key=lambda r: r.seconds)
+                key = f"{case.loss}_{case.size}"
+                summary[f"{key}_speedup_vs_best_peer"] = round(best.seconds / ours.seconds, 2)
+                summary[f"{key}_vs_copy_floor"] = round(ours.seconds / copy_s, 2)
+                if case.loss == "focal" and case.size == "16M":
+                    summary["focal_speedup_vs_best_peer"] = round(best.seconds / ours.seconds, 2)
+                    summary["focal_vs_copy_floor"] = round(ours.seconds / copy_s, 2)
+                    summary["focal_best_peer"] = best.impl  # type: ignore[assignment]
+            notes.append(
+                f"{case.loss} {case.size}: losskit's first call {ours.first_call_s * 1e3:.0f} ms "
+                "(compile, or a compiled-kernel cache load, and first-call value checks)"
+            )
+    for note in notes:
+        print(f"- {note}")
+    print(
+        json.dumps(
+            {
+                **summary,
+                "threads": torch.get_num_threads(),
+                "memory_method": "VmHWM after malloc_trim + clear_refs" if memory else None,
+                "results": records,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

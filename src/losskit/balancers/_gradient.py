@@ -1,0 +1,566 @@
+"""Gradient-level balancing: torchjd aggregators over the per-key gradients of shared parameters.
+
+``res.backward()`` computes, for every key, the gradient of its weighted term with respect to the
+shared parameters (one row of the Jacobian), lets a torchjd aggregator combine the rows into one
+update, and gives every other parameter its ordinary gradient. With a shared feature tensor this
+is torchjd's ``mtl_backward`` (one backward per key down to the features, then one batched
+backward through the shared part); with bare parameters it is ``autojac.backward`` plus an
+ordinary backward for the rest.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+from torchjd import aggregation
+from torchjd.autojac import backward as jac_backward
+from torchjd.autojac import mtl_backward
+
+from losskit.balancers._protocol import BalancerBase, BalancingError
+from losskit.balancers._shared import Shared, _entries, shared_modules, trainable
+from losskit.errors import ConfigError, LossKitWarning, MissingDependencyError, NonFiniteLossError
+
+if TYPE_CHECKING:
+    from losskit.result import LossResult
+
+__all__ = ["METHODS", "Gradient"]
+
+_EXTRA = "pip install 'losskit[balancing]'"
+
+
+def _nash(n: int, **options: Any) -> aggregation.Aggregator:
+    import cvxpy
+
+    if "ECOS" not in cvxpy.installed_solvers():  # type: ignore[no-untyped-call]
+        # cvxpy >= 1.6 no longer ships ECOS; torchjd would then fall back on every step.
+        raise MissingDependencyError(
+            f"nash_mtl needs the ECOS solver, which cvxpy does not find: {_EXTRA} (or pip "
+            "install ecos)"
+        )
+    return aggregation.NashMTL(n_tasks=n, **options)
+
+
+#: name -> (factory taking the number of keys and options, one-line description)
+METHODS: dict[str, tuple[Callable[..., aggregation.Aggregator], str]] = {
+    "upgrad": (
+        lambda n, **o: aggregation.UPGrad(**o),
+        "UPGrad: project each key's gradient onto the dual cone of all of them, then average",
+    ),
+    "mgda": (
+        lambda n, **o: aggregation.MGDA(**o),
+        "MGDA: the minimum-norm point of the convex hull of the key gradients",
+    ),
+    "pcgrad": (
+        lambda n, **o: aggregation.PCGrad(**o),
+        "PCGrad: project away the conflicting components pairwise, in random order",
+    ),
+    "cagrad": (
+        lambda n, c=0.4, **o: aggregation.CAGrad(c=c, **o),
+        "CAGrad: the direction that maximises the worst key's improvement near the mean (c)",
+    ),
+    "imtl_g": (
+        lambda n, **o: aggregation.IMTLG(**o),
+        "IMTL-G: the update with equal projections on every key's unit gradient",
+    ),
+    "aligned_mtl": (
+        lambda n, **o: aggregation.AlignedMTL(**o),
+        "Aligned-MTL: align the principal components of the key gradients (stable rank)",
+    ),
+    "nash_mtl": (_nash, "Nash-MTL: the bargaining solution of the key gradients (needs ECOS)"),
+    "dualproj": (
+        lambda n, **o: aggregation.DualProj(**o),
+        "DualProj: the mean gradient projected onto the dual cone of the key gradients",
+    ),
+    "fairgrad": (
+        lambda n, alpha=1.0, **o: aggregation.FairGrad(alpha=alpha, **o),
+        "FairGrad: alpha-fair allocation of the update across keys",
+    ),
+    "config": (
+        lambda n, **o: aggregation.ConFIG(**o),
+        "ConFIG: a conflict-free direction with equal cosine to every key gradient",
+    ),
+    "graddrop": (
+        lambda n, **o: aggregation.GradDrop(**o),
+        "GradDrop: randomly drop conflicting gradient signs per coordinate",
+    ),
+}
+
+#: aggregators whose state is tied to the number and order of the rows they see
+_STATEFUL = (aggregation.NashMTL,)
+
+
+class _SolverWatch:
+    """Counts solver failures that torchjd's Nash-MTL recovers from silently."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+
+class _WatchedProblem:
+    def __init__(self, problem: Any, watch: _SolverWatch) -> None:
+        self._problem = problem
+        self._watch = watch
+
+    def solve(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._problem.solve(*args, **kwargs)
+        except Exception as exc:
+            self._watch.failures.append(f"{type(exc).__name__}: {exc}")
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._problem, name)
+
+
+def _watch_nash(aggregator: aggregation.NashMTL, watch: _SolverWatch) -> None:
+    weighting = aggregator.weighting
+    original = weighting._init_optim_problem
+
+    def init() -> None:
+        original()
+        weighting.prob = _WatchedProblem(weighting.prob, watch)  # type: ignore[assignment]
+
+    weighting._init_optim_problem = init  # type: ignore[method-assign]
+
+
+def _build(method: str, n: int, options: dict[str, Any]) -> aggregation.Aggregator:
+    factory, _ = METHODS[method]
+    try:
+        return factory(n, **options)
+    except ImportError as exc:
+        if isinstance(exc, MissingDependencyError):
+            raise
+        raise MissingDependencyError(
+            f"the gradient balancer {method!r} needs optional solvers ({exc}); install them "
+            f"with {_EXTRA}"
+        ) from exc
+    except TypeError as exc:
+        raise ConfigError(f"gradient balancer {method!r}: bad options {options}: {exc}") from exc
+
+
+def _select(selector: Any, outputs: Any) -> Tensor:
+    if callable(selector):
+        found = selector(outputs)
+    elif isinstance(selector, (str, int)):
+        try:
+            found = outputs[selector]
+        except (KeyError, IndexError, TypeError):
+            held = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
+            raise ConfigError(
+                f"features={selector!r} not found in the model outputs ({held})"
+            ) from None
+    else:
+        raise ConfigError(f"features= takes a key, a position or a callable, got {selector!r}")
+    if not isinstance(found, Tensor):
+        raise ConfigError(f"features={selector!r} selected a {type(found).__name__}, not a tensor")
+    return found
+
+
+def _tensors(output: Any) -> list[Tensor]:
+    if isinstance(output, Tensor):
+        return [output] if output.requires_grad else []
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in _tensors(item)]
+    return []
+
+
+class Gradient(BalancerBase):
+    """Combine the per-key gradients of the shared parameters with a torchjd aggregator.
+
+    The criterion's total stays the weighted sum (it is what is logged); ``res.backward()``
+    gives the shared parameters the aggregated update and every other parameter its ordinary
+    gradient, and ``res.weights`` then holds the weight each key's gradient had in the shared
+    update (for aggregators that are not weighted, the least-squares weights of the update in
+    the span of the key gradients).
+
+    Args:
+        method: a name from :data:`METHODS` (``"upgrad"``, ``"mgda"``, ``"pcgrad"``,
+            ``"cagrad"``, ``"imtl_g"``, ``"aligned_mtl"``, ``"nash_mtl"``, ...) or a torchjd
+            ``Aggregator``.
+        shared: the shared module(s) or parameters. Their frozen parameters are left out. With
+            modules and no ``features``, the modules' outputs become the features (captured by
+            a forward hook).
+        features: the shared representation in the model outputs (a key, a position or
+            ``fn(outputs) -> Tensor``); without ``shared``, everything it depends on is shared.
+        skip_zero: leave out, for this step, keys whose gradient on the shared parameters is
+            exactly zero (a term that is zero for the batch); they carry no information and would
+            stall MGDA-like methods. Their weight is reported as 0.
+        **options: passed to the aggregator (``c`` for CAGrad, ``pref_vector``, ...).
+
+    Aggregation happens per call of ``res.backward()``: under gradient accumulation, each
+    micro-batch is aggregated on its own and the window's update is the ``scale``-weighted sum
+    of the micro-batch updates. Under AMP the per-key gradients are unscaled before they are
+    aggregated and the result is scaled back, so ``GradScaler.unscale_``/``step`` work as usual;
+    a non-finite gradient under a scaler is passed on for the scaler to skip the step, without
+    one it raises :class:`~losskit.errors.NonFiniteLossError` naming the keys.
+
+    Example::
+
+        >>> import torch, losskit as lk
+        >>> trunk = torch.nn.Linear(3, 4)
+        >>> head_a, head_b = torch.nn.Linear(4, 1), torch.nn.Linear(4, 1)
+        >>> crit = lk.Criterion({
+        ...     "a": lk.Term("mse", input="a", target="y"),
+        ...     "b": lk.Term("mse", input="b", target="y"),
+        ... }, balancer=lk.balancers.Gradient("mgda", shared=trunk))
+        >>> h = trunk(torch.randn(8, 3))
+        >>> res = crit({"a": head_a(h).squeeze(-1), "b": -head_b(h).squeeze(-1)},
+        ...            {"y": torch.ones(8)})
+        >>> res.backward()
+        >>> round(float(res.weights["a"] + res.weights["b"]), 4)  # MGDA's weights sum to one
+        1.0
+    """
+
+    aggregator: aggregation.Aggregator
+
+    def __init__(
+        self,
+        method: str | aggregation.Aggregator,
+        shared: Shared | None = None,
+        *,
+        features: Any = None,
+        skip_zero: bool = True,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        if shared is None and features is None:
+            raise ConfigError(
+                "a gradient balancer needs the shared part of the model: shared=<module or "
+                "parameters> and/or features=<key of the shared representation in the outputs>"
+            )
+        if isinstance(method, str):
+            if method not in METHODS:
+                raise ConfigError(f"unknown gradient method {method!r}; known: {sorted(METHODS)}")
+            self.method = method
+        elif isinstance(method, aggregation.Aggregator):
+            if options:
+                raise ConfigError("options go to the aggregator's constructor, not with one")
+            self.method = type(method).__name__
+            self.aggregator = method
+        else:
+            raise ConfigError(f"method must be a name or a torchjd Aggregator, got {method!r}")
+        self._options = options
+        self._shared = _entries(shared) if shared is not None else None
+        self._selector = features
+        self.skip_zero = skip_zero
+        self._captured: list[Tensor] = []
+        self._hooks: list[RemovableHandle] = []
+        self._watch = _SolverWatch()
+        self._checked = False
+        if isinstance(method, str) and method != "nash_mtl":
+            self.aggregator = _build(method, 0, options)  # fails now if a solver is missing
+        modules = shared_modules(shared) if shared is not None else None
+        if features is None and modules is not None:
+            # The hook holds the balancer weakly: a dropped criterion stops capturing.
+            hook = functools.partial(_capture, weakref.ref(self))
+            for module in modules:
+                self._hooks.append(module.register_forward_hook(hook))
+
+    # -- set-up ---------------------------------------------------------------------------
+    def bind(self, keys: tuple[str, ...]) -> None:
+        super().bind(keys)
+        if self.method == "nash_mtl":
+            self.aggregator = _build("nash_mtl", len(keys), self._options)
+        if isinstance(self.aggregator, aggregation.NashMTL):
+            _watch_nash(self.aggregator, self._watch)
+
+    def remove_hooks(self) -> None:
+        """Detach the forward hooks from the shared modules."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks.clear()
+
+    # -- the protocol ---------------------------------------------------------------------
+    def combine(
+        self, losses: Tensor, weights: Tensor, keys: tuple[str, ...]
+    ) -> tuple[Tensor, Tensor]:
+        total = torch.dot(losses, weights)
+        if total.requires_grad:
+            total.register_hook(_refuse_plain_backward)  # type: ignore[no-untyped-call]
+        return total, weights
+
+    def features(self, outputs: Any) -> Any:
+        if self._selector is not None:
+            return [_select(self._selector, outputs)]
+        captured, self._captured = self._captured, []
+        return captured
+
+    def backward(
+        self,
+        result: LossResult,
+        context: Any,
+        *,
+        scale: float,
+        grad_scaler: torch.amp.GradScaler | None,
+        retain_graph: bool,
+    ) -> None:
+        features, weights = context
+        keys = result.keys()
+        parts = [result[k] for k in keys]
+        if scale == 0.0:
+            return
+        device = parts[0].device
+        factor = torch.full((), float(scale), device=device)
+        if grad_scaler is not None:
+            factor = grad_scaler.scale(factor)
+        # Keys weighted 0 this step (scheduled off, skipped as non-finite) are left out.
+        live = [i for i, (p, w) in enumerate(zip(parts, weights.tolist())) if p.requires_grad and w]
+        if not live:
+            return
+        tensors = [parts[i].float() for i in live]
+        scaled = (weights * factor).unbind()
+        seeds = [scaled[i] for i in live]
+        shared = self._shared_params(features)
+        if not shared:
+            # Every shared parameter is frozen: nothing to aggregate, the rest trains as usual.
+            torch.autograd.backward(tensors, seeds, retain_graph=retain_graph)
+            result._set_weights(weights)
+            return
+        if features:
+            self._check_features(features, shared)
+        try:
+            if features:
+                # torchjd backpropagates each term to the features on its own: terms that share
+                # computations above the features need those kept for the next term.
+                keep = retain_graph or _overlap(tensors, features)
+                mtl_backward(
+                    tensors,
+                    features=features,
+                    grad_tensors=seeds,
+                    shared_params=shared,
+                    retain_graph=keep,
+                )
+            else:
+                self._jacobian_then_rest(tensors, seeds, shared, retain_graph)
+            jacobians = [p.jac for p in shared]  # type: ignore[attr-defined]
+        except ValueError as exc:
+            raise ConfigError(
+                f"gradient balancer {self.method!r}: {exc}. A term that reaches the shared "
+                "parameters other than through the features (a weight decay on them, say) "
+                "needs shared= given as parameters, without features"
+            ) from exc
+        finally:
+            for p in shared:
+                if hasattr(p, "jac"):
+                    del p.jac
+        rows = self._aggregate(jacobians, [keys[i] for i in live], factor, grad_scaler, shared)
+        if len(live) == len(keys):
+            result._set_weights(rows * weights)
+        else:
+            effective = torch.zeros_like(weights)
+            effective[live] = rows * weights[live]
+            result._set_weights(effective)
+
+    # -- the pieces ------------------------------------------------------------------------
+    def _shared_params(self, features: list[Tensor]) -> list[Tensor]:
+        if self._shared is not None:
+            return trainable(self._shared)
+        return _leaves(features)
+
+    def _check_features(self, features: list[Tensor], shared: list[Tensor]) -> None:
+        if self._checked or self._shared is None:
+            return
+        self._checked = True
+        known = {id(p) for p in shared}
+        outside = [p for p in _leaves(features) if id(p) not in known]
+        if outside:
+            shapes = [tuple(p.shape) for p in outside[:5]]
+            raise ConfigError(
+                f"the features depend on {len(outside)} trainable tensor(s) outside shared= "
+                f"(shapes {shapes}); their gradient would be lost: add them to shared="
+            )
+
+    @staticmethod
+    def _jacobian_then_rest(
+        tensors: list[Tensor], seeds: list[Tensor], shared: list[Tensor], retain_graph: bool
+    ) -> None:
+        m = len(tensors)
+        eye = torch.eye(m, device=seeds[0].device, dtype=seeds[0].dtype)
+        jac_backward(
+            tensors,
+            jac_tensors=[eye[i] * seeds[i] for i in range(m)],
+            inputs=shared,
+            retain_graph=True,
+        )
+        # The ordinary gradient for everything, then the shared parameters' part undone.
+        saved = [p.grad for p in shared]
+        for p in shared:
+            p.grad = None
+        torch.autograd.backward(tensors, seeds, retain_graph=retain_graph)
+        for p, g in zip(shared, saved):
+            p.grad = g
+
+    def _aggregate(
+        self,
+        jacobians: list[Tensor],
+        keys: list[str],
+        factor: Tensor,
+        grad_scaler: torch.amp.GradScaler | None,
+        shared: list[Tensor],
+    ) -> Tensor:
+        """Write the aggregated update into the shared ``.grad``; return the row weights."""
+        m = len(keys)
+        flat = [j.reshape(m, -1) for j in jacobians]
+        gramian = torch.zeros(m, m, device=factor.device)
+        for f in flat:
+            gramian += f.float() @ f.float().T
+        norms = gramian.diagonal().tolist()  # the one host sync of the step
+        bad = [k for k, v in zip(keys, norms) if not math.isfinite(v)]
+        if bad:
+            if grad_scaler is not None and grad_scaler.is_enabled():
+                # Pass the overflow on: GradScaler finds it in unscale_ and skips the step.
+                for p, f in zip(shared, flat):
+                    _accumulate(p, f.sum(0).reshape(p.shape))
+                # The step is skipped: report the term weights, as a plain sum would.
+                return torch.ones(m, device=factor.device)
+            raise NonFiniteLossError(
+                f"the gradient of term(s) {', '.join(map(repr, bad))} with respect to the shared "
+                "parameters is non-finite; nothing was aggregated"
+            )
+        keep = list(range(m))
+        if self.skip_zero and not isinstance(self.aggregator, _STATEFUL):
+            keep = [i for i, v in enumerate(norms) if v > 0.0]
+        if not keep:
+            return torch.zeros(m, device=factor.device)
+        if len(keep) == m:
+            weights = self._weights(flat, gramian / factor.float() ** 2, factor, keys, keep, shared)
+            return weights.float()
+        index = torch.tensor(keep, device=factor.device)
+        flat = [f.index_select(0, index) for f in flat]
+        gramian = gramian.index_select(0, index).index_select(1, index)
+        weights = self._weights(flat, gramian / factor.float() ** 2, factor, keys, keep, shared)
+        rows = torch.zeros(m, device=factor.device)
+        rows[index] = weights.float()
+        return rows
+
+    def _weights(
+        self,
+        flat: list[Tensor],
+        gramian: Tensor,
+        factor: Tensor,
+        keys: list[str],
+        keep: list[int],
+        shared: list[Tensor],
+    ) -> Tensor:
+        aggregator = self.aggregator
+        self._watch.failures.clear()
+        try:
+            if isinstance(aggregator, aggregation.GramianWeightedAggregator):
+                weights = aggregator.gramian_weighting(gramian)
+                update = None
+            else:
+                matrix = torch.cat(flat, dim=1) / factor
+                if isinstance(aggregator, aggregation.WeightedAggregator):
+                    weights = aggregator.weighting(matrix)
+                    update = None
+                else:
+                    vector = aggregator(matrix)
+                    update = vector * factor
+                    # Least-squares weights of the update in the span of the rows.
+                    weights = torch.linalg.pinv(gramian) @ (matrix @ vector)
+        except Exception as exc:
+            raise BalancingError(
+                f"{self.method} could not combine the gradients of {[keys[i] for i in keep]}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if self._watch.failures:
+            warnings.warn(
+                f"{self.method}: the solver failed {len(self._watch.failures)} time(s) this step "
+                f"({self._watch.failures[-1]}); torchjd fell back to the previous weights "
+                f"{weights.tolist()} for {[keys[i] for i in keep]}",
+                LossKitWarning,
+                stacklevel=5,
+            )
+        weights = weights.to(factor.dtype)
+        if update is None:
+            for p, f in zip(shared, flat):
+                _accumulate(p, torch.tensordot(weights.to(f.dtype), f, dims=1).reshape(p.shape))
+        else:
+            offset = 0
+            for p in shared:
+                n = p.numel()
+                _accumulate(p, update[offset : offset + n].reshape(p.shape).to(p.dtype))
+                offset += n
+        return weights
+
+    def get_extra_state(self) -> dict[str, Any]:
+        # Nash-MTL keeps its last solution (the warm start of the next) in numpy arrays.
+        if isinstance(self.aggregator, aggregation.NashMTL):
+            return {"nash_alpha": torch.as_tensor(self.aggregator.weighting.prvs_alpha)}
+        return {}
+
+    def set_extra_state(self, state: Any) -> None:
+        if "nash_alpha" in state and isinstance(self.aggregator, aggregation.NashMTL):
+            weighting = self.aggregator.weighting
+            weighting.prvs_alpha = state["nash_alpha"].numpy()
+            weighting.step = 0.0  # rebuild the problem, warm-started from the saved solution
+
+    def extra_repr(self) -> str:
+        return f"method={self.method!r}, skip_zero={self.skip_zero}"
+
+
+def _capture(owner: weakref.ref[Gradient], module: nn.Module, args: Any, output: Any) -> None:
+    balancer = owner()
+    if balancer is not None and torch.is_grad_enabled():
+        balancer._captured.extend(_tensors(output))
+
+
+def _refuse_plain_backward(grad: Tensor) -> Tensor:
+    raise BalancingError(
+        "this criterion uses a gradient balancer, which works through res.backward(); "
+        "backpropagating res.total directly would apply the plain weighted sum instead"
+    )
+
+
+def _accumulate(param: Tensor, grad: Tensor) -> None:
+    if param.grad is None:
+        param.grad = grad.to(param.dtype)
+    else:
+        param.grad += grad.to(param.dtype)
+
+
+def _overlap(tensors: list[Tensor], features: list[Tensor]) -> bool:
+    """Whether two tensors' graphs share a node before reaching the features."""
+    stop = {f.grad_fn for f in features}
+    owner: dict[Any, int] = {}
+    for i, t in enumerate(tensors):
+        stack = [t.grad_fn]
+        while stack:
+            node = stack.pop()
+            if node is None or node in stop or hasattr(node, "variable"):
+                continue
+            seen = owner.get(node)
+            if seen is not None:
+                if seen != i:
+                    return True
+                continue
+            owner[node] = i
+            stack.extend(child for child, _ in node.next_functions)
+    return False
+
+
+def _leaves(roots: list[Tensor]) -> list[Tensor]:
+    """The trainable leaf tensors the roots depend on, in a stable order."""
+    seen: set[Any] = set()
+    found: list[Tensor] = []
+    stack = [t.grad_fn for t in roots if t.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)
+        if isinstance(variable, Tensor):
+            found.append(variable)
+        stack.extend(child for child, _ in node.next_functions if child is not None)
+    return found

@@ -1,0 +1,95 @@
+"""Magnitude normalisation: divide every term by a running estimate of its own size."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from losskit.balancers._protocol import BalancerBase
+from losskit.errors import ConfigError
+
+__all__ = ["Magnitude"]
+
+
+class Magnitude(BalancerBase):
+    """Divide each term by a running (EMA) estimate of its magnitude ``|term|``.
+
+    After normalisation every key contributes about its term weight to the total, whatever the
+    raw scale of its loss, so the term weights say how much each key matters, not how large it
+    happens to be. The estimate is updated on every call made with gradients enabled
+    (training; validation under ``torch.no_grad()`` reads it without changing it), device-side,
+    with no host synchronisation.
+
+    Args:
+        beta: the EMA decay once warmed up (about ``1 / (1 - beta)`` calls of memory).
+        warmup: for a key's first ``warmup`` values the estimate is their plain running mean
+            (``beta_t = 1 - 1/t``), so it is unbiased from the first call and moves smoothly into
+            the EMA; no step uses an estimate made of a single early value for long.
+        eps: the smallest magnitude divided by.
+
+    A term that is exactly zero (an empty mask, say) or non-finite leaves its estimate unchanged;
+    a key with no estimate yet keeps its term weight.
+
+    Example::
+
+        >>> import torch, losskit as lk
+        >>> crit = lk.Criterion({
+        ...     "small": lk.Term(lambda out, batch: 1e-3 * (out - 1).pow(2).mean()),
+        ...     "large": lk.Term(lambda out, batch: 1e3 * (out + 1).pow(2).mean(), weight=2.0),
+        ... }, balancer="magnitude")
+        >>> res = crit(torch.zeros(4), None)
+        >>> [round(float(res[k] * res.weights[k]), 4) for k in ("small", "large")]
+        [1.0, 2.0]
+    """
+
+    magnitude: Tensor
+    count: Tensor
+
+    def __init__(self, beta: float = 0.99, warmup: int = 100, eps: float = 1e-12) -> None:
+        super().__init__()
+        if not 0.0 <= beta < 1.0:
+            raise ConfigError(f"Magnitude: beta must be in [0, 1), got {beta}")
+        if warmup < 0:
+            raise ConfigError(f"Magnitude: warmup must be >= 0, got {warmup}")
+        if eps <= 0.0:
+            raise ConfigError(f"Magnitude: eps must be > 0, got {eps}")
+        self.beta = beta
+        self.warmup = warmup
+        self.eps = eps
+        self.register_buffer("magnitude", torch.zeros(0))
+        self.register_buffer("count", torch.zeros(0))
+
+    def bind(self, keys: tuple[str, ...]) -> None:
+        super().bind(keys)
+        self.magnitude = torch.zeros(len(keys))
+        self.count = torch.zeros(len(keys))
+
+    def combine(
+        self, losses: Tensor, weights: Tensor, keys: tuple[str, ...]
+    ) -> tuple[Tensor, Tensor]:
+        if self.magnitude.device != losses.device:
+            self.to(losses.device)
+        full = keys == self.keys
+        index = None if full else self.index(keys, losses.device)
+        old = self.magnitude if index is None else self.magnitude.index_select(0, index)
+        count = self.count if index is None else self.count.index_select(0, index)
+        if torch.is_grad_enabled():
+            value = losses.detach().abs().to(old.dtype)
+            seen = torch.isfinite(value) & (value > 0)
+            count = count + seen.to(count.dtype)
+            # The running mean for the first `warmup` values, the EMA afterwards.
+            beta = torch.where(count <= self.warmup, 1.0 - 1.0 / count.clamp(min=1.0), self.beta)
+            new = torch.where(seen, beta * old + (1.0 - beta) * value, old)
+            if index is None:
+                self.magnitude.copy_(new)
+                self.count.copy_(count)
+            else:
+                self.magnitude.index_copy_(0, index, new)
+                self.count.index_copy_(0, index, count)
+            old = new
+        scale = torch.where(count > 0, old.clamp(min=self.eps), 1.0).to(weights.dtype)
+        effective = weights / scale
+        return torch.dot(losses, effective), effective
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, warmup={self.warmup}"

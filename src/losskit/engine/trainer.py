@@ -1,0 +1,492 @@
+"""A small trainer for keyed criteria: routing, accumulation, AMP, checkpoints, early stopping.
+
+Every piece it uses (Criterion, Tracker, checkpoints) works in a hand-written loop too; the
+Trainer is a convenience on top of them.
+
+Example::
+
+    >>> import torch, losskit as lk
+    >>> model = torch.nn.Linear(3, 1)
+    >>> crit = lk.Criterion({"mse": lk.Term("mse", input=0, target="y")})
+    >>> data = [{"x": torch.randn(4, 3), "y": torch.randn(4)} for _ in range(5)]
+    >>> trainer = lk.Trainer(model, crit, torch.optim.SGD(model.parameters(), lr=0.1),
+    ...                      forward=lambda m, b: (m(b["x"]).squeeze(-1),), progress=False)
+    >>> summary = trainer.fit(data, data, epochs=2)
+    >>> summary.epochs, summary.steps, sorted(summary.val)
+    (2, 10, ['loss', 'loss/mse', 'weight/mse'])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeAlias, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from losskit.criterion import Criterion
+from losskit.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from losskit.errors import ConfigError
+from losskit.result import LossResult
+from losskit.tracking import Tracker, sinks
+
+__all__ = ["FitSummary", "Trainer", "seed_everything"]
+
+ForwardFn: TypeAlias = Callable[[nn.Module, Any], Any]
+MetricFn: TypeAlias = Callable[[Any, Any], Tensor]
+Scheduler: TypeAlias = Union[
+    torch.optim.lr_scheduler.LRScheduler, "torch.optim.lr_scheduler.ReduceLROnPlateau"
+]
+Amp = Literal["bf16", "fp16"]
+
+_DEFAULT = "default"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's generators (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class FitSummary:
+    """What :meth:`Trainer.fit` did: epochs, steps, the final means per split, the best epoch."""
+
+    epochs: int
+    steps: int
+    train: dict[str, float]
+    val: dict[str, float]
+    best_value: float | None
+    best_epoch: int | None
+    stopped_early: bool
+    seconds: float
+    run_dir: Path | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, Tensor):
+        return int(batch.shape[0]) if batch.ndim else 1
+    values = batch.values() if isinstance(batch, Mapping) else batch
+    if isinstance(values, Iterable):
+        for value in values:
+            if isinstance(value, Tensor) and value.ndim:
+                return int(value.shape[0])
+    raise ConfigError(
+        "cannot tell the batch size: the batch holds no tensor with a batch dimension"
+    )
+
+
+class Trainer:
+    """Fit a model with a :class:`~losskit.Criterion`, one optimizer or several routed by key.
+
+    Args:
+        model: the module to train.
+        criterion: the keyed criterion.
+        optimizers: one optimizer, or a mapping from name to optimizer. With several, ``routes``
+            says which loss keys each steps on; they step in the mapping's order, each after its
+            own forward pass (a GAN's discriminator, then its generator), and each only on the
+            gradient of its own keys with respect to its own parameters.
+        routes: optimizer name -> loss keys (required with several optimizers).
+        forward: ``fn(model, batch) -> outputs`` (default ``model(batch)``), or a mapping from
+            optimizer name to such a function for per-optimizer forward passes.
+        schedulers: an LR scheduler or a mapping from optimizer name to one; stepped after each
+            optimizer step (``scheduler_interval="step"``) or each epoch (``"epoch"``;
+            ``ReduceLROnPlateau`` receives the monitored value).
+        accumulate: micro-batches per optimizer step. Each micro-batch's loss is weighted by its
+            share of the window's samples, so the gradient equals the one of the whole window as
+            a single batch, a shorter last window included.
+        amp: ``"bf16"`` (autocast; CPU and CUDA) or ``"fp16"`` (autocast with a GradScaler;
+            unscaled before clipping).
+        clip_grad_norm: clip each optimizer's gradients to this global norm.
+        metrics: name -> ``fn(outputs, batch) -> Tensor`` evaluated on validation batches
+            (logged as ``metric/<name>``), e.g. accuracy.
+        monitor: the ``split/name`` value that picks the best checkpoint and early stopping.
+        mode: ``"min"`` or ``"max"`` for ``monitor``.
+        patience: stop after this many epochs without improvement (None: never stop early).
+        run_dir: where the JSONL log and checkpoints (``last.pt``, ``best.pt``) go.
+        log_every: flush the tracker every this many optimizer steps.
+        progress: show a progress bar in a terminal.
+        device: where to train (default: the model's device).
+        seed: seed every generator before training.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        criterion: Criterion,
+        optimizers: Optimizer | Mapping[str, Optimizer],
+        *,
+        routes: Mapping[str, Sequence[str]] | None = None,
+        forward: ForwardFn | Mapping[str, ForwardFn] | None = None,
+        schedulers: Scheduler | Mapping[str, Scheduler] | None = None,
+        scheduler_interval: Literal["step", "epoch"] = "epoch",
+        accumulate: int = 1,
+        amp: Amp | None = None,
+        clip_grad_norm: float | None = None,
+        metrics: Mapping[str, MetricFn] | None = None,
+        monitor: str = "val/loss",
+        mode: Literal["min", "max"] = "min",
+        patience: int | None = None,
+        min_delta: float = 0.0,
+        run_dir: str | Path | None = None,
+        log_every: int = 10,
+        progress: bool = True,
+        device: str | torch.device | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.model = model
+        self.criterion = criterion
+        self.optimizers: dict[str, Optimizer] = (
+            {_DEFAULT: optimizers} if isinstance(optimizers, Optimizer) else dict(optimizers)
+        )
+        if not self.optimizers:
+            raise ConfigError("Trainer needs at least one optimizer")
+        self.routes = self._check_routes(routes)
+        self.forward = self._check_forward(forward)
+        self.schedulers = self._check_schedulers(schedulers)
+        if scheduler_interval not in ("step", "epoch"):
+            raise ConfigError(
+                f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}"
+            )
+        self.scheduler_interval = scheduler_interval
+        if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
+            raise ConfigError(f"accumulate must be a positive integer, got {accumulate!r}")
+        self.accumulate = accumulate
+        if amp not in (None, "bf16", "fp16"):
+            raise ConfigError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+        self.amp = amp
+        self.clip_grad_norm = clip_grad_norm
+        self.metrics = dict(metrics or {})
+        split, _, name = monitor.partition("/")
+        if not name:
+            raise ConfigError(f"monitor must look like 'val/loss' (split/name), got {monitor!r}")
+        self.monitor = monitor
+        self._monitor_split, self._monitor_name = split, name
+        if mode not in ("min", "max"):
+            raise ConfigError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.mode = mode
+        self.patience = patience
+        self.min_delta = min_delta
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.log_every = log_every
+        self.progress = progress
+        first = next(iter(model.parameters()), None)
+        self.device = (
+            torch.device(device)
+            if device is not None
+            else (first.device if first is not None else torch.device("cpu"))
+        )
+        self.seed = seed
+        self.scaler = torch.amp.GradScaler(self.device.type) if amp == "fp16" else None
+        self._params = {
+            name: [p for group in opt.param_groups for p in group["params"] if p.requires_grad]
+            for name, opt in self.optimizers.items()
+        }
+        self.epoch = 0
+        self.global_step = 0
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.bad_epochs = 0
+        self.tracker: Tracker | None = None
+
+    # -- configuration checks ---------------------------------------------------------------
+    def _check_routes(
+        self, routes: Mapping[str, Sequence[str]] | None
+    ) -> dict[str, tuple[str, ...]]:
+        names = list(self.optimizers)
+        if routes is None:
+            if len(names) > 1:
+                raise ConfigError(
+                    f"several optimizers {names} need routes: optimizer name -> loss keys"
+                )
+            return {names[0]: self.criterion.keys}
+        unknown = set(routes) - set(names)
+        missing = set(names) - set(routes)
+        if unknown or missing:
+            raise ConfigError(
+                f"routes must name every optimizer exactly: optimizers {names}, routes "
+                f"{list(routes)}"
+            )
+        for name, keys in routes.items():
+            bad = [k for k in keys if k not in self.criterion.keys]
+            if bad:
+                raise ConfigError(
+                    f"route {name!r} names loss keys {bad} that the criterion lacks; it has "
+                    f"{list(self.criterion.keys)}"
+                )
+        return {name: tuple(routes[name]) for name in names}
+
+    def _check_forward(
+        self, forward: ForwardFn | Mapping[str, ForwardFn] | None
+    ) -> dict[str, ForwardFn]:
+        def default(model: nn.Module, batch: Any) -> Any:
+            return model(batch)
+
+        if forward is None or callable(forward):
+            return dict.fromkeys(self.optimizers, forward or default)
+        missing = set(self.optimizers) - set(forward)
+        if missing:
+            raise ConfigError(f"forward mapping lacks optimizers {sorted(missing)}")
+        return {name: forward[name] for name in self.optimizers}
+
+    def _check_schedulers(
+        self, schedulers: Scheduler | Mapping[str, Scheduler] | None
+    ) -> dict[str, Scheduler]:
+        if schedulers is None:
+            return {}
+        if isinstance(schedulers, Mapping):
+            unknown = set(schedulers) - set(self.optimizers)
+            if unknown:
+                raise ConfigError(f"schedulers name unknown optimizers {sorted(unknown)}")
+            return dict(schedulers)
+        if len(self.optimizers) > 1:
+            raise ConfigError("with several optimizers, pass schedulers as a mapping by name")
+        return {next(iter(self.optimizers)): schedulers}
+
+    # -- one optimizer step ----------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp is None:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _route_loss(self, name: str, batch: Any) -> tuple[LossResult, Any]:
+        with self._autocast():
+            outputs = self.forward[name](self.model, batch)
+            keys = self.routes[name] if len(self.routes) > 1 else None
+            return self.criterion(outputs, batch, keys=keys), outputs
+
+    def _backward(self, name: str, res: LossResult, scale: float) -> None:
+        if len(self.optimizers) == 1:
+            res.backward(scale=scale, grad_scaler=self.scaler)
+            return
+        loss = res.total * scale
+        if self.scaler is not None:
+            loss = self.scaler.scale(loss)
+        # Only this optimizer's parameters receive this route's gradient: a parameter reached
+        # by other keys alone is never stepped here, and nothing leaks into others' gradients.
+        params = self._params[name]
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for p, g in zip(params, grads):
+            if g is not None:
+                p.grad = g if p.grad is None else p.grad + g
+
+    def _optimizer_step(self, name: str) -> None:
+        optimizer = self.optimizers[name]
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+        if self.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self._params[name], self.clip_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def train_window(self, window: Sequence[Any]) -> None:
+        """One optimizer step (per optimizer) over a window of micro-batches."""
+        assert self.tracker is not None
+        sizes = [_batch_size(b) for b in window]
+        total = sum(sizes)
+        logs: list[dict[str, Tensor]] = [{} for _ in window]
+        enabled = set(self.criterion.enabled)
+        for name in self.optimizers:
+            if not enabled.intersection(self.routes[name]):
+                continue
+            for index, (batch, size) in enumerate(zip(window, sizes)):
+                res, _ = self._route_loss(name, batch)
+                self._backward(name, res, size / total)
+                self._merge(logs[index], res)
+            self._optimizer_step(name)
+        if self.scaler is not None:
+            self.scaler.update()
+        self.global_step += 1
+        self.criterion.step()
+        if self.scheduler_interval == "step":
+            for scheduler in self.schedulers.values():
+                scheduler.step()  # type: ignore[call-arg]
+        for log, size in zip(logs, sizes):
+            self.tracker.update(log, "train", batch_size=size, step=self.global_step)
+
+    @staticmethod
+    def _merge(into: dict[str, Tensor], res: LossResult) -> None:
+        log = res.log()
+        total = log.pop("loss")
+        into["loss"] = into["loss"] + total if "loss" in into else total
+        into.update(log)
+
+    # -- validation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self, loader: Iterable[Any], split: str = "val") -> None:
+        """Evaluate every route's keys (and the metrics) on ``loader`` into the tracker."""
+        assert self.tracker is not None
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            enabled = set(self.criterion.enabled)
+            for raw in loader:
+                batch = _to_device(raw, self.device)
+                log: dict[str, Tensor] = {}
+                outputs = None
+                for name in self.optimizers:
+                    if enabled.intersection(self.routes[name]):
+                        res, outputs = self._route_loss(name, batch)
+                        self._merge(log, res)
+                for metric, fn in self.metrics.items():
+                    log[f"metric/{metric}"] = fn(outputs, batch).detach().float()
+                self.tracker.update(
+                    log, split, batch_size=_batch_size(batch), step=self.global_step
+                )
+        finally:
+            self.model.train(was_training)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _make_tracker(self, total_steps: int) -> Tracker:
+        sink_list: list[Any] = []
+        if self.progress:
+            sink_list.append(sinks.Console(total=total_steps))
+        if self.run_dir is not None:
+            sink_list.append(sinks.JSONL(self.run_dir))
+        return Tracker(sink_list, criterion=self.criterion)
+
+    def fit(
+        self,
+        train: Iterable[Any],
+        val: Iterable[Any] | None = None,
+        *,
+        epochs: int,
+        resume: str | Path | None = None,
+    ) -> FitSummary:
+        """Train for ``epochs`` epochs (in total, counting those of a resumed checkpoint)."""
+        started = time.perf_counter()
+        if self.seed is not None:
+            seed_everything(self.seed)
+        self.model.to(self.device)
+        per_epoch = math.ceil(len(train) / self.accumulate) if isinstance(train, Sized) else 0
+        self.tracker = self._make_tracker(per_epoch * epochs or 0)
+        if resume is not None:
+            self.load_checkpoint(resume)
+        history: list[dict[str, Any]] = []
+        stopped = False
+        last_records: dict[str, dict[str, float]] = {}
+        try:
+            while self.epoch < epochs:
+                self.model.train()
+                iterator: Iterator[Any] = iter(train)
+                steps_in_epoch = 0
+                while window := list(itertools.islice(iterator, self.accumulate)):
+                    self.train_window([_to_device(b, self.device) for b in window])
+                    steps_in_epoch += 1
+                    if steps_in_epoch % self.log_every == 0:
+                        self.tracker.flush()
+                if val is not None:
+                    self.validate(val)
+                records = self.tracker.end_epoch()
+                last_records = {
+                    r.split: {k: v for k, v in r.values.items() if v is not None} for r in records
+                }
+                history.append({"epoch": self.epoch, **last_records})
+                value = last_records.get(self._monitor_split, {}).get(self._monitor_name)
+                self._after_epoch(value)
+                self.epoch += 1
+                if self.run_dir is not None:
+                    self.save_checkpoint(self.run_dir / "last.pt")
+                if self.patience is not None and self.bad_epochs >= self.patience:
+                    stopped = True
+                    break
+        finally:
+            self.tracker.close()
+        return FitSummary(
+            epochs=self.epoch,
+            steps=self.global_step,
+            train=last_records.get("train", {}),
+            val=last_records.get("val", {}),
+            best_value=self.best_value,
+            best_epoch=self.best_epoch,
+            stopped_early=stopped,
+            seconds=time.perf_counter() - started,
+            run_dir=self.run_dir,
+            history=history,
+        )
+
+    def _after_epoch(self, value: float | None) -> None:
+        for scheduler in self.schedulers.values():
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                if value is not None:
+                    scheduler.step(value)
+            elif self.scheduler_interval == "epoch":
+                scheduler.step()
+        if value is None:
+            return
+        sign = 1.0 if self.mode == "min" else -1.0
+        improved = self.best_value is None or sign * (self.best_value - value) > self.min_delta
+        if improved:
+            self.best_value, self.best_epoch, self.bad_epochs = value, self.epoch, 0
+            if self.run_dir is not None:
+                self.save_checkpoint(self.run_dir / "best.pt", epoch_done=True)
+        else:
+            self.bad_epochs += 1
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state_dict(self, *, epoch_done: bool = False) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly."""
+        return {
+            "version": 1,
+            "model": self.model.state_dict(),
+            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "criterion": self.criterion.state_dict(),
+            "tracker": self.tracker.state_dict() if self.tracker is not None else None,
+            "rng": capture_rng(),
+            "epoch": self.epoch + (1 if epoch_done else 0),
+            "global_step": self.global_step,
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+        }
+
+    def save_checkpoint(self, path: str | Path, *, epoch_done: bool = False) -> None:
+        """Write :meth:`state_dict` atomically to ``path``."""
+        save_checkpoint(self.state_dict(epoch_done=epoch_done), path)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint` (call before or inside fit)."""
+        state = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(state["schedulers"][name])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.criterion.load_state_dict(state["criterion"])
+        if self.tracker is not None and state["tracker"] is not None:
+            self.tracker.load_state_dict(state["tracker"])
+        restore_rng(state["rng"])
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.best_value = state["best_value"]
+        self.best_epoch = state["best_epoch"]
+        self.bad_epochs = int(state["bad_epochs"])

@@ -1,0 +1,306 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot, no global state).
+
+Every function takes a :class:`~losskit.tracking.History` and returns ``matplotlib`` figures,
+or nothing when the log lacks what the figure shows; :func:`figures` gathers them all.
+
+Example::
+
+    >>> import tempfile, torch
+    >>> from losskit.tracking import Tracker, load, sinks
+    >>> from losskit.report import figures
+    >>> run = tempfile.mkdtemp()
+    >>> with Tracker([sinks.JSONL(run)]) as tracker:
+    ...     for step in range(20):
+    ...         tracker.update({"loss": torch.tensor(1.0 / (step + 1)),
+    ...                         "loss/a": torch.tensor(0.5), "weight/a": torch.tensor(1.0)})
+    >>> [(plot.section, plot.title) for plot in figures(load(run))][:3]
+    [('Losses', 'loss'), ('Losses', 'loss/a'), ('Weights', 'weight of every key')]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from losskit.errors import MissingDependencyError
+from losskit.report.smoothing import auto_smoothing, ema
+from losskit.tracking.history import History
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "Plot",
+    "conflict_matrix",
+    "figures",
+    "gradient_norms",
+    "loss_curves",
+    "loss_shares",
+    "weight_curves",
+]
+
+_MAX_DRAWN = 4000  # raw points drawn per curve; the smoothing still sees every point
+_DECADES = 2.0  # a log scale once the values span this many decades
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One figure of the report, with the section it belongs to and a title."""
+
+    section: str
+    title: str
+    figure: Figure
+    caption: str = ""
+
+
+def _new_figure(width: float = 6.4, height: float = 3.6) -> Figure:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(
+            "the report's plots need matplotlib, which is not installed: pip install matplotlib"
+        ) from exc
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _colour(index: int) -> str:
+    return f"C{index % 10}"
+
+
+def _thin(steps: Sequence[int], values: Sequence[float]) -> tuple[list[int], list[float]]:
+    stride = max(1, math.ceil(len(steps) / _MAX_DRAWN))
+    return list(steps[::stride]), list(values[::stride])
+
+
+def _advances(history: History, split: str) -> bool:
+    """Whether ``split`` is logged at advancing steps (training), not all at one step per
+    interval (validation): some interval of it spans several steps, or it is named "train"."""
+    spans = [r.steps for r in history.records if r.split == split and r.steps]
+    if any(len(set(steps)) > 1 for steps in spans):
+        return True
+    return split == "train" and sum(len(steps) for steps in spans) > 1
+
+
+def _maybe_log_scale(ax: Axes, values: Sequence[float]) -> bool:
+    finite = [v for v in values if math.isfinite(v)]
+    if finite and min(finite) > 0 and math.log10(max(finite) / min(finite)) >= _DECADES:
+        ax.set_yscale("log")
+        return True
+    return False
+
+
+def _style(ax: Axes, title: str, ylabel: str) -> None:
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3, linewidth=0.6)
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+def _curve(
+    ax: Axes, history: History, key: str, split: str, colour: str, smoothing: float | None
+) -> list[float]:
+    """Draw one split's curve of ``key``; return the values drawn."""
+    points = history.series(key, split, "step")
+    if len(points) > 1 and _advances(history, split):
+        steps, values = _thin(points.steps, points.values)
+        ax.plot(steps, values, color=colour, alpha=0.22, linewidth=0.8)
+        weight = auto_smoothing(len(points)) if smoothing is None else smoothing
+        smooth = ema(points.values, weight)
+        steps, smooth = _thin(points.steps, smooth)
+        ax.plot(steps, smooth, color=colour, linewidth=1.7, label=f"{split} (EMA {weight:.2f})")
+        return list(points.values)
+    coarse = history.series(key, split, "epoch")
+    if not coarse:
+        coarse = history.series(key, split, "interval")
+    if not coarse:
+        return []
+    label = f"{split} ({'epoch' if coarse.kind == 'epoch' else 'interval'} mean)"
+    ax.plot(
+        coarse.steps, coarse.values, "o-", color=colour, linewidth=1.5, markersize=4, label=label
+    )
+    return list(coarse.values)
+
+
+def loss_curves(history: History, smoothing: float | None = None) -> list[Plot]:
+    """One figure per loss key (``loss`` and ``loss/<key>``), every split overlaid.
+
+    A split logged at advancing steps (training) is drawn raw and faint with its EMA on top;
+    the others (validation) as their epoch means, or interval means without epochs. The y axis
+    turns logarithmic when the values span two decades or more.
+    """
+    keys = [k for k in history.keys(split=None) if k == "loss" or k.startswith("loss/")]
+    splits = history.splits()
+    plots = []
+    for key in keys:
+        figure = _new_figure()
+        ax = figure.subplots()
+        drawn: list[float] = []
+        for index, split in enumerate(splits):
+            drawn += _curve(ax, history, key, split, _colour(index), smoothing)
+        if not drawn:
+            continue
+        log = _maybe_log_scale(ax, drawn)
+        _style(ax, key, "value (log scale)" if log else "value")
+        ax.legend(fontsize=8, frameon=False)
+        plots.append(Plot("Losses", key, figure))
+    return plots
+
+
+def _aligned(
+    history: History, keys: Sequence[str], split: str
+) -> tuple[list[int], dict[str, list[float]]]:
+    """The steps at which every one of ``keys`` has a point, and their values there."""
+    series = {k: history.series(k, split, "step") for k in keys}
+    maps = {k: dict(zip(s.steps, s.values)) for k, s in series.items()}
+    steps = sorted(set.intersection(*(set(m) for m in maps.values()))) if maps else []
+    return steps, {k: [maps[k][s] for s in steps] for k in keys}
+
+
+def _training_split(history: History) -> str | None:
+    for split in history.splits():
+        if _advances(history, split):
+            return split
+    return history.splits()[0] if history.splits() else None
+
+
+def weight_curves(history: History) -> list[Plot]:
+    """The weight of every key (``weight/<key>``) over the training steps."""
+    split = _training_split(history)
+    keys = [k for k in history.keys(split) if k.startswith("weight/")] if split else []
+    if split is None or not keys:
+        return []
+    figure = _new_figure()
+    ax = figure.subplots()
+    for index, key in enumerate(keys):
+        series = history.series(key, split, "step") or history.series(key, split, "interval")
+        steps, values = _thin(series.steps, series.values)
+        ax.plot(
+            steps, values, color=_colour(index), linewidth=1.6, label=key.removeprefix("weight/")
+        )
+    _style(ax, f"weight of every key ({split})", "weight")
+    figure.legend(fontsize=8, frameon=False, loc="outside right upper")
+    return [Plot("Weights", "weight of every key", figure)]
+
+
+def loss_shares(history: History, smoothing: float | None = None) -> list[Plot]:
+    """Each key's share of the total: stacked areas of ``weight × loss / Σ weight × loss``.
+
+    Contributions are smoothed like the loss curves before they are normalised. When a
+    contribution is negative, shares are of the absolute contributions (the title says so).
+    """
+    split = _training_split(history)
+    if split is None:
+        return []
+    names = [
+        k.removeprefix("loss/")
+        for k in history.keys(split)
+        if k.startswith("loss/") and f"weight/{k.removeprefix('loss/')}" in history.keys(split)
+    ]
+    if not names:
+        return []
+    wanted = [f"loss/{n}" for n in names] + [f"weight/{n}" for n in names]
+    steps, values = _aligned(history, wanted, split)
+    if len(steps) < 2:
+        return []
+    parts = {n: [w * v for w, v in zip(values[f"weight/{n}"], values[f"loss/{n}"])] for n in names}
+    negative = any(v < 0 for part in parts.values() for v in part)
+    weight = auto_smoothing(len(steps)) if smoothing is None else smoothing
+    smooth = {n: ema([abs(v) for v in part], weight) for n, part in parts.items()}
+    totals = [sum(column) for column in zip(*smooth.values())]
+    keep = [i for i, t in enumerate(totals) if math.isfinite(t) and t > 0]
+    if len(keep) < 2:
+        return []
+    shares = [[smooth[n][i] / totals[i] for i in keep] for n in names]
+    x = [steps[i] for i in keep]
+    stride = max(1, math.ceil(len(x) / _MAX_DRAWN))
+    figure = _new_figure()
+    ax = figure.subplots()
+    ax.stackplot(
+        x[::stride],
+        *[s[::stride] for s in shares],
+        labels=names,
+        colors=[_colour(i) for i in range(len(names))],
+        alpha=0.85,
+    )
+    ax.set_ylim(0, 1)
+    ax.set_xlim(x[0], x[-1])
+    what = "|weight × loss|" if negative else "weight × loss"
+    _style(ax, f"share of the total ({split})", f"{what} / total")
+    figure.legend(fontsize=8, frameon=False, loc="outside right upper")
+    return [Plot("Shares", "share of the total", figure, f"smoothed with EMA {weight:.2f}")]
+
+
+def gradient_norms(history: History, smoothing: float | None = None) -> list[Plot]:
+    """Per-key gradient norms (``grad_norm/<key>``), drawn only when the log holds them."""
+    split = _training_split(history)
+    keys = [k for k in history.keys(split) if k.startswith("grad_norm/")] if split else []
+    if split is None or not keys:
+        return []
+    figure = _new_figure()
+    ax = figure.subplots()
+    drawn: list[float] = []
+    for index, key in enumerate(keys):
+        series = history.series(key, split, "step") or history.series(key, split, "interval")
+        weight = auto_smoothing(len(series)) if smoothing is None else smoothing
+        steps, values = _thin(series.steps, ema(series.values, weight))
+        ax.plot(
+            steps, values, color=_colour(index), linewidth=1.6, label=key.removeprefix("grad_norm/")
+        )
+        drawn += series.values
+    log = _maybe_log_scale(ax, drawn)
+    _style(ax, "gradient norm of every key", "norm (log scale)" if log else "norm")
+    figure.legend(fontsize=8, frameon=False, loc="outside right upper")
+    return [Plot("Diagnostics", "gradient norms", figure)]
+
+
+def conflict_matrix(history: History) -> list[Plot]:
+    """Cosine similarity of the keys' gradients (``cos/<a>/<b>``) at the latest step logged,
+    drawn only when the log holds them; negative cells are conflicting keys."""
+    pairs: dict[tuple[str, str], float] = {}
+    for split in history.splits():
+        for key in history.keys(split):
+            parts = key.split("/")
+            if len(parts) != 3 or parts[0] != "cos":
+                continue
+            series = history.series(key, split, "step") or history.series(key, split, "interval")
+            if series.last is not None:
+                pairs[(parts[1], parts[2])] = series.last
+    if not pairs:
+        return []
+    names = list(dict.fromkeys(n for pair in pairs for n in pair))
+    size = len(names)
+    matrix = [[1.0 if i == j else math.nan for j in range(size)] for i in range(size)]
+    for (a, b), value in pairs.items():
+        i, j = names.index(a), names.index(b)
+        matrix[i][j] = matrix[j][i] = value
+    side = max(3.6, min(7.0, 1.6 + 0.5 * size))
+    figure = _new_figure(side * 16 / 9, side)
+    ax = figure.subplots()
+    image = ax.imshow(matrix, cmap="RdBu", vmin=-1.0, vmax=1.0)
+    ax.set_xticks(range(size), names, rotation=45, ha="right")
+    ax.set_yticks(range(size), names)
+    for i in range(size):
+        for j in range(size):
+            if math.isfinite(matrix[i][j]):
+                colour = "white" if abs(matrix[i][j]) > 0.6 else "black"
+                ax.text(
+                    j, i, f"{matrix[i][j]:.2f}", ha="center", va="center", fontsize=8, color=colour
+                )
+    ax.set_title("gradient cosine between keys (latest)", fontsize=11)
+    figure.colorbar(image, ax=ax, shrink=0.9, label="cosine")
+    return [Plot("Diagnostics", "conflict matrix", figure)]
+
+
+def figures(history: History, smoothing: float | None = None) -> list[Plot]:
+    """Every figure the log supports, in report order."""
+    return [
+        *loss_curves(history, smoothing),
+        *weight_curves(history),
+        *loss_shares(history, smoothing),
+        *gradient_norms(history, smoothing),
+        *conflict_matrix(history),
+    ]

@@ -1,0 +1,295 @@
+"""The values of one split since the last flush.
+
+On an accelerator an update only appends references to the (detached, 0-dim) tensors it
+received: no kernel, no host sync. Every ``_COMPACT_EVERY`` updates, and at a flush, the rows are
+stacked into one ``(updates, keys)`` matrix per chunk on the device, copied to the host once at
+the flush; a column holding the same tensor in every row (a weight that did not change: the
+criterion hands out the same view) is kept once. On the CPU the rows hold numbers, read when the
+update was made (reading a CPU tensor waits for nothing); chunks are their columns. Either way
+the Python objects held stay bounded however long an interval is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from losskit.errors import ConfigError
+
+_COMPACT_EVERY = 256
+
+Value = Tensor | float | int
+Weight = Tensor | float | int
+
+
+def accumulator_dtype(device: torch.device) -> torch.dtype:
+    """float64 where the device has it: sums over long intervals keep their digits."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def reads_on_host(device: torch.device) -> bool:
+    """Whether values on ``device`` are read one by one at compaction (the CPU: reading is a
+    memory load) rather than stacked and copied once at the flush (an accelerator)."""
+    return device.type == "cpu"
+
+
+class Layout:
+    """The names of a row's values; rows are matched to layouts by identity (cheap per update)."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+
+
+@dataclass
+class Chunk:
+    """Consecutive rows of one layout.
+
+    ``varying`` holds the key index of each column of ``values``; ``constant`` the key index of
+    each entry of ``constants``, equal in every row. On an accelerator, ``values`` is a stacked
+    ``(rows, len(varying))`` tensor until the flush's one transfer; on the CPU, where reading a
+    0-dim tensor costs less than stacking it and synchronises nothing, they are host columns
+    (one list per varying key) from the start.
+    """
+
+    rows: int
+    varying: list[int]
+    values: Tensor | list[list[float]]
+    constant: list[int]
+    constants: Tensor | list[float]
+    weights: Tensor | list[float]
+
+    def tensors(self) -> list[Tensor]:
+        """What still lives on the device, flattened key-major, in the order :meth:`take` reads."""
+        out = []
+        if isinstance(self.values, Tensor):
+            out.append(self.values.T.reshape(-1))
+        if isinstance(self.constants, Tensor):
+            out.append(self.constants.reshape(-1))
+        if isinstance(self.weights, Tensor):
+            out.append(self.weights.reshape(-1))
+        return out
+
+    def take(self, host: list[float], at: int) -> int:
+        """Replace the device tensors by their values from ``host[at:]``; return the new ``at``."""
+        if isinstance(self.values, Tensor):
+            n = self.rows
+            self.values = [host[at + i * n : at + (i + 1) * n] for i in range(len(self.varying))]
+            at += n * len(self.varying)
+        if isinstance(self.constants, Tensor):
+            self.constants = host[at : at + len(self.constant)]
+            at += len(self.constant)
+        if isinstance(self.weights, Tensor):
+            self.weights = host[at : at + self.rows]
+            at += self.rows
+        return at
+
+
+class SplitBuffer:
+    """Rows of values of one split, their batch weights and steps, since the last flush."""
+
+    __slots__ = (
+        "_columns",
+        "_layouts",
+        "_rows",
+        "_weights",
+        "chunks",
+        "device",
+        "index",
+        "names",
+        "steps",
+    )
+
+    def __init__(self, names: Sequence[str] = ()) -> None:
+        self.names: list[str] = list(names)
+        self.index: dict[str, int] = {name: i for i, name in enumerate(self.names)}
+        self.device: torch.device | None = None
+        self.steps: list[int] = []
+        self.chunks: list[Chunk] = []
+        self._columns: dict[Layout, list[int]] = {}
+        self._rows: list[Sequence[Value]] = []
+        self._layouts: list[Layout] = []
+        self._weights: list[Weight] = []
+
+    @property
+    def updates(self) -> int:
+        """Updates buffered since the last reset."""
+        return len(self.steps)
+
+    def reads(self, layout: Layout) -> bool:
+        """Whether rows of this (already seen) layout are read on the host when added: the
+        split lives on the CPU. A new layout is first added as tensors, to be checked."""
+        return layout in self._columns and (self.device is None or reads_on_host(self.device))
+
+    def add(self, layout: Layout, values: Sequence[Value], weight: Weight, step: int) -> None:
+        """Buffer one update: ``values[i]`` is the value of ``layout.names[i]``."""
+        if layout not in self._columns:
+            self._learn(layout, values)
+            if self.device is None or reads_on_host(self.device):
+                values = [v.item() if isinstance(v, Tensor) else v for v in values]
+                weight = weight.item() if isinstance(weight, Tensor) else weight
+        self._rows.append(values)
+        self._layouts.append(layout)
+        self._weights.append(weight)
+        self.steps.append(step)
+        if len(self._rows) >= _COMPACT_EVERY:
+            self.compact()
+
+    def _learn(self, layout: Layout, values: Sequence[Value]) -> None:
+        """Register a new layout: new keys get the next columns (the order stays fixed)."""
+        for name, value in zip(layout.names, values):
+            if not isinstance(name, str):
+                raise ConfigError(f"logged names must be strings, got {name!r}")
+            if isinstance(value, Tensor):
+                if value.numel() != 1:
+                    raise ConfigError(
+                        f"logged value {name!r} must be a scalar, got a tensor of shape "
+                        f"{tuple(value.shape)}; log a reduction such as .mean()"
+                    )
+                if value.is_complex():
+                    raise ConfigError(f"logged value {name!r} is complex; log a real scalar")
+                if self.device is None:
+                    self.device = value.device
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(
+                    f"logged value {name!r} must be a scalar tensor or a number, "
+                    f"got {type(value).__name__}"
+                )
+        for name in layout.names:
+            if name not in self.index:
+                self.index[name] = len(self.names)
+                self.names.append(name)
+        self._columns[layout] = [self.index[name] for name in layout.names]
+
+    def compact(self) -> None:
+        """Turn the buffered rows into chunks: stacked on an accelerator (no host sync), read
+        into host columns on the CPU."""
+        if not self._rows:
+            return
+        device = self.device if self.device is not None else torch.device("cpu")
+        on_host = reads_on_host(device)
+        start = 0
+        while start < len(self._rows):
+            layout = self._layouts[start]
+            stop = start + 1
+            while stop < len(self._rows) and self._layouts[stop] is layout:
+                stop += 1
+            rows = self._rows[start:stop]
+            first = rows[0]
+            weights = self._weights[start:stop]
+            values: Tensor | list[list[float]]
+            constants: Tensor | list[float]
+            weights_out: Tensor | list[float]
+            if on_host:  # the rows hold numbers already
+                same, varying = [], list(range(len(first)))
+                values = [[float(v) for v in column] for column in zip(*rows)]
+                constants = []
+                weights_out = [float(w) for w in weights]
+            else:
+                same = [j for j, v in enumerate(first) if all(r[j] is v for r in rows)]
+                varying = [j for j in range(len(first)) if j not in same]
+                flat = [row[j] for row in rows for j in varying]
+                values = _stack(flat, device).view(stop - start, len(varying))
+                constants = _stack([first[j] for j in same], device)
+                if any(isinstance(w, Tensor) for w in weights):
+                    weights_out = _stack(weights, device)
+                else:
+                    weights_out = [float(w) for w in weights]
+            columns = self._columns[layout]
+            self.chunks.append(
+                Chunk(
+                    rows=stop - start,
+                    varying=[columns[j] for j in varying],
+                    values=values,
+                    constant=[columns[j] for j in same],
+                    constants=constants,
+                    weights=weights_out,
+                )
+            )
+            start = stop
+        self._rows, self._layouts, self._weights = [], [], []
+
+    def tensors(self) -> list[Tensor]:
+        """Compact, then list what must come to the host (see :meth:`take`)."""
+        self.compact()
+        return [t for chunk in self.chunks for t in chunk.tensors()]
+
+    def take(self, host: list[float], at: int) -> int:
+        """Read this buffer's device values from ``host[at:]`` (after :meth:`tensors`)."""
+        for chunk in self.chunks:
+            at = chunk.take(host, at)
+        return at
+
+    def columns(self) -> tuple[dict[int, list[float | None]], list[float]]:
+        """Host columns by key index (``None`` where a row lacks the key) and the row weights;
+        call after :meth:`take`."""
+        n = self.updates
+        columns: dict[int, list[float | None]] = {}
+        weights: list[float] = []
+        row = 0
+        for chunk in self.chunks:
+            assert not isinstance(chunk.values, Tensor)
+            assert not isinstance(chunk.constants, Tensor)
+            assert not isinstance(chunk.weights, Tensor)
+            stop = row + chunk.rows
+            for key, values in zip(chunk.varying, chunk.values):
+                column = columns.get(key)
+                if column is None:
+                    if row == 0 and stop == n:
+                        columns[key] = list(values)
+                        continue
+                    column = columns[key] = [None] * n
+                column[row:stop] = values
+            for key, value in zip(chunk.constant, chunk.constants):
+                column = columns.get(key)
+                if column is None:
+                    column = columns[key] = [None] * n
+                column[row:stop] = [value] * chunk.rows
+            weights += chunk.weights
+            row = stop
+        return columns, weights
+
+    def dense(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """``(values, weights)``, each ``(updates, keys)`` in the order of :attr:`names`, on the
+        device; an absent key has value 0 and weight 0 in its row."""
+        self.compact()
+        device = self.device if self.device is not None else torch.device("cpu")
+        width = len(self.names)
+        values, weights = [], []
+        for chunk in self.chunks:
+            block = torch.zeros(chunk.rows, width, dtype=dtype, device=device)
+            present = torch.zeros(chunk.rows, width, dtype=dtype, device=device)
+            if chunk.varying:
+                data = chunk.values
+                part = data if isinstance(data, Tensor) else torch.tensor(data, dtype=dtype).T
+                block[:, chunk.varying] = part.to(device, dtype)
+                present[:, chunk.varying] = 1
+            if chunk.constant:
+                part = torch.as_tensor(chunk.constants, dtype=dtype)
+                block[:, chunk.constant] = part.to(device)
+                present[:, chunk.constant] = 1
+            w = torch.as_tensor(chunk.weights, dtype=dtype).to(device).reshape(-1, 1)
+            values.append(block)
+            weights.append(present * w)
+        return torch.cat(values), torch.cat(weights)
+
+    def reset(self) -> None:
+        """Forget the buffered values; the key order is kept."""
+        self.steps = []
+        self.chunks = []
+        self._rows, self._layouts, self._weights = [], [], []
+
+
+def _stack(flat: Sequence[Value], device: torch.device) -> Tensor:
+    if not flat:
+        return torch.zeros(0, device=device)
+    try:
+        return torch.stack(flat)  # type: ignore[arg-type]
+    except (TypeError, RuntimeError):
+        pass  # numbers, mixed devices or (1,)-shaped values: take the general path
+    dtype = accumulator_dtype(device)
+    return torch.stack([torch.as_tensor(v, device=device).to(dtype).reshape(()) for v in flat])

@@ -1,0 +1,85 @@
+"""Reduction of buffered values across ``torch.distributed`` processes.
+
+Processes must agree on what they reduce: a key logged on one rank only would pair unrelated
+numbers or hang the collective (mmdetection#9340). Before reducing, every rank contributes a
+checksum of its splits, keys and update counts; when they differ, every rank learns it from the
+same collective, gathers the lists and raises :class:`~losskit.errors.RankMismatchError`.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from losskit.errors import RankMismatchError
+
+Signature = list[tuple[str, list[str], int | None]]
+"""Per split with data: its name, its keys (sorted) and its updates (``None``: not compared)."""
+
+
+def initialized() -> bool:
+    """Whether a default process group exists."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This process's global rank (0 when not distributed)."""
+    return dist.get_rank() if initialized() else 0
+
+
+def world_size(group: dist.ProcessGroup | None) -> int:
+    """How many processes the group holds (1 when not distributed)."""
+    return dist.get_world_size(group) if initialized() else 1
+
+
+def comm_device(group: dist.ProcessGroup | None, device: torch.device) -> torch.device:
+    """Where tensors must be for the group's backend (NCCL reduces CUDA tensors only)."""
+    if dist.get_backend(group) == "nccl" and device.type != "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def check_agreement(
+    signature: Signature, group: dist.ProcessGroup | None, device: torch.device
+) -> None:
+    """Raise :class:`RankMismatchError` on every rank unless all ranks have this signature."""
+    digest = zlib.crc32(json.dumps(signature).encode())
+    probe = torch.tensor([digest, -digest], dtype=torch.int64, device=comm_device(group, device))
+    dist.all_reduce(probe, op=dist.ReduceOp.MAX, group=group)
+    if int(probe[0]) == -int(probe[1]):
+        return
+    gathered: list[Signature | None] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(gathered, signature, group=group)
+    raise RankMismatchError(_describe(gathered))
+
+
+def _describe(signatures: Sequence[Signature | None]) -> str:
+    lines = [
+        "processes logged different splits or keys since the last flush, so their values "
+        "cannot be reduced:"
+    ]
+    for r, sig in enumerate(signatures):
+        parts = [
+            f"{split!r}: {keys} ({'?' if n is None else n} updates)" for split, keys, n in sig or []
+        ]
+        lines.append(f"  rank {r}: " + ("; ".join(parts) or "nothing logged"))
+    lines.append(
+        "Every rank must log the same keys for each split in every interval and, with per-step "
+        "points, the same number of updates (use a DistributedSampler). Declare keys a rank may "
+        "skip with Tracker(keys=[...]) (they then count with weight 0 there), or pass "
+        "points=False when splits have uneven batch counts."
+    )
+    return "\n".join(lines)
+
+
+def all_reduce_sum(tensor: Tensor, group: dist.ProcessGroup | None) -> Tensor:
+    """Sum ``tensor`` over the group (in place where the backend allows) and return it."""
+    device = comm_device(group, tensor.device)
+    moved = tensor.to(device)
+    dist.all_reduce(moved, op=dist.ReduceOp.SUM, group=group)
+    return moved if moved.device == tensor.device else moved.to(tensor.device)

@@ -1,0 +1,20 @@
+"""Where a :class:`~losskit.Tracker` writes: one protocol, :class:`Sink`, and its built-ins.
+
+A sink has ``write(record)`` and ``close()``; anything with those plugs in.
+
+Example::
+
+    >>> import tempfile
+    >>> from losskit.tracking import sinks
+    >>> run = tempfile.mkdtemp()
+    >>> [type(s).__name__ for s in (sinks.Console(), sinks.JSONL(run), sinks.CSV(run))]
+    ['Console', 'JSONL', 'CSV']
+"""
+
+from losskit.tracking.sinks._console import Console
+from losskit.tracking.sinks._csv import CSV
+from losskit.tracking.sinks._jsonl import JSONL
+from losskit.tracking.sinks._protocol import Sink
+from losskit.tracking.sinks._tensorboard import TensorBoard
+
+__all__ = ["CSV", "JSONL", "Console", "Sink", "TensorBoard"]

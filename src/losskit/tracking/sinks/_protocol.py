@@ -1,0 +1,35 @@
+"""The one protocol every sink implements."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from losskit.tracking.record import Record
+
+__all__ = ["Sink"]
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Where a :class:`~losskit.Tracker` sends its records: ``write`` each, ``close`` once.
+
+    A sink is called on rank 0 only. ``write`` should leave the record durable (or shown) before
+    it returns, so that a crash loses at most the interval being accumulated. Any object with
+    these two methods is a sink.
+
+    Example::
+
+        >>> from losskit.tracking.sinks import Sink
+        >>> class Collect:
+        ...     def __init__(self): self.records = []
+        ...     def write(self, record): self.records.append(record)
+        ...     def close(self): pass
+        >>> isinstance(Collect(), Sink)
+        True
+    """
+
+    def write(self, record: Record) -> None:
+        """Take one record."""
+
+    def close(self) -> None:
+        """Release files and displays; no write follows."""

@@ -1,0 +1,83 @@
+"""The TensorBoard sink (optional extra ``losskit[tensorboard]``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from losskit.errors import MissingDependencyError
+from losskit.tracking.record import Record
+
+__all__ = ["TensorBoard"]
+
+
+def steps_advance(record: Record) -> bool:
+    """Whether an interval's points lie at increasing steps (a training split)."""
+    return len(record.steps) > 1 and all(a < b for a, b in zip(record.steps, record.steps[1:]))
+
+
+class TensorBoard:
+    """Write scalars to a TensorBoard event file under ``run_dir/tensorboard``.
+
+    Tags are ``<split>/<key>``: every step point of a split whose steps advance (training), the
+    interval means of the others (validation) at the current step, and epoch means as
+    ``epoch/<split>/<key>`` against the epoch number.
+
+    Needs the ``tensorboard`` package: ``pip install 'losskit[tensorboard]'``; without it the
+    constructor raises :class:`~losskit.errors.MissingDependencyError`.
+
+    Example::
+
+        >>> import tempfile, torch
+        >>> from losskit.tracking import Tracker, sinks
+        >>> run = tempfile.mkdtemp()
+        >>> board = sinks.TensorBoard(run)
+        >>> with Tracker([board]) as tracker:
+        ...     tracker.update({"loss": torch.tensor(0.5)})
+        >>> [p.name[:10] for p in board.path.iterdir()]
+        ['events.out']
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], *, subdir: str = "tensorboard") -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "the TensorBoard sink needs the tensorboard package, which is not installed: "
+                "pip install 'losskit[tensorboard]' (or use sinks.JSONL / sinks.CSV)"
+            ) from exc
+        self.path = Path(run_dir) / subdir
+        self._writer_type: Any = SummaryWriter
+        self._writer: Any = None
+
+    def write(self, record: Record) -> None:
+        """Add the record's scalars and flush the event file."""
+        if self._writer is None:
+            self._writer = self._writer_type(log_dir=str(self.path))
+        writer = self._writer
+        if record.kind == "epoch":
+            for key, value in record.values.items():
+                if value is not None:
+                    writer.add_scalar(
+                        f"epoch/{record.split}/{key}", value, record.epoch, record.time
+                    )
+        elif steps_advance(record):
+            for key, series in record.points.items():
+                for step, value in zip(record.steps, series):
+                    if value is not None:
+                        writer.add_scalar(f"{record.split}/{key}", value, step, record.time)
+        else:
+            for key, value in record.values.items():
+                if value is not None:
+                    writer.add_scalar(f"{record.split}/{key}", value, record.step, record.time)
+        writer.flush()
+
+    def close(self) -> None:
+        """Close the event file."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __repr__(self) -> str:
+        return f"TensorBoard({str(self.path.parent)!r})"
