@@ -60,12 +60,13 @@ class _Strict(BaseModel):
 
 
 class RunSection(_Strict):
-    """``[run]``: name, seed, epochs and output folder."""
+    """``[run]``: name, seed, epochs, output folder and intra-op threads (None: torch's)."""
 
     name: str = "run"
     seed: int = 0
     epochs: int = Field(10, ge=1)
     out: str | None = None
+    threads: int | None = Field(None, ge=1)
 
 
 class ModelConfig(_Strict):

@@ -189,17 +189,23 @@ def run(
     run_dir = Path(out or cfg.run.out or f"runs/{cfg.run.name}")
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "config.json", cfg.model_dump(mode="json"))
-    trainer, train, val = build(cfg, progress=progress, run_dir=run_dir)
-    checkpoint = run_dir / "last.pt"
-    if not resume:  # a fresh run in an old folder starts its log and checkpoints anew
-        for stale in ("metrics.jsonl", "last.pt", "best.pt", "summary.json", "report.html"):
-            (run_dir / stale).unlink(missing_ok=True)
-    fit = trainer.fit(
-        train,
-        val,
-        epochs=cfg.run.epochs,
-        resume=checkpoint if resume and checkpoint.exists() else None,
-    )
+    threads = torch.get_num_threads()
+    if cfg.run.threads is not None:
+        torch.set_num_threads(cfg.run.threads)
+    try:
+        trainer, train, val = build(cfg, progress=progress, run_dir=run_dir)
+        checkpoint = run_dir / "last.pt"
+        if not resume:  # a fresh run in an old folder starts its log and checkpoints anew
+            for stale in ("metrics.jsonl", "last.pt", "best.pt", "summary.json", "report.html"):
+                (run_dir / stale).unlink(missing_ok=True)
+        fit = trainer.fit(
+            train,
+            val,
+            epochs=cfg.run.epochs,
+            resume=checkpoint if resume and checkpoint.exists() else None,
+        )
+    finally:
+        torch.set_num_threads(threads)
     weights = {
         k.removeprefix("weight/"): w for k, w in fit.train.items() if k.startswith("weight/")
     }
