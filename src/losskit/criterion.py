@@ -26,7 +26,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, cast
 
 import torch
 from torch import Tensor, nn
@@ -346,8 +346,7 @@ class Criterion(nn.Module):
         total, effective = self.balancer.combine(stacked, weights, keys)
         result = LossResult(total, keys, parts, effective)
         if self._gradient and torch.is_grad_enabled():
-            balancer = self.balancer
-            assert isinstance(balancer, GradientBalancer)
+            balancer = cast(GradientBalancer, self.balancer)  # checked once, in __init__
             result._attach(balancer, (balancer.features(outputs), effective.detach()))
         return result
 

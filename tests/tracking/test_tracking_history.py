@@ -116,10 +116,10 @@ def test_records_round_trip_through_json(points: list[float | None]) -> None:
     )
     back = Record.from_json(record.to_json())
 
-    def same(a: float | None, b: float | None) -> bool:
-        return a is b or (
-            a is not None and b is not None and (a == b or (math.isnan(a) and math.isnan(b)))
-        )
+    def same(a: float | None, b: float | None) -> bool:  # points keep 9 significant digits
+        if a is None or b is None:
+            return a is b
+        return math.isclose(a, b, rel_tol=1e-8) or (math.isnan(a) and math.isnan(b))
 
     assert back.steps == steps
     assert all(same(a, b) for a, b in zip(back.points["loss"], points))

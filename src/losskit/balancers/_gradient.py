@@ -413,7 +413,8 @@ class Gradient(BalancerBase):
         flat = [j.reshape(m, -1) for j in jacobians]
         gramian = torch.zeros(m, m, device=factor.device)
         for f in flat:
-            gramian += f.float() @ f.float().T
+            f32 = f if f.dtype == torch.float32 else f.float()
+            gramian += f32 @ f32.T
         norms = gramian.diagonal().tolist()  # the one host sync of the step
         bad = [k for k, v in zip(keys, norms) if not math.isfinite(v)]
         if bad:
@@ -484,7 +485,7 @@ class Gradient(BalancerBase):
         weights = weights.to(factor.dtype)
         if update is None:
             for p, f in zip(shared, flat):
-                _accumulate(p, torch.tensordot(weights.to(f.dtype), f, dims=1).reshape(p.shape))
+                _accumulate(p, (weights.to(f.dtype) @ f).view(p.shape))
         else:
             offset = 0
             for p in shared:
@@ -531,13 +532,15 @@ def _accumulate(param: Tensor, grad: Tensor) -> None:
 
 def _overlap(tensors: list[Tensor], features: list[Tensor]) -> bool:
     """Whether two tensors' graphs share a node before reaching the features."""
+    if len(tensors) < 2:
+        return False
     stop = {f.grad_fn for f in features}
     owner: dict[Any, int] = {}
     for i, t in enumerate(tensors):
         stack = [t.grad_fn]
         while stack:
             node = stack.pop()
-            if node is None or node in stop or hasattr(node, "variable"):
+            if node is None or node in stop or type(node).__name__ == "AccumulateGrad":
                 continue
             seen = owner.get(node)
             if seen is not None:

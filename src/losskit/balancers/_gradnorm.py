@@ -34,6 +34,7 @@ class GradNorm(BalancerBase):
     Example::
 
         >>> import torch, losskit as lk
+        >>> _ = torch.manual_seed(0)
         >>> layer = torch.nn.Linear(2, 2)
         >>> crit = lk.Criterion({
         ...     "a": lk.Term(lambda out, batch: out[:, 0].pow(2).mean()),

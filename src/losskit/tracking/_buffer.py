@@ -101,6 +101,7 @@ class SplitBuffer:
         "device",
         "index",
         "names",
+        "on_host",
         "steps",
     )
 
@@ -108,6 +109,7 @@ class SplitBuffer:
         self.names: list[str] = list(names)
         self.index: dict[str, int] = {name: i for i, name in enumerate(self.names)}
         self.device: torch.device | None = None
+        self.on_host = True  # until a tensor shows where the split lives
         self.steps: list[int] = []
         self.chunks: list[Chunk] = []
         self._columns: dict[Layout, list[int]] = {}
@@ -123,13 +125,13 @@ class SplitBuffer:
     def reads(self, layout: Layout) -> bool:
         """Whether rows of this (already seen) layout are read on the host when added: the
         split lives on the CPU. A new layout is first added as tensors, to be checked."""
-        return layout in self._columns and (self.device is None or reads_on_host(self.device))
+        return self.on_host and layout in self._columns
 
     def add(self, layout: Layout, values: Sequence[Value], weight: Weight, step: int) -> None:
         """Buffer one update: ``values[i]`` is the value of ``layout.names[i]``."""
         if layout not in self._columns:
             self._learn(layout, values)
-            if self.device is None or reads_on_host(self.device):
+            if self.on_host:
                 values = [v.item() if isinstance(v, Tensor) else v for v in values]
                 weight = weight.item() if isinstance(weight, Tensor) else weight
         self._rows.append(values)
@@ -154,6 +156,7 @@ class SplitBuffer:
                     raise ConfigError(f"logged value {name!r} is complex; log a real scalar")
                 if self.device is None:
                     self.device = value.device
+                    self.on_host = reads_on_host(value.device)
             elif isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(
                     f"logged value {name!r} must be a scalar tensor or a number, "
@@ -171,7 +174,7 @@ class SplitBuffer:
         if not self._rows:
             return
         device = self.device if self.device is not None else torch.device("cpu")
-        on_host = reads_on_host(device)
+        on_host = self.on_host
         start = 0
         while start < len(self._rows):
             layout = self._layouts[start]
@@ -186,7 +189,7 @@ class SplitBuffer:
             weights_out: Tensor | list[float]
             if on_host:  # the rows hold numbers already
                 same, varying = [], list(range(len(first)))
-                values = [[float(v) for v in column] for column in zip(*rows)]
+                values = [list(column) for column in zip(*rows)]
                 constants = []
                 weights_out = [float(w) for w in weights]
             else:

@@ -113,9 +113,7 @@ class Tracker:
         self._buffers: dict[str, SplitBuffer] = {}
         self._layouts: dict[tuple[str, ...], Layout] = {}
         self._result_layouts: dict[tuple[str, ...], tuple[Layout, bool]] = {}
-        self._weight_cache: dict[
-            Layout, tuple[tuple[Tensor, ...], tuple[int, ...], list[float]]
-        ] = {}
+        self._weight_cache: dict[Layout, tuple[tuple[Tensor, ...], int, list[float]]] = {}
         self._step = 0
         self._epoch = 0
         self._since_flush = 0
@@ -227,20 +225,22 @@ class Tracker:
             self.flush()
 
     def _read_weights(self, layout: Layout, res: LossResult) -> list[float]:
-        """The weights of ``res`` as numbers, read again only when they may have changed: the
-        criterion hands out the same weight tensors until a weight changes, and an in-place
-        change would bump their version counter."""
-        views = tuple(res.weights.values())
-        versions = tuple(w._version for w in views)
+        """The weights of ``res`` as numbers, read again only when they may have changed.
+
+        A Criterion hands out the same tuple of weight views, all of one vector, until a
+        weight changes; an in-place change of that vector bumps their shared version counter.
+        When the result does not carry such a tuple, every weight is read.
+        """
+        views = getattr(res, "_weight_views", None)
+        if not (isinstance(views, tuple) and views):
+            return [w.item() for w in res.weights.values()]
         cached = self._weight_cache.get(layout)
-        if (
-            cached is not None
-            and versions == cached[1]
-            and all(a is b for a, b in zip(cached[0], views))
-        ):
+        if cached is not None and cached[0] is views and cached[1] == views[0]._version:
             return cached[2]
         read = [w.item() for w in views]
-        self._weight_cache[layout] = (views, versions, read)
+        base = views[0]._base
+        if base is not None and all(v._base is base for v in views):
+            self._weight_cache[layout] = (views, views[0]._version, read)
         return read
 
     def flush(self) -> list[Record]:
