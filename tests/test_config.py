@@ -132,3 +132,16 @@ def test_a_user_model_by_import_path(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert summary == result.summary
     assert summary["epochs"] == 1
     assert torch.isfinite(torch.tensor(summary["final"]["val"]["loss/cls"]))
+
+
+def test_learned_loss_weights_train_with_the_model(tmp_path: Path) -> None:
+    text = 'balancer = "uncertainty"\n' + MINIMAL
+    text = text.replace(
+        "[optimizer]",
+        '[terms.ink]\nloss = "huber"\ninput = "logits"\ntarget = "logits"\n[optimizer]',
+    )
+    trainer, _, _ = build(load_config(_write(tmp_path, text)))
+    optimized = {id(p) for g in trainer.optimizers["default"].param_groups for p in g["params"]}
+    learned = list(trainer.criterion.parameters())
+    assert learned
+    assert all(id(p) in optimized for p in learned)

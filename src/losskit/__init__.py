@@ -14,7 +14,7 @@ Example::
     ['loss', 'loss/cls', 'loss/reg', 'weight/cls', 'weight/reg']
 """
 
-from losskit import losses, report, schedules, tracking
+from losskit import balancers, losses, report, schedules, tracking
 from losskit.criterion import Criterion, TermLike
 from losskit.engine import FitSummary, Trainer, seed_everything
 from losskit.errors import (
@@ -47,6 +47,7 @@ __all__ = [
     "Trainer",
     "WeightLike",
     "__version__",
+    "balancers",
     "class_weights",
     "losses",
     "pos_weight",

@@ -45,6 +45,8 @@ TermLike: TypeAlias = Term | nn.Module | Callable[..., Tensor] | str
 NonFinite = Literal["raise", "warn", "skip"]
 Check = Literal["first", "always", "off"]
 
+_FOLD = 32  # steps between folds of the pending non-finite vectors
+
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
@@ -177,6 +179,9 @@ class Criterion(nn.Module):
         self._weights = torch.zeros(0)
         self._weight_views: tuple[Tensor, ...] = ()
         self._nonfinite_sum = torch.zeros(0, dtype=torch.float64)
+        # Detached per-step vectors not yet added into _nonfinite_sum: appending a reference costs
+        # no kernel, and one fold every _FOLD steps keeps the list short.
+        self._pending: list[Tensor] = []
         self._refresh()
 
     # -- state ---------------------------------------------------------------------------
@@ -245,6 +250,7 @@ class Criterion(nn.Module):
             self._subsets.clear()
             if active != self._active:
                 self._nonfinite_sum = torch.zeros(len(active), dtype=torch.float64, device=device)
+                self._pending.clear()
                 self._plan = tuple((k, self.term(k)) for k in active)
             self._active, self._weight_values = active, values
 
@@ -286,6 +292,7 @@ class Criterion(nn.Module):
         if weights.device != stacked.device:
             self._weights = weights = weights.to(stacked.device)
             self._weight_views = weights.unbind()
+            self._fold()
             self._nonfinite_sum = self._nonfinite_sum.to(stacked.device)
             self._subsets.clear()
             if index is not None:
@@ -318,7 +325,11 @@ class Criterion(nn.Module):
                     total = torch.stack(kept).sum() if kept else stacked.new_zeros(()).detach()
                     return LossResult(total, keys, parts, weights)
         elif self.check != "off":
-            if index is None:
+            if index is None and not compiling:
+                self._pending.append(stacked.detach())
+                if len(self._pending) >= _FOLD:
+                    self._fold()
+            elif index is None:
                 self._nonfinite_sum.add_(stacked.detach())
             else:
                 self._nonfinite_sum.index_add_(0, index, stacked.detach().double())
@@ -367,6 +378,12 @@ class Criterion(nn.Module):
         return cached
 
     # -- non-finite handling ---------------------------------------------------------------
+    def _fold(self) -> None:
+        """Add the pending per-step vectors into the running sum (one kernel, no host sync)."""
+        if self._pending:
+            self._nonfinite_sum.add_(torch.stack(self._pending).double().sum(0))
+            self._pending.clear()
+
     def check_finite(self) -> None:
         """Inspect the device-side flag accumulated since the last check (one host sync).
 
@@ -375,6 +392,7 @@ class Criterion(nn.Module):
         """
         if self._nonfinite_sum.numel() == 0:
             return
+        self._fold()
         finite = torch.isfinite(self._nonfinite_sum).tolist()
         bad = [k for k, ok in zip(self._active, finite) if not ok]
         since = self._progress.checked_at

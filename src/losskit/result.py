@@ -59,13 +59,12 @@ class LossResult:
         self._keys = keys
         self._parts = parts
         self._weight_views = weights.detach().unbind() if isinstance(weights, Tensor) else weights
-        self._balancer: GradientBalancer | None = None
-        self._context: Any = None
+        self._balancer: GradientBalancer | None = None  # `_context` is set with it, by _attach
 
     def _attach(self, balancer: GradientBalancer, context: Any) -> None:
         """Hand :meth:`backward` over to a gradient-level balancer with what it captured."""
         self._balancer = balancer
-        self._context = context
+        self._context: Any = context
 
     def _set_weights(self, weights: Tensor) -> None:
         """Report the weights a gradient-level balancer applied (after :meth:`backward`)."""

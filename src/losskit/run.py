@@ -106,7 +106,10 @@ def build(
         specs["default"] = cfg.optimizer
     optimizers: dict[str, torch.optim.Optimizer] = {}
     for name, spec in specs.items():
-        params = (_submodule(model, spec.params) if spec.params else model).parameters()
+        params = list((_submodule(model, spec.params) if spec.params else model).parameters())
+        if not spec.params:
+            # Learned loss weights (uncertainty, IMTL-L) train with the model.
+            params += list(criterion.parameters())
         optimizers[name] = _optimizer(spec.name)(params, lr=spec.lr, **spec.options)  # type: ignore[call-arg]
     routes = (
         {n: s.keys for n, s in specs.items() if s is not None and s.keys}
