@@ -220,3 +220,37 @@ def test_compiled_criterion_keeps_shape_checks_and_skips_value_checks() -> None:
         compiled({"x": logits}, {"y": target}).total,
         torch.nn.functional.cross_entropy(logits, target),
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "message"),
+    [
+        (
+            "cosine_embedding",
+            (torch.randn(4, 3), torch.randn(1, 3), torch.ones(4)),
+            "its inputs must have one shape, got (4, 3), (1, 3)",
+        ),
+        (
+            "cosine_embedding",
+            (torch.randn(4, 3), torch.randn(4, 3), torch.ones(4, 1)),
+            "target has shape (4, 1), expected (4,)",
+        ),
+        (
+            "margin_ranking",
+            (torch.randn(4), torch.randn(4), torch.ones(4, 1)),
+            "its inputs must have one shape, got (4,), (4,), (4, 1)",
+        ),
+        (
+            "triplet_margin",
+            (torch.randn(4, 3), torch.randn(4, 3), torch.randn(3)),
+            "got (4, 3), (4, 3), (3,)",
+        ),
+    ],
+)
+def test_multi_input_losses_never_broadcast(
+    name: str, args: tuple[torch.Tensor, ...], message: str
+) -> None:
+    # pytorch/pytorch#53030: CosineEmbeddingLoss broadcast mismatched inputs silently.
+    with pytest.raises(lk.LossInputError) as info:
+        losses.get(name)(*args)
+    assert message in str(info.value)

@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from losskit.errors import LossInputError
 from losskit.losses.contracts import Check, Contract, ContractedLoss
 from losskit.losses.registry import register
 
@@ -206,6 +207,35 @@ _MULTI_INPUT = {
 _KL_LOG_TARGET = Contract("log_probabilities", "log_probabilities", "same")
 
 
+# Losses over several inputs whose shapes torch would broadcast silently (pytorch/pytorch#53030):
+# the inputs that must match, and for the pairwise ones the target's shape (N,) or input's.
+_SAME_SHAPE_INPUTS = {
+    "cosine_embedding": 2,
+    "margin_ranking": 3,
+    "triplet_margin": 3,
+    "triplet_margin_with_distance": 3,
+}
+
+
+def _check_same_shapes(display: str, name: str, args: tuple[Any, ...]) -> None:
+    count = _SAME_SHAPE_INPUTS.get(name)
+    if count is None:
+        return
+    shapes = [tuple(a.shape) for a in args[:count] if isinstance(a, Tensor)]
+    if len(set(shapes)) > 1:
+        raise LossInputError(
+            f"{display}: its inputs must have one shape, got {', '.join(map(str, shapes))}; "
+            "they are never broadcast"
+        )
+    if name == "cosine_embedding" and len(args) > 2 and isinstance(args[2], Tensor):
+        expected = shapes[0][:-1]
+        if tuple(args[2].shape) != expected:
+            raise LossInputError(
+                f"{display}: target has shape {tuple(args[2].shape)}, expected {expected} (one "
+                "+1/-1 per pair of rows); it is never broadcast"
+            )
+
+
 def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Module]:
     """A subclass of ``base`` that checks its inputs against ``contract`` before ``forward``."""
 
@@ -217,6 +247,7 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
 
     def forward_first_checked(self: Any, *args: Any) -> Tensor:
         self.check_inputs(args[0])
+        _check_same_shapes(self.display_name, name, args)
         return base.forward(self, *args)  # type: ignore[no-any-return]
 
     def forward_pair_checked(self: Any, input: Tensor, target: Tensor, *args: Any) -> Tensor:
