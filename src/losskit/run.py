@@ -17,7 +17,6 @@ Example::
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from losskit.demo import DigitsNet, accuracy, digits_data
 from losskit.engine.trainer import FitSummary, Trainer, seed_everything
 from losskit.errors import ConfigError
 from losskit.term import Term
+from losskit.tracking.sinks._files import replace_text
 
 __all__ = ["BUILTIN_DATA", "BUILTIN_METRICS", "BUILTIN_MODELS", "RunResult", "build", "run"]
 
@@ -172,9 +172,7 @@ def _scheduler(name: str) -> Callable[..., Any]:
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    replace_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def run(

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from losskit.report.summary import SummaryRow, summarize
 from losskit.tracking.history import History, load
+from losskit.tracking.sinks._files import replace_text
 
 __all__ = ["render"]
 
@@ -115,13 +116,7 @@ def render(
         f"<title>losskit report: {html.escape(run.resolve().name)}</title>"
         f"<style>{_STYLE}</style></head><body>" + "\n".join(body) + "</body></html>\n"
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    with temporary.open("w", encoding="utf-8") as f:
-        f.write(page)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, target)
+    replace_text(target, page)
     return target
 
 

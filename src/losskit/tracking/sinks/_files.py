@@ -1,4 +1,4 @@
-"""Append-only files that survive a killed writer."""
+"""Files that survive a killed writer: appended logs, and whole files replaced atomically."""
 
 from __future__ import annotations
 
@@ -42,3 +42,17 @@ def drop_partial_line(path: Path) -> None:
         LossKitWarning,
         stacklevel=4,
     )
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, fsync it, then rename it over ``path``.
+
+    A reader sees the old file or the new one, never half of one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
