@@ -115,7 +115,9 @@ class Term(nn.Module):
             ``input`` (and ``target``) it is called as ``loss(input, target)``; without
             selectors as ``loss(outputs, batch)``.
         input: selects the prediction from the model outputs (key, position or callable); with a
-            ``target`` but no ``input``, the outputs themselves are the input.
+            ``target`` but no ``input``, the outputs themselves are the input. A tuple of
+            selectors feeds a loss of several inputs, called as ``loss(*inputs, target)``
+            (e.g. ``input=("hidden", "weight")`` for ``"linear_cross_entropy"``).
         target: selects the target from the batch (key, position or callable).
         weight: a float or a :class:`~losskit.schedules.Schedule` of the optimizer step.
         mask: selects a boolean/0-1 tensor from the batch, per sample ``(N,)`` or per element
@@ -144,7 +146,7 @@ class Term(nn.Module):
         self,
         loss: str | nn.Module | Callable[..., Tensor],
         *,
-        input: Selector | None = None,
+        input: Selector | tuple[Selector, ...] | None = None,
         target: Selector | None = None,
         weight: WeightLike = 1.0,
         mask: Selector | None = None,
@@ -188,7 +190,10 @@ class Term(nn.Module):
     def selected(self, key: str, outputs: Any, batch: Any) -> dict[str, Tensor]:
         """The tensors this term reads, by role (``input``, ``target``, ``mask``, ...)."""
         chosen: dict[str, Tensor] = {}
-        if self.input is not None or self.target is not None:
+        if isinstance(self.input, tuple):
+            for i, x in enumerate(self._inputs(key, outputs, batch)):
+                chosen["input" if i == 0 else f"input[{i}]"] = x
+        elif self.input is not None or self.target is not None:
             chosen["input"] = self._input(key, outputs, batch)
         for role, selector in (
             ("target", self.target),
@@ -199,8 +204,16 @@ class Term(nn.Module):
                 chosen[role] = _pick(key, role, selector, "batch", batch, outputs)
         return chosen
 
+    def _inputs(self, key: str, outputs: Any, batch: Any) -> tuple[Tensor, ...]:
+        if isinstance(self.input, tuple):
+            return tuple(
+                _pick(key, f"input[{i}]", s, "outputs", outputs, batch)
+                for i, s in enumerate(self.input)
+            )
+        return (self._input(key, outputs, batch),)
+
     def _input(self, key: str, outputs: Any, batch: Any) -> Tensor:
-        if self.input is not None:
+        if self.input is not None and not isinstance(self.input, tuple):
             return _pick(key, "input", self.input, "outputs", outputs, batch)
         if not isinstance(outputs, Tensor):
             raise LossInputError(
@@ -214,6 +227,11 @@ class Term(nn.Module):
         try:
             if self.input is None and self.target is None:
                 value = self._loss(outputs, batch)
+            elif isinstance(self.input, tuple):
+                xs = self._inputs(key, outputs, batch)
+                if self.target is not None:
+                    xs += (_pick(key, "target", self.target, "batch", batch, outputs),)
+                value = self._loss(*xs)
             else:
                 x = self._input(key, outputs, batch)
                 if self.target is None:

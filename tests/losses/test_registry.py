@@ -28,9 +28,8 @@ def test_every_torch_nn_loss_is_registered() -> None:
         if not any(isinstance(f, type) and issubclass(f, cls) for f in registered)
     }
     assert not missing, f"torch.nn losses missing from the registry: {sorted(missing)}"
-    assert losses.get("linear_cross_entropy", in_features=4, num_classes=3).__class__.__name__ == (
-        "LinearCrossEntropyLoss"
-    )
+    head = losses.get("linear_cross_entropy_head", in_features=4, num_classes=3)
+    assert head.__class__.__name__ == "LinearCrossEntropyLoss"
 
 
 @pytest.mark.parametrize(

@@ -106,7 +106,7 @@ def test_every_wrapped_loss_has_a_case() -> None:
         for spec in losses.available()
         if spec.factory.__module__ == "losskit.losses.torch_nn"
     }
-    assert wrapped - set(CASES) == {"linear_cross_entropy"}  # see test_linear_cross_entropy
+    assert wrapped - set(CASES) == {"linear_cross_entropy_head"}  # see test_linear_cross_entropy
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -130,7 +130,7 @@ def test_value_and_gradient_equal_torch_nn(name: str, reduction: str) -> None:
 
 def test_linear_cross_entropy() -> None:
     torch.manual_seed(0)
-    ours = losses.get("linear_cross_entropy", in_features=8, num_classes=5)
+    ours = losses.get("linear_cross_entropy_head", in_features=8, num_classes=5)
     reference = nn.LinearCrossEntropyLoss(8, 5)
     reference.load_state_dict(ours.state_dict())
     h, y = torch.randn(6, 8), torch.randint(0, 5, (6,))

@@ -1,7 +1,7 @@
 """The loss catalogue: every loss by name, with one-line descriptions and families.
 
 Importing this package registers every ``torch.nn`` loss and losskit's own families
-(classification, regression, segmentation, Lovász).
+(classification, large-vocabulary, regression, segmentation, Lovász).
 
 Example::
 
@@ -14,6 +14,7 @@ Example::
 
 # Each family module registers its losses on import.
 from losskit.losses import classification as _classification  # noqa: F401
+from losskit.losses import large_vocab as _large_vocab  # noqa: F401
 from losskit.losses import lovasz as _lovasz  # noqa: F401
 from losskit.losses import regression as _regression  # noqa: F401
 from losskit.losses import segmentation as _segmentation  # noqa: F401

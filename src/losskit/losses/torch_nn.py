@@ -167,10 +167,11 @@ _TORCH_NN_LOSSES: tuple[tuple[type[nn.Module], str, tuple[str, ...], str, str], 
     ),
     (
         nn.LinearCrossEntropyLoss,
-        "linear_cross_entropy",
+        "linear_cross_entropy_head",
         (),
         "classification",
-        "Cross-entropy of a linear projection, chunked so the logits are not materialised.",
+        "torch.nn.LinearCrossEntropyLoss, which owns its projection (in_features, num_classes); "
+        "linear_cross_entropy takes the weight as an input.",
     ),
 )
 
@@ -194,7 +195,7 @@ _CONTRACTS: dict[str, Contract] = {
     "multi_margin": Contract("values", "class_indices", "class_dim"),
     "soft_margin": Contract("values", "sign", "same"),
     "hinge_embedding": Contract("values", "sign", "same"),
-    "linear_cross_entropy": _FIRST_ARG_ONLY,
+    "linear_cross_entropy_head": _FIRST_ARG_ONLY,
 }
 # Losses of three or more tensors: the first (the prediction) is checked.
 _MULTI_INPUT = {
