@@ -24,6 +24,7 @@ from losskit.errors import (
     LossKitWarning,
     NonFiniteLossError,
 )
+from losskit.evaluation import evaluate
 from losskit.losses.imbalance import class_weights, pos_weight
 from losskit.result import LossResult
 from losskit.term import Selector, Term, WeightLike
@@ -49,6 +50,7 @@ __all__ = [
     "__version__",
     "balancers",
     "class_weights",
+    "evaluate",
     "losses",
     "pos_weight",
     "report",

@@ -36,6 +36,7 @@ from torch.optim import Optimizer
 from losskit.criterion import Criterion
 from losskit.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from losskit.errors import ConfigError
+from losskit.evaluation import evaluate
 from losskit.result import LossResult
 from losskit.tracking import Tracker, sinks
 
@@ -339,27 +340,29 @@ class Trainer:
     # -- validation -------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self, loader: Iterable[Any], split: str = "val") -> None:
-        """Evaluate every route's keys (and the metrics) on ``loader`` into the tracker."""
+        """Evaluate every route's keys (and the metrics) on ``loader`` into the tracker.
+
+        The dataset means come from :func:`losskit.evaluate` (sample-weighted, read once).
+        """
         assert self.tracker is not None
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            enabled = set(self.criterion.enabled)
-            for raw in loader:
-                batch = _to_device(raw, self.device)
-                log: dict[str, Tensor] = {}
-                outputs = None
-                for name in self.optimizers:
-                    if enabled.intersection(self.routes[name]):
-                        res, outputs = self._route_loss(name, batch)
-                        self._merge(log, res)
-                for metric, fn in self.metrics.items():
-                    log[f"metric/{metric}"] = fn(outputs, batch).detach().float()
-                self.tracker.update(
-                    log, split, batch_size=_batch_size(batch), step=self.global_step
-                )
-        finally:
-            self.model.train(was_training)
+        enabled = set(self.criterion.enabled)
+        routes = [name for name in self.optimizers if enabled.intersection(self.routes[name])]
+
+        def batch_log(model: Any, batch: Any) -> dict[str, Tensor]:
+            log: dict[str, Tensor] = {}
+            outputs = None
+            for name in routes:
+                res, outputs = self._route_loss(name, batch)
+                self._merge(log, res)
+            for metric, fn in self.metrics.items():
+                log[f"metric/{metric}"] = fn(outputs, batch).detach().float()
+            return log
+
+        means = evaluate(
+            self.model, lambda log, _: log, loader, forward=batch_log, device=self.device
+        )
+        if means:
+            self.tracker.update(means, split, step=self.global_step)
 
     # -- the loop ---------------------------------------------------------------------------
     def _make_tracker(self, total_steps: int) -> Tracker:

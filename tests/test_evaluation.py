@@ -1,0 +1,118 @@
+"""lk.evaluate: dataset means equal the one-batch computation for chunk sizes that do and do not
+divide N and for uneven batches; no_grad and eval mode; one read from the device; errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+
+import losskit as lk
+from losskit.errors import ConfigError, LossInputError
+
+N = 23
+
+
+def _setup() -> tuple[torch.nn.Module, lk.Criterion, dict[str, Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 4))
+    crit = lk.Criterion(
+        {
+            "ce": lk.Term("cross_entropy", input="logits", target="label"),
+            "reg": lk.Term("huber", input="value", target="y", weight=0.3),
+        }
+    )
+    data = {
+        "x": torch.randn(N, 5, generator=g),
+        "label": torch.randint(0, 4, (N,), generator=g),
+        "y": torch.randn(N, generator=g),
+    }
+    return model, crit, data
+
+
+def _forward(model: Any, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    z = model(batch["x"])
+    return {"logits": z, "value": z[:, 0]}
+
+
+def _batches(data: dict[str, Tensor], sizes: list[int]) -> list[dict[str, Tensor]]:
+    out, start = [], 0
+    for size in sizes:
+        out.append({k: v[start : start + size] for k, v in data.items()})
+        start += size
+    return out
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 4, 7, 23, 100])
+@pytest.mark.parametrize("sizes", [[N], [10, 10, 3], [1, 22]])
+def test_equals_the_one_batch_computation(chunk_size: int | None, sizes: list[int]) -> None:
+    model, crit, data = _setup()
+    model.eval()
+    with torch.no_grad():
+        full = {k: v.item() for k, v in crit(_forward(model, data), data).log().items()}
+    model.train()
+    means = lk.evaluate(model, crit, _batches(data, sizes), chunk_size=chunk_size, forward=_forward)
+    assert sorted(means) == sorted(full)
+    assert sorted(full) == ["loss", "loss/ce", "loss/reg", "weight/ce", "weight/reg"]
+    torch.testing.assert_close(means, full, rtol=1e-6, atol=1e-6)
+    assert model.training  # restored
+
+
+def test_unweighted_mean_of_batches_would_differ() -> None:
+    # The case the sample weighting exists for: a short last batch.
+    model, crit, data = _setup()
+    batches = _batches(data, [20, 3])
+    means = lk.evaluate(model, crit, batches, forward=_forward)
+    model.eval()
+    with torch.no_grad():
+        naive = sum(crit(_forward(model, b), b)["ce"].item() for b in batches) / 2
+        full = crit(_forward(model, data), data)["ce"].item()
+    assert means["loss/ce"] == pytest.approx(full, rel=1e-6)
+    assert abs(naive - full) > 1e-3
+
+
+def test_no_grad_eval_mode_and_one_read_from_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, _, data = _setup()
+    seen: list[tuple[bool, bool]] = []
+    reads = {"item": 0, "tolist": 0}
+
+    def criterion(outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        seen.append((torch.is_grad_enabled(), model.training))
+        return {"loss": outputs["value"].square().mean(), "count": outputs["value"].new_ones(())}
+
+    for name in reads:
+        original = getattr(Tensor, name)
+
+        def counted(self: Tensor, *a: Any, _name: str = name, _f: Any = original) -> Any:
+            reads[_name] += 1
+            return _f(self, *a)
+
+        monkeypatch.setattr(Tensor, name, counted)
+    means = lk.evaluate(model, criterion, _batches(data, [10, 13]), chunk_size=4, forward=_forward)
+    monkeypatch.undo()
+    assert seen == [(False, False)] * 7  # 3 + 4 chunks
+    assert reads == {"item": 0, "tolist": 1}
+    assert means["count"] == 1.0
+
+
+def test_tuple_batches_and_default_forward() -> None:
+    x, y = torch.randn(9, 3), torch.randint(0, 3, (9,))
+    crit = lk.Criterion({"ce": lk.Term("cross_entropy", target=1)})
+    means = lk.evaluate(torch.nn.Identity(), crit, [(x[:5], y[:5]), (x[5:], y[5:])], chunk_size=2)
+    expected = torch.nn.functional.cross_entropy(x, y).item()
+    assert means["loss/ce"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_errors() -> None:
+    model, crit, data = _setup()
+    with pytest.raises(ConfigError, match="chunk_size must be a positive integer"):
+        lk.evaluate(model, crit, [data], chunk_size=0, forward=_forward)
+    with pytest.raises(ConfigError, match="pass forward="):
+        lk.evaluate(model, crit, [data])
+    with pytest.raises(LossInputError, match="expected a scalar"):
+        lk.evaluate(model, lambda o, b: {"v": o["value"]}, [data], forward=_forward)
+    with pytest.raises(LossInputError, match="no tensor with a sample dim"):
+        lk.evaluate(model, crit, [{"x": 1}], forward=_forward)
+    assert lk.evaluate(model, crit, [], forward=_forward) == {}
