@@ -15,6 +15,7 @@ Example::
 """
 
 from losskit import balancers, losses, report, schedules, tracking
+from losskit.benchmarking import bench
 from losskit.criterion import Criterion, TermLike
 from losskit.engine import FitSummary, Trainer, seed_everything
 from losskit.errors import (
@@ -49,6 +50,7 @@ __all__ = [
     "WeightLike",
     "__version__",
     "balancers",
+    "bench",
     "class_weights",
     "evaluate",
     "losses",

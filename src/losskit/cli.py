@@ -209,6 +209,58 @@ def report_command(
     Console().print(f"report: {path}", highlight=False)
 
 
+# -- losskit bench (issue 10) -------------------------------------------------------------
+@app.command(name="bench")
+def bench_command(
+    cases: list[str] = typer.Argument(
+        None, help="Catalogue names or '<activation>+<loss>' (e.g. focal bce_logits sigmoid+bce)."
+    ),
+    config: Path | None = typer.Option(None, help="Bench the terms of this run config instead."),
+    shape: str = typer.Option("4096,80", help="The input's shape, classes along dim 1."),
+    dtype: str = typer.Option("float32", help="float32, float64, bfloat16 or float16."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+    memory: bool = typer.Option(True, help="Measure peak memory (a child process per case)."),
+    stability: bool = typer.Option(True, help="Run the extreme-input and precision checks."),
+    min_run_time: float = typer.Option(0.2, help="Seconds of timed runs per case."),
+    out: Path | None = typer.Option(
+        None, help="The run folder for bench.json and bench.png (default runs/bench)."
+    ),
+) -> None:
+    """Time, peak memory and numerical checks of losses; flags unstable patterns."""
+    from losskit.benchmarking import bench
+
+    try:
+        chosen: dict[str, dict[str, Any]] = {name: {} for name in cases or []}
+        if config is not None:
+            from losskit.config import load_config
+
+            for term in load_config(config).terms.values():
+                chosen.setdefault(term.loss, dict(term.options))
+        if not chosen:
+            raise LossKitError("name the losses to bench (or give --config)")
+        dims = tuple(int(d) for d in shape.replace("x", ",").split(",") if d.strip())
+        report = bench(
+            chosen,
+            dims,
+            dtype=dtype,
+            device=device,
+            memory=memory,
+            stability=stability,
+            min_run_time=min_run_time,
+        )
+        paths = report.write(out if out is not None else Path("runs/bench"))
+    except LossKitError as exc:
+        raise _fail(exc) from exc
+    except ValueError as exc:
+        raise _fail(LossKitError(f"--shape must be sizes like 4096,80: {exc}")) from exc
+    console = Console()
+    console.print(report.table())
+    console.print(f"json: {paths['json']}\nplot: {paths['plot']}", highlight=False)
+
+
+# -- end of losskit bench ------------------------------------------------------------------
+
+
 def main() -> None:
     """Entry point of the ``losskit`` console script."""
     app()
