@@ -5,9 +5,10 @@ allocated before the step. On the CPU there is no allocator statistic, and ``tra
 not see tensor memory, so each case runs in a fresh child process (``spawn``) that builds its
 inputs, runs one warm-up step (lazy library initialisation is not the loss's memory), resets the
 kernel's peak-RSS mark (``/proc/self/clear_refs``), runs the step again and reports its peak
-resident set size (``getrusage(RUSAGE_SELF).ru_maxrss``) minus the resident size just before.
-Where the mark cannot be reset (not Linux), a second child that only builds the inputs gives the
-baseline: the delta of the two peaks (method ``"idle_child"``, which then includes warm-up).
+resident set size (``VmHWM``) minus the resident size just before (method ``"rss_peak_reset"``).
+Where the mark cannot be reset (not Linux), the peaks (``getrusage(RUSAGE_SELF).ru_maxrss``) of
+two children, one that runs the step and one that only builds the inputs, give the delta
+(method ``"idle_child"``, which then includes first-call initialisation).
 """
 
 from __future__ import annotations
@@ -50,10 +51,11 @@ def _maxrss_bytes() -> int:
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024
 
 
-def _rss_bytes() -> int | None:
+def _status_bytes(field: str) -> int | None:
+    """``VmRSS`` (resident now) or ``VmHWM`` (its peak) from ``/proc/self/status``."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         return None
@@ -77,10 +79,13 @@ def _child(
         step()
     gc.collect()
     reset = warm and _reset_peak()
-    before = _rss_bytes()
+    before = _status_bytes("VmRSS")
     if run:
         step()
-    return _maxrss_bytes(), before, reset
+    # After a reset, VmHWM is the step's peak: ru_maxrss also keeps the peak of threads that
+    # exited before the reset (the kernel folds it into the process's signal struct).
+    peak = _status_bytes("VmHWM") if reset else None
+    return peak if peak is not None else _maxrss_bytes(), before, reset
 
 
 def _in_child(
