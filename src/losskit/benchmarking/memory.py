@@ -13,6 +13,7 @@ two children, one that runs the step and one that only builds the inputs, give t
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import multiprocessing
 import resource
@@ -62,6 +63,14 @@ def _status_bytes(field: str) -> int | None:
     return None
 
 
+def _trim_heap() -> None:
+    """Hand free heap pages back to the system (glibc), so the resident size is what is held."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _reset_peak() -> bool:
     try:
         Path("/proc/self/clear_refs").write_text("5")
@@ -78,6 +87,7 @@ def _child(
     if warm:
         step()
     gc.collect()
+    _trim_heap()
     reset = warm and _reset_peak()
     before = _status_bytes("VmRSS")
     if run:

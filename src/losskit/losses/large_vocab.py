@@ -49,7 +49,14 @@ from losskit.losses._elementwise import Reduction, check_reduction
 from losskit.losses.contracts import FIRST_CALLS, Check, Contract, ContractedLoss, _check_finite
 from losskit.losses.registry import register
 
-__all__ = ["LinearCrossEntropyLoss"]
+__all__ = ["CPU_CHUNK_ROWS", "LinearCrossEntropyLoss"]
+
+CPU_CHUNK_ROWS = 256
+"""Rows per chunk on the CPU when no ``options`` are given. torch's default sizes a chunk's logits
+like the hidden states (32 rows at N=2048, H=1024, V=32768; 128 at N=8192), and each chunk
+reads and writes the whole ``(V, H)`` weight gradient: measured on a 2-core CPU, 32-row chunks
+took 2.4x the CPU time of the plain logits path and 256-row chunks 0.8x to 1.1x. A 256-row chunk
+of logits is ``256 / H`` of the weight gradient's size (a quarter at H=1024)."""
 
 
 def _shape(t: Tensor) -> tuple[int, ...]:
@@ -84,7 +91,8 @@ class LinearCrossEntropyLoss(ContractedLoss, nn.Module):
         chunked: ``False`` computes the logits (torch's reference path), e.g. for double
             backward or ``torch.func``; the default takes torch's chunked path.
         options: torch's ``LinearCrossEntropyOptions`` (chunk size, accumulation dtype);
-            ``None`` uses torch's defaults for the device and dtype.
+            ``None`` uses :data:`CPU_CHUNK_ROWS`-row chunks on the CPU and torch's defaults
+            elsewhere.
 
     Example::
 
@@ -150,7 +158,7 @@ class LinearCrossEntropyLoss(ContractedLoss, nn.Module):
             linear_bias=bias,
             reduction="none" if needs_rows else "sum",
             ignore_index=self.ignore_index,
-            options=(self.options or torch.nn.LinearCrossEntropyOptions()) if chunked else None,
+            options=self._options(h) if chunked else None,
         )
         hard, eps = ce, self.label_smoothing
         z_y: Tensor | None = None
@@ -178,6 +186,15 @@ class LinearCrossEntropyLoss(ContractedLoss, nn.Module):
             return total
         count = valid.sum()
         return torch.where(count > 0, total / count.clamp_min(1), total * 0.0)
+
+    def _options(self, hidden: Tensor) -> torch.nn.LinearCrossEntropyOptions:
+        if self.options is not None:
+            return self.options
+        if hidden.device.type == "cpu":
+            return torch.nn.LinearCrossEntropyOptions(
+                batch_chunk_size=min(CPU_CHUNK_ROWS, max(1, hidden.shape[0]))
+            )
+        return torch.nn.LinearCrossEntropyOptions()
 
     def _fallback(self, why: str) -> None:
         if not self._warned:
