@@ -86,10 +86,10 @@ def setup(case: str, n: int, h: int, v: int) -> Callable[[], None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N=2048 (under a minute)")
-    parser.add_argument("--rounds", type=int, default=None, help="default 5, 3 at full size")
+    parser.add_argument("--rounds", type=int, default=None, help="default 4, 3 at full size")
     args = parser.parse_args()
     n, h, v = (2048 if args.quick else 8192), 1024, 32768
-    rounds = args.rounds or (5 if args.quick else 3)
+    rounds = args.rounds or (4 if args.quick else 3)
     threads = torch.get_num_threads()
     print(f"N={n} H={h} V={v} float32, cpu, {threads} threads, torch {torch.__version__}")
 

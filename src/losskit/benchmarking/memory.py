@@ -13,6 +13,7 @@ two children, one that runs the step and one that only builds the inputs, give t
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import multiprocessing
@@ -65,10 +66,8 @@ def _status_bytes(field: str) -> int | None:
 
 def _trim_heap() -> None:
     """Hand free heap pages back to the system (glibc), so the resident size is what is held."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _reset_peak() -> bool:
