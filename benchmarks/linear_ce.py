@@ -1,7 +1,7 @@
 """Large-vocabulary cross-entropy: losskit's ``linear_cross_entropy`` against the logits path.
 
 Cases, on hidden states ``h`` (N, H), a projection ``W`` (V, H) and class indices ``y`` (N,),
-float32 on the CPU, one forward and one backward to fresh gradients of ``h`` and ``W``:
+float32 on the CPU, one forward and one backward into fresh gradients of ``h`` and ``W`` (dropped after each step):
 
 - ``plain``: ``F.cross_entropy(h @ W.T, y)``, which holds the (N, V) logits and their gradient;
 - ``loop``: the common hand-written loop over chunks of 1024 rows, each chunk's logits,
@@ -52,23 +52,25 @@ def setup(case: str, n: int, h: int, v: int) -> Callable[[], None]:
     labels = torch.randint(0, v, (n,), generator=g)
 
     def fresh() -> None:
+        # After the step: a gradient held from the previous step would count as memory "before"
+        # it and hide the step's own gradients from the peak.
         hidden.grad = None
         weight.grad = None
 
     if case == "plain":
 
         def step() -> None:
-            fresh()
             F.cross_entropy(hidden @ weight.T, labels).backward()
+            fresh()
 
     elif case == "loop":
 
         def step() -> None:
-            fresh()
             for start in range(0, n, LOOP_ROWS):
                 rows = slice(start, start + LOOP_ROWS)
                 logits = hidden[rows] @ weight.T
                 (F.cross_entropy(logits, labels[rows], reduction="sum") / n).backward()
+            fresh()
 
     else:
         crit = lk.Criterion(
@@ -77,8 +79,8 @@ def setup(case: str, n: int, h: int, v: int) -> Callable[[], None]:
         outputs, batch = {"hidden": hidden, "weight": weight}, {"labels": labels}
 
         def step() -> None:
-            fresh()
             crit(outputs, batch).backward()
+            fresh()
 
     return step
 

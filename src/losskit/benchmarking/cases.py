@@ -194,7 +194,9 @@ def setup_step(
     value = case.step(loss, inputs)
 
     def step() -> None:
-        leaf.grad = None
         value(leaf).backward()  # type: ignore[no-untyped-call]
+        # Dropped after the step, not before: a gradient held from the previous step would count
+        # in the memory measured before the step and hide this step's gradient from the peak.
+        leaf.grad = None
 
     return step
