@@ -1,7 +1,8 @@
 """Large-vocabulary cross-entropy: losskit's ``linear_cross_entropy`` against the logits path.
 
 Cases, on hidden states ``h`` (N, H), a projection ``W`` (V, H) and class indices ``y`` (N,),
-float32 on the CPU, one forward and one backward into fresh gradients of ``h`` and ``W`` (dropped after each step):
+float32 on the CPU, one forward and one backward into fresh gradients of ``h`` and ``W``
+(dropped after each step):
 
 - ``plain``: ``F.cross_entropy(h @ W.T, y)``, which holds the (N, V) logits and their gradient;
 - ``loop``: the common hand-written loop over chunks of 1024 rows, each chunk's logits,
