@@ -3,10 +3,15 @@ divide N and for uneven batches; no_grad and eval mode; one read from the device
 
 from __future__ import annotations
 
+import importlib
+import json
+import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 from torch import Tensor
 
 import losskit as lk
@@ -116,3 +121,24 @@ def test_errors() -> None:
     with pytest.raises(LossInputError, match="no tensor with a sample dim"):
         lk.evaluate(model, crit, [{"x": 1}], forward=_forward)
     assert lk.evaluate(model, crit, [], forward=_forward) == {}
+
+
+def test_every_rank_gets_the_mean_over_all_ranks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # spawned children import the worker
+    worker = importlib.import_module("evaluation_ddp_worker")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    mp.spawn(worker.worker, args=(str(tmp_path), port), nprocs=worker.WORLD, join=True)
+    out = [json.loads((tmp_path / f"result-{r}.json").read_text()) for r in range(worker.WORLD)]
+    x, y = worker.data()
+    full = torch.nn.functional.cross_entropy(x, y).item()
+    rank0 = torch.nn.functional.cross_entropy(x[:7], y[:7]).item()
+    for r, result in enumerate(out):
+        assert "error" not in result, f"rank {r} failed:\n{result['error']}"
+        assert result["means"]["loss/ce"] == pytest.approx(full, rel=1e-6)
+        assert "only0" in result["mismatch"]
+        assert "only1" in result["mismatch"]
+    assert out[0]["local"]["loss/ce"] == pytest.approx(rank0, rel=1e-6)

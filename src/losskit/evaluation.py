@@ -27,10 +27,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from losskit.errors import ConfigError, LossInputError
 from losskit.result import LossResult
+from losskit.tracking import _distributed
 
 __all__ = ["evaluate"]
 
@@ -113,6 +115,8 @@ def evaluate(
     chunk_size: int | None = None,
     forward: Forward | None = None,
     device: torch.device | str | None = None,
+    *,
+    sync: bool = True,
 ) -> dict[str, float]:
     """Every logged key's dataset mean over ``data``, weighted by samples, under ``no_grad``.
 
@@ -129,11 +133,15 @@ def evaluate(
         forward: ``forward(model, batch) -> outputs``; by default ``model(batch)`` for a tensor
             and ``model(batch[0])`` for a tuple.
         device: moves each batch there first.
+        sync: under ``torch.distributed``, reduce over all ranks (every rank must call
+            ``evaluate``); ``False`` for an evaluation on one rank only.
 
     Returns:
         ``{name: mean}`` over all samples, read from the device once. A batch's weight is its
         sample count (dim 0), so a loss averaged over other units (valid tokens of a mask) is
-        the sample-weighted mean of its per-batch values.
+        the sample-weighted mean of its per-batch values. Under ``torch.distributed`` every
+        rank gets the means over all ranks' samples (one all-reduce; ranks whose names differ
+        raise :class:`~losskit.errors.RankMismatchError` instead of hanging).
 
     Example::
 
@@ -179,9 +187,34 @@ def evaluate(
     finally:
         if isinstance(model, nn.Module) and was_training is not None:
             model.train(was_training)
+    if sync and _distributed.initialized():
+        return _reduce_across_ranks(sums, counts, target_device)
     if not sums:
         return {}
     names = list(sums)
     where = sums[names[0]].device
     means = torch.stack([sums[k].to(where) / counts[k] for k in names]).tolist()  # the one sync
     return dict(zip(names, means, strict=True))
+
+
+def _reduce_across_ranks(
+    sums: dict[str, Tensor], counts: dict[str, int], device: torch.device | None
+) -> dict[str, float]:
+    """Every rank gets the means over all ranks' samples; ranks must agree on the names."""
+    names = sorted(sums)
+    where = next(iter(sums.values())).device if sums else (device or torch.device("cpu"))
+    where = _distributed.comm_device(None, where)
+    # Differing names would pair unrelated numbers or hang the collective: refuse them first.
+    _distributed.check_agreement([("evaluate", names, None)], None, where)
+    packed = (
+        torch.stack(
+            [sums[k].to(where, torch.float64) for k in names]
+            + [torch.tensor(float(counts[k]), dtype=torch.float64, device=where) for k in names]
+        )
+        if names
+        else torch.zeros(0, dtype=torch.float64, device=where)
+    )
+    dist.all_reduce(packed)
+    totals = packed.tolist()
+    k = len(names)
+    return {name: totals[i] / totals[k + i] for i, name in enumerate(names)}
