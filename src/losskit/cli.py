@@ -222,6 +222,7 @@ def bench_command(
     memory: bool = typer.Option(True, help="Measure peak memory (a child process per case)."),
     stability: bool = typer.Option(True, help="Run the extreme-input and precision checks."),
     min_run_time: float = typer.Option(0.2, help="Seconds of timed runs per case."),
+    threads: int | None = typer.Option(None, help="Intra-op threads (default: torch's)."),
     out: Path | None = typer.Option(
         None, help="The run folder for bench.json and bench.png (default runs/bench)."
     ),
@@ -247,6 +248,7 @@ def bench_command(
             memory=memory,
             stability=stability,
             min_run_time=min_run_time,
+            threads=threads,
         )
         paths = report.write(out if out is not None else Path("runs/bench"))
     except LossKitError as exc:

@@ -82,6 +82,8 @@ def test_cli_writes_table_json_and_plot(tmp_path: Path) -> None:
             "--shape",
             "16,4",
             "--no-memory",
+            "--threads",
+            "2",
             "--min-run-time",
             "0.01",
             "--out",
@@ -95,6 +97,8 @@ def test_cli_writes_table_json_and_plot(tmp_path: Path) -> None:
     data = json.loads((out / "bench.json").read_text())
     assert data["settings"]["shape"] == [16, 4]
     assert data["settings"]["dtype"] == "float32"
+    assert data["settings"]["threads"] == 2
+    assert torch.get_num_threads() == 1  # restored (the test session runs one thread)
     fields = {
         "name",
         "time_median_ms",

@@ -198,6 +198,7 @@ def bench(
     memory: bool = True,
     stability: bool = True,
     min_run_time: float = 0.2,
+    threads: int | None = None,
     out: str | Path | None = None,
 ) -> BenchReport:
     """Measure time, peak memory and numerical behaviour of each case (see the module notes).
@@ -209,6 +210,8 @@ def bench(
         memory: measure peak memory (on the CPU each case spawns a child process: seconds).
         stability: run the extreme-input and precision checks.
         min_run_time: seconds of timed runs per case.
+        threads: intra-op threads for the run (restored afterwards); on a loaded CPU, OpenMP
+            threads that wait on each other can make tiny losses look milliseconds slow.
         out: a run folder to write ``bench.json`` and ``bench.png`` into.
     """
     if dtype not in _DTYPES:
@@ -223,30 +226,56 @@ def bench(
         raise ConfigError("bench: no cases given; name catalogue losses (losskit losses)")
     for case in parsed:
         case.check_runs(dims)
-    results = []
-    for case in parsed:
-        args = (case.name, dict(case.kwargs), dims, dtype, str(where))
-        step = setup_step(*args)
-        if where.type == "cuda":
-            torch.cuda.synchronize(where)
-        timing = time_step(step, min_run_time=min_run_time)
-        mem: Memory | None = None
-        if memory:
-            mem = (
-                measure_cuda(step, where)
-                if where.type == "cuda"
-                else peak_rss_delta(setup_step, *args)
-            )
-        results.append(
-            CaseResult(
-                case.name,
-                timing,
-                mem,
-                scenarios(case, dims, where) if stability else [],
-                precision_errors(case, dims, where) if stability else [],
-            )
+    before = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"bench: threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    try:
+        results = [
+            _measure(case, dims, dtype, where, memory, stability, min_run_time) for case in parsed
+        ]
+        settings = _settings(dims, dtype, where, min_run_time)
+    finally:
+        torch.set_num_threads(before)
+    report = BenchReport(results, settings)
+    if out is not None:
+        report.write(out)
+    return report
+
+
+def _measure(
+    case: Case,
+    dims: tuple[int, ...],
+    dtype: str,
+    where: torch.device,
+    memory: bool,
+    stability: bool,
+    min_run_time: float,
+) -> CaseResult:
+    args = (case.name, dict(case.kwargs), dims, dtype, str(where))
+    step = setup_step(*args)
+    if where.type == "cuda":
+        torch.cuda.synchronize(where)
+    timing = time_step(step, min_run_time=min_run_time)
+    mem: Memory | None = None
+    if memory:
+        mem = (
+            measure_cuda(step, where) if where.type == "cuda" else peak_rss_delta(setup_step, *args)
         )
-    settings = {
+    return CaseResult(
+        case.name,
+        timing,
+        mem,
+        scenarios(case, dims, where) if stability else [],
+        precision_errors(case, dims, where) if stability else [],
+    )
+
+
+def _settings(
+    dims: tuple[int, ...], dtype: str, where: torch.device, min_run_time: float
+) -> dict[str, Any]:
+    return {
         "shape": list(dims),
         "dtype": dtype,
         "device": str(where),
@@ -255,7 +284,3 @@ def bench(
         "machine": platform.machine(),
         "min_run_time_s": min_run_time,
     }
-    report = BenchReport(results, settings)
-    if out is not None:
-        report.write(out)
-    return report
