@@ -1,0 +1,156 @@
+"""The results of ``losskit bench``: per-case records, the table, ``bench.json`` and the plot."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from losskit.benchmarking.memory import Memory
+from losskit.benchmarking.stability import Precision, Scenario
+from losskit.benchmarking.timing import Timing
+from losskit.tracking.sinks._files import replace_text
+
+__all__ = ["BenchReport", "CaseResult"]
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """Everything measured for one case; ``flags`` lists what failed, in words."""
+
+    name: str
+    timing: Timing | None
+    memory: Memory | None
+    scenarios: list[Scenario]
+    precision: list[Precision]
+
+    @property
+    def flags(self) -> list[str]:
+        out = [flag for s in self.scenarios for flag in s.flags]
+        for p in self.precision:
+            if p.value_error == math.inf:
+                out.append(f"non-finite value in {p.dtype}")
+            elif p.grad_error == math.inf:
+                out.append(f"non-finite gradient in {p.dtype}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "time_median_ms": None if self.timing is None else self.timing.median_s * 1e3,
+            "time_iqr_ms": None if self.timing is None else self.timing.iqr_s * 1e3,
+            "time_runs": None if self.timing is None else self.timing.runs,
+            "peak_memory_mib": None if self.memory is None else self.memory.peak_mib,
+            "memory_method": None if self.memory is None else self.memory.method,
+            "scenarios": [asdict(s) for s in self.scenarios],
+            "precision": [_finite_json(asdict(p)) for p in self.precision],
+            "flags": self.flags,
+            "flagged": bool(self.flags),
+        }
+
+
+@dataclass
+class BenchReport:
+    """The results of :func:`bench` with the settings they were measured under."""
+
+    cases: list[CaseResult]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"settings": {...}, "cases": [{name, time_median_ms, time_iqr_ms, time_runs,
+        peak_memory_mib, memory_method, scenarios, precision, flags, flagged}, ...]}``."""
+        return {"settings": self.settings, "cases": [c.to_dict() for c in self.cases]}
+
+    def write(self, run_dir: str | Path) -> dict[str, Path]:
+        """Write ``bench.json`` and ``bench.png`` into ``run_dir`` (each written then renamed)."""
+        folder = Path(run_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        json_path = folder / "bench.json"
+        replace_text(json_path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+        plot_path = folder / "bench.png"
+        _plot(self, plot_path)
+        return {"json": json_path, "plot": plot_path}
+
+    def table(self) -> Any:
+        """A ``rich.table.Table`` of the results (the CLI prints it)."""
+        from rich.table import Table
+
+        s = self.settings
+        table = Table(
+            title=f"losskit bench: shape {tuple(s['shape'])}, {s['dtype']}, {s['device']}"
+        )
+        for column in (
+            "case",
+            "time ms (IQR)",
+            "peak MiB",
+            *(f"err {d}" for d in ("f32", "bf16", "f16")),
+            "verdict",
+        ):
+            table.add_column(column, justify="left" if column in ("case", "verdict") else "right")
+        for case in self.cases:
+            t = case.timing
+            time_text = "-" if t is None else f"{t.median_s * 1e3:.3g} ({t.iqr_s * 1e3:.2g})"
+            mem_text = "-" if case.memory is None else f"{case.memory.peak_mib:.3g}"
+            errors = []
+            for p in case.precision:
+                if p.error:
+                    errors.append("n/a")
+                else:
+                    worst = max(p.value_error or 0.0, p.grad_error or 0.0)
+                    errors.append(f"{worst:.1e}")
+            verdict = "[red]" + "; ".join(case.flags) + "[/]" if case.flags else "[green]ok[/]"
+            table.add_row(case.name, time_text, mem_text, *errors, verdict)
+        return table
+
+
+def _finite_json(record: dict[str, Any]) -> dict[str, Any]:
+    """Infinite errors as the string ``"inf"``: strict JSON has no infinity."""
+    return {k: "inf" if isinstance(v, float) and math.isinf(v) else v for k, v in record.items()}
+
+
+def _plot(report: BenchReport, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [c.name for c in report.cases]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.5 * len(names) + 2.5))
+    times = [c.timing.median_s * 1e3 if c.timing else 0.0 for c in report.cases]
+    spread = [c.timing.iqr_s * 1e3 if c.timing else 0.0 for c in report.cases]
+    colours = ["tab:red" if c.flags else "tab:blue" for c in report.cases]
+    left.barh(names, times, xerr=spread, color=colours)
+    left.set_xlabel("forward+backward, ms (median, IQR)")
+    left.invert_yaxis()
+    width = 0.25
+    for i, dtype in enumerate(("float32", "bfloat16", "float16")):
+        errs = []
+        for c in report.cases:
+            found = next((p for p in c.precision if p.dtype == dtype), None)
+            value = None if found is None or found.error else found.grad_error
+            errs.append(
+                value if value is not None and value != float("inf") and value > 0 else float("nan")
+            )
+        right.barh(
+            [k + (i - 1) * width for k in range(len(names))], errs, height=width, label=dtype
+        )
+    right.set_xscale("log")
+    right.set_yticks(range(len(names)), names)
+    right.invert_yaxis()
+    right.set_xlabel("gradient error vs float64 (relative)")
+    right.legend(fontsize="small")
+    fig.suptitle("losskit bench (red: flagged)")
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
