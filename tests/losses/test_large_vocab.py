@@ -173,3 +173,11 @@ def test_unchunked_path_supports_double_backward() -> None:
     (g,) = torch.autograd.grad(value, h, create_graph=True)
     (gg,) = torch.autograd.grad(g.square().sum(), h)
     assert torch.isfinite(gg).all()
+
+
+def test_double_backward_on_the_chunked_path_says_what_to_do() -> None:
+    h, w, _, y = _data(7)
+    h.requires_grad_(True)
+    value = LinearCrossEntropyLoss()(h, w, y)
+    with pytest.raises(LossInputError, match=r"plain backward\(\) only.*chunked=False"):
+        torch.autograd.grad(value, h, create_graph=True)

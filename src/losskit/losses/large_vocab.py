@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +61,29 @@ of logits is ``256 / H`` of the weight gradient's size (a quarter at H=1024)."""
 
 def _shape(t: Tensor) -> tuple[int, ...]:
     return tuple(t.shape)
+
+
+class _PlainBackwardOnly(torch.autograd.Function):
+    """Identity whose backward refuses ``create_graph=True`` with a message a user can act on.
+
+    torch's chunked op precomputes its gradients in forward, so a double backward through it
+    fails deep in autograd ("element 0 of tensors does not require grad").
+    """
+
+    @staticmethod
+    def forward(ctx: Any, value: Tensor, name: str) -> Tensor:
+        ctx.name = name
+        return value.view_as(value)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        if torch.is_grad_enabled():  # backward(create_graph=True), torch.autograd.grad(...)
+            raise LossInputError(
+                f"{ctx.name}: torch's chunked path supports plain backward() only, not "
+                "create_graph=True (double backward, gradient penalties); build the loss with "
+                "chunked=False for that (it computes the (N, V) logits)"
+            )
+        return grad, None
 
 
 @register(
@@ -160,6 +183,8 @@ class LinearCrossEntropyLoss(ContractedLoss, nn.Module):
             ignore_index=self.ignore_index,
             options=self._options(h) if chunked else None,
         )
+        if chunked and ce.requires_grad:
+            ce = _PlainBackwardOnly.apply(ce, self.display_name)  # type: ignore[no-untyped-call]
         hard, eps = ce, self.label_smoothing
         z_y: Tensor | None = None
         if eps > 0.0 or self.z_loss > 0.0:
