@@ -16,9 +16,10 @@ Peak memory: each case runs in its own spawned child process (``losskit.benchmar
 one warm-up step, then the kernel's peak-RSS mark is reset and one step runs; the peak resident
 size minus the resident size just before the step (inputs and everything else held) is reported.
 Time: in this process, one warm-up step per case, then rounds that run every case once in turn
-(so that load on the shared machine falls on all cases alike); the minimum over rounds is
-reported (the least disturbed run: the machine is shared, as in ``benchmarks/losses.py``), for
-wall-clock time and for this process's CPU time.
+(so that load on the shared machine falls on the cases of a round alike). The ratios are the
+median over rounds of each round's ratio to ``plain`` (as in ``benchmarks/criterion_overhead.py``);
+the times shown are each case's minimum over rounds (the least disturbed run), for wall-clock
+time and for this process's CPU time.
 
     python benchmarks/linear_ce.py [--quick]
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from collections.abc import Callable
 
@@ -86,6 +88,10 @@ def setup(case: str, n: int, h: int, v: int) -> Callable[[], None]:
     return step
 
 
+def _median_ratio(case: list[float], plain: list[float]) -> float:
+    return statistics.median(c / p for c, p in zip(case, plain, strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N=2048 (under a minute)")
@@ -111,6 +117,8 @@ def main() -> None:
             cpu[case].append(time.process_time() - start_cpu)
     best = {case: min(t) for case, t in times.items()}
     best_cpu = {case: min(t) for case, t in cpu.items()}
+    ratio = {case: _median_ratio(times[case], times["plain"]) for case in CASES}
+    cpu_ratio = {case: _median_ratio(cpu[case], cpu["plain"]) for case in CASES}
     del steps
 
     print(
@@ -120,8 +128,8 @@ def main() -> None:
     for case in CASES:
         print(
             f"{case:<8} {memory[case]:>9.0f} {memory[case] / memory['plain']:>8.3f} "
-            f"{best[case]:>8.3f} {best[case] / best['plain']:>8.3f} "
-            f"{best_cpu[case]:>8.3f} {best_cpu[case] / best_cpu['plain']:>8.3f}"
+            f"{best[case]:>8.3f} {ratio[case]:>8.3f} "
+            f"{best_cpu[case]:>8.3f} {cpu_ratio[case]:>8.3f}"
         )
     figures = {
         "n": n,
@@ -129,14 +137,15 @@ def main() -> None:
         "vocab": v,
         "threads": torch.get_num_threads(),
         "peak_mem_ratio": memory["losskit"] / memory["plain"],
-        "time_ratio": best["losskit"] / best["plain"],
-        "cpu_time_ratio": best_cpu["losskit"] / best_cpu["plain"],
+        "time_ratio": ratio["losskit"],
+        "cpu_time_ratio": cpu_ratio["losskit"],
         "loop_peak_mem_ratio": memory["loop"] / memory["plain"],
-        "loop_time_ratio": best["loop"] / best["plain"],
+        "loop_time_ratio": ratio["loop"],
         "peak_mib": memory,
         "time_s": best,
         "cpu_s": best_cpu,
         "time_s_all": times,
+        "cpu_s_all": cpu,
     }
     print(json.dumps(figures))
 
