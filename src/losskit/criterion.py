@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeAlias, cast
 import torch
 from torch import Tensor, nn
 
+from losskit._module_call import plain_call
 from losskit.balancers import BalancerSpec, GradientBalancer, Mean, create
 from losskit.errors import ConfigError, LossKitWarning, NonFiniteLossError
 from losskit.result import LossResult
@@ -272,6 +273,14 @@ class Criterion(nn.Module):
         self._refresh()
 
     # -- forward -------------------------------------------------------------------------
+    def __call__(
+        self, outputs: Any, batch: Any = None, *, keys: Sequence[str] | None = None
+    ) -> LossResult:
+        if plain_call(self):  # no hooks, not compiled in place: skip __call__'s bookkeeping
+            return self.forward(outputs, batch, keys=keys)
+        result: LossResult = super().__call__(outputs, batch, keys=keys)
+        return result
+
     def forward(
         self, outputs: Any, batch: Any = None, *, keys: Sequence[str] | None = None
     ) -> LossResult:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from losskit import losses
+from losskit._module_call import plain_call
 from losskit.errors import ConfigError, LossInputError
 from losskit.schedules import Constant, Schedule
 
@@ -211,16 +212,19 @@ class Term(nn.Module):
 
     def compute(self, key: str, outputs: Any, batch: Any) -> Tensor:
         """The unweighted value of this term (named ``key`` in errors) on one batch."""
+        loss = self._loss
+        if isinstance(loss, nn.Module) and plain_call(loss):
+            loss = loss.forward  # what loss(...) would run, without __call__'s bookkeeping
         try:
             if self.input is None and self.target is None:
-                value = self._loss(outputs, batch)
+                value = loss(outputs, batch)
             else:
                 x = self._input(key, outputs, batch)
                 if self.target is None:
-                    value = self._loss(x)
+                    value = loss(x)
                 else:
                     y = _pick(key, "target", self.target, "batch", batch, outputs)
-                    value = self._loss(x, y)
+                    value = loss(x, y)
         except LossInputError as exc:
             if str(exc).startswith(f"term {key!r}"):
                 raise
