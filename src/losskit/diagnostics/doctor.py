@@ -205,6 +205,7 @@ def _contract_finding(
     key: str, exc: LossInputError, contract: Contract, x: Tensor, y: Tensor | None
 ) -> Finding:
     message = f"term {key!r}: {exc}"
+    x = x.detach()
     if (
         contract.input == "logits"
         and x.is_floating_point()
@@ -220,7 +221,7 @@ def _contract_finding(
             "softmax/sigmoid from that head (the loss applies it, in log space), or pick a loss "
             "made for probabilities",
         )
-    whole = _whole_numbers(y) if y is not None else None
+    whole = _whole_numbers(y.detach()) if y is not None else None
     if whole is not None and contract.target in _CLASS_TARGETS:
         distinct, low, high = whole
         return Finding(
@@ -350,6 +351,9 @@ def diagnose(
     findings: list[Finding] = []
     inputs: dict[str, dict[str, TensorSummary]] = {}
     values: dict[str, Tensor] = {}
+    # What each key's gradient flows from: its value, or its input when the value cannot be
+    # computed (the parameters a broken term would reach are not "untrained").
+    sources: dict[str, Tensor] = {}
     for key in criterion.enabled:
         term = criterion.term(key)
         loss = term.loss
@@ -366,6 +370,8 @@ def diagnose(
         inputs[key] = summaries
         broken = any(s.nonfinite for s in summaries.values())
         x, y = chosen.get("input"), chosen.get("target")
+        if x is not None and x.requires_grad:
+            sources[key] = x.sum()
         if contract is not None and x is not None and not broken:
             try:
                 contract.check_metadata(name, x, y)
@@ -387,17 +393,20 @@ def diagnose(
             with torch.enable_grad():
                 value = term.compute(key, outputs, batch)
         except LossInputError as exc:
-            findings.append(Finding("contract", "error", key, f"{exc}"))
+            if broken:
+                findings.append(_nonfinite_finding(key, None, summaries))
+            else:
+                findings.append(Finding("contract", "error", key, f"{exc}"))
             continue
         if broken or not bool(torch.isfinite(value.detach()).all()):
             findings.append(_nonfinite_finding(key, value, summaries))
-        values[key] = value
+        values[key] = sources[key] = value
     finite = [k for k, v in values.items() if bool(torch.isfinite(v.detach()).all())]
     weights = _weights(criterion, outputs, batch, finite)
     params = [p for _, p in named]
     names = [n for n, _ in named]
-    computed = list(values)
-    grads = dict(zip(computed, key_gradients([values[k] for k in computed], params)))
+    computed = list(sources)
+    grads = dict(zip(computed, key_gradients([sources[k] for k in computed], params)))
     reach = {k: tuple(n for n, g in zip(names, grads[k]) if g is not None) for k in computed}
     reached = {n for k in computed for n in reach[k]}
     untrained = tuple(n for n in names if n not in reached)
