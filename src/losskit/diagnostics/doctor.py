@@ -5,26 +5,6 @@ keeps its loss's contract and is finite, its weighted share of the total, the gr
 induces on each top-level part of the model, which parameters it reaches (and which trainable
 parameters no key reaches), and the cosines between the keys' gradients on the shared
 parameters. Problems become :class:`Finding` objects with a concrete piece of advice.
-
-Example::
-
-    >>> import torch, losskit as lk
-    >>> _ = torch.manual_seed(0)
-    >>> class Net(torch.nn.Module):
-    ...     def __init__(self):
-    ...         super().__init__()
-    ...         self.trunk = torch.nn.Linear(4, 8)
-    ...         self.cls, self.aux = torch.nn.Linear(8, 3), torch.nn.Linear(8, 1)
-    ...     def forward(self, x):
-    ...         h = self.trunk(x)
-    ...         return {"logits": self.cls(h), "aux": self.aux(h)}
-    >>> crit = lk.Criterion({"cls": lk.Term("cross_entropy", input="logits", target="y")})
-    >>> batch = {"x": torch.randn(16, 4), "y": torch.randint(0, 3, (16,))}
-    >>> report = lk.diagnose(Net(), crit, batch, forward=lambda m, b: m(b["x"]))
-    >>> [(f.kind, f.parameters) for f in report.findings]
-    [('untrained_parameters', ('aux.weight', 'aux.bias'))]
-    >>> report.ok  # warnings only
-    True
 """
 
 from __future__ import annotations
@@ -343,6 +323,26 @@ def diagnose(
     Contract violations, non-finite terms and bad selections are reported per key instead of
     raised; the other keys are still examined. The criterion is called once on the keys that
     compute (its weights, balancer included, give the shares).
+
+    Example::
+
+        >>> import torch, losskit as lk
+        >>> _ = torch.manual_seed(0)
+        >>> class Net(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.trunk = torch.nn.Linear(4, 8)
+        ...         self.cls, self.aux = torch.nn.Linear(8, 3), torch.nn.Linear(8, 1)
+        ...     def forward(self, x):
+        ...         h = self.trunk(x)
+        ...         return {"logits": self.cls(h), "aux": self.aux(h)}
+        >>> crit = lk.Criterion({"cls": lk.Term("cross_entropy", input="logits", target="y")})
+        >>> batch = {"x": torch.randn(16, 4), "y": torch.randint(0, 3, (16,))}
+        >>> report = lk.diagnose(Net(), crit, batch, forward=lambda m, b: m(b["x"]))
+        >>> [(f.kind, f.parameters) for f in report.findings]
+        [('untrained_parameters', ('aux.weight', 'aux.bias'))]
+        >>> report.ok  # warnings only
+        True
     """
     run = forward if forward is not None else (lambda m, b: m(b))
     with torch.enable_grad():

@@ -4,24 +4,6 @@ Each key's gradient is one extra ``torch.autograd.grad`` through the retained gr
 on the demo model, that loop costs less than one batched (``is_grads_batched``, vmap) backward
 of all keys and far less than torchjd's Gramian engine, whose module hooks also slow every
 ordinary step (figures in ``docs/benchmarks.md``).
-
-Example::
-
-    >>> import torch, losskit as lk
-    >>> _ = torch.manual_seed(0)
-    >>> trunk, head_a, head_b = torch.nn.Linear(4, 8), torch.nn.Linear(8, 1), torch.nn.Linear(8, 1)
-    >>> model = torch.nn.ModuleList([trunk, head_a, head_b])
-    >>> crit = lk.Criterion({"a": lk.Term(lambda out, b: out["a"].mean()),
-    ...                      "b": lk.Term(lambda out, b: -out["a"].mean(), weight=2.0)})
-    >>> h = trunk(torch.randn(16, 4))
-    >>> res = crit({"a": head_a(h)}, None)
-    >>> health = lk.gradient_health(model, res)
-    >>> sorted(health)
-    ['cos/a/b', 'grad_norm/a', 'grad_norm/b']
-    >>> health["cos/a/b"]
-    tensor(-1.)
-    >>> torch.allclose(health["grad_norm/b"], 2 * health["grad_norm/a"])
-    True
 """
 
 from __future__ import annotations
@@ -127,6 +109,24 @@ def gradient_health(
 
     Each key costs one extra backward pass through the graph: call it every N steps
     (``Trainer(diagnostics_every=N)``), not every step.
+
+    Example::
+
+        >>> import torch, losskit as lk
+        >>> _ = torch.manual_seed(0)
+        >>> trunk, head_a, head_b = torch.nn.Linear(4, 8), torch.nn.Linear(8, 1), torch.nn.Linear(8, 1)
+        >>> model = torch.nn.ModuleList([trunk, head_a, head_b])
+        >>> crit = lk.Criterion({"a": lk.Term(lambda out, b: out["a"].mean()),
+        ...                      "b": lk.Term(lambda out, b: -out["a"].mean(), weight=2.0)})
+        >>> h = trunk(torch.randn(16, 4))
+        >>> res = crit({"a": head_a(h)}, None)
+        >>> health = lk.gradient_health(model, res)
+        >>> sorted(health)
+        ['cos/a/b', 'grad_norm/a', 'grad_norm/b']
+        >>> health["cos/a/b"]
+        tensor(-1.)
+        >>> torch.allclose(health["grad_norm/b"], 2 * health["grad_norm/a"])
+        True
     """
     keys = result.keys()
     chosen = _trainable(shared if shared is not None else params)
