@@ -114,12 +114,12 @@ def gradient_health(
 
         >>> import torch, losskit as lk
         >>> _ = torch.manual_seed(0)
-        >>> trunk, head_a, head_b = torch.nn.Linear(4, 8), torch.nn.Linear(8, 1), torch.nn.Linear(8, 1)
-        >>> model = torch.nn.ModuleList([trunk, head_a, head_b])
+        >>> trunk, head = torch.nn.Linear(4, 8), torch.nn.Linear(8, 1)
+        >>> model = torch.nn.ModuleList([trunk, head])
         >>> crit = lk.Criterion({"a": lk.Term(lambda out, b: out["a"].mean()),
         ...                      "b": lk.Term(lambda out, b: -out["a"].mean(), weight=2.0)})
         >>> h = trunk(torch.randn(16, 4))
-        >>> res = crit({"a": head_a(h)}, None)
+        >>> res = crit({"a": head(h)}, None)
         >>> health = lk.gradient_health(model, res)
         >>> sorted(health)
         ['cos/a/b', 'grad_norm/a', 'grad_norm/b']
