@@ -193,6 +193,21 @@ def test_a_term_a_thousand_times_larger_dominates() -> None:
     assert terms["reg"].share == pytest.approx(contributions["reg"] / sum(contributions.values()))
 
 
+def test_a_term_whose_gradient_is_a_thousand_times_larger_dominates() -> None:
+    # Its value is ordinary (1.0); its gradient is scaled by 1e4.
+    steep = lk.Term(lambda o, b: 1.0 + 1e4 * (o["value"] - o["value"].detach()).mean())
+    report = _diagnose(_model(), reg=steep)
+    finding = _only(report, "dominates")
+    trunk = {k: t.grad_norms["trunk"] for k, t in report.terms.items()}
+    runner = max((k for k in trunk if k != "reg"), key=trunk.__getitem__)
+    ratio = trunk["reg"] / trunk[runner]
+    assert (finding.key, finding.other) == ("reg", runner)
+    assert (
+        f"gradient on the shared parameters is {ratio:.3g}x that of {runner!r}" in finding.message
+    )
+    assert "weighted value" not in finding.message
+
+
 def test_opposed_gradients_conflict() -> None:
     model = _model()
     push = lk.Term(lambda o, b: (o["value"] * b["y"]).mean())

@@ -544,15 +544,14 @@ def _dominance_findings(
     weights: Mapping[str, float],
 ) -> list[Finding]:
     def leader(table: Mapping[str, float]) -> tuple[str, str, float] | None:
+        # Zero-weight terms (a warm-up from 0) and exact zeros are not compared: the
+        # zero_gradient finding covers a term that does nothing.
         ranked = sorted(
-            ((v, k) for k, v in table.items() if weights.get(k, 1.0) != 0.0), reverse=True
+            ((v, k) for k, v in table.items() if weights.get(k, 1.0) != 0.0 and v > 0.0),
+            reverse=True,
         )
-        if len(ranked) < 2 or ranked[1][0] <= 0:
-            return (
-                None
-                if len(ranked) < 2 or ranked[0][0] <= 0
-                else (ranked[0][1], ranked[1][1], math.inf)
-            )
+        if len(ranked) < 2:
+            return None
         return ranked[0][1], ranked[1][1], ranked[0][0] / ranked[1][0]
 
     found: dict[str, list[str]] = {}
@@ -575,8 +574,6 @@ def _dominance_findings(
         advice = (
             f"lower its weight (from {weight:g} to about {weight / ratio:.3g} to match "
             f"{other[key]!r})"
-            if math.isfinite(ratio)
-            else "lower its weight"
         )
         findings.append(
             Finding(
