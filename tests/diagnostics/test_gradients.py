@@ -223,3 +223,27 @@ def test_pairs_follow_the_key_order() -> None:
     assert [k for k in health if k.startswith("cos/")] == [
         f"cos/{a}/{b}" for a, b in itertools.combinations("xyz", 2)
     ]
+
+
+def test_a_gradient_balancer_trains_the_same_with_diagnostics(tmp_path: Path) -> None:
+    def train(every: int | None) -> TwoHeads:
+        torch.manual_seed(0)
+        model = TwoHeads()
+        crit = lk.Criterion(
+            {
+                "cls": lk.Term("cross_entropy", input="logits", target="label"),
+                "reg": lk.Term("mse", input="value", target="y"),
+            },
+            balancer={"name": "mgda", "shared": model.trunk},
+        )
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        trainer = lk.Trainer(
+            model, crit, opt, progress=False, run_dir=tmp_path / str(every), diagnostics_every=every
+        )
+        trainer.fit(_data(48, 16), epochs=1)
+        return model
+
+    checked, plain = train(1), train(None)
+    for p, q in zip(checked.parameters(), plain.parameters()):
+        torch.testing.assert_close(p, q)
+    assert load(tmp_path / "1").series("cos/cls/reg", "train", "step").steps == (1, 2, 3)
