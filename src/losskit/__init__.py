@@ -16,6 +16,7 @@ Example::
 
 from losskit import balancers, losses, report, schedules, tracking
 from losskit.criterion import Criterion, TermLike
+from losskit.diagnostics import diagnose, gradient_health
 from losskit.engine import FitSummary, Trainer, seed_everything
 from losskit.errors import (
     ConfigError,
@@ -49,6 +50,8 @@ __all__ = [
     "__version__",
     "balancers",
     "class_weights",
+    "diagnose",
+    "gradient_health",
     "losses",
     "pos_weight",
     "report",

@@ -209,6 +209,35 @@ def report_command(
     Console().print(f"report: {path}", highlight=False)
 
 
+# -- diagnostics ------------------------------------------------------------------------------
+@app.command()
+def doctor(
+    config: Path = typer.Argument(..., help="A run configuration (TOML), as for `losskit run`."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Check every loss term on one training batch: inputs, contracts, shares, gradients.
+
+    Exits with status 1 when a finding is an error (a non-finite term, a broken contract).
+    """
+    import json
+
+    from losskit.diagnostics import diagnose_config
+
+    try:
+        report = diagnose_config(config)
+    except LossKitError as exc:
+        raise _fail(exc) from exc
+    if json_output:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        Console().print(report)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+# -- end of diagnostics -----------------------------------------------------------------------
+
+
 def main() -> None:
     """Entry point of the ``losskit`` console script."""
     app()

@@ -135,7 +135,7 @@ class SchedulerConfig(_Strict):
 
 
 class TrainerConfig(_Strict):
-    """``[trainer]``: accumulation, precision, clipping, monitoring and metrics."""
+    """``[trainer]``: accumulation, precision, clipping, monitoring, metrics and diagnostics."""
 
     accumulate: int = Field(1, ge=1)
     amp: Literal["bf16", "fp16"] | None = None
@@ -145,6 +145,7 @@ class TrainerConfig(_Strict):
     patience: int | None = Field(None, ge=1)
     log_every: int = Field(10, ge=1)
     metrics: list[str] = Field(default_factory=list)
+    diagnostics_every: int | None = Field(None, ge=1)
 
 
 class RunConfig(_Strict):

@@ -143,6 +143,7 @@ def build(
         run_dir=run_dir,
         progress=progress,
         seed=cfg.run.seed,
+        diagnostics_every=cfg.trainer.diagnostics_every,
     )
     return trainer, train, val
 

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from losskit.criterion import Criterion
+from losskit.diagnostics.gradients import gradient_health
 from losskit.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from losskit.errors import ConfigError
 from losskit.result import LossResult
@@ -129,6 +130,10 @@ class Trainer:
         progress: show a progress bar in a terminal.
         device: where to train (default: the model's device).
         seed: seed every generator before training.
+        diagnostics_every: every this many optimizer steps, log each key's gradient norm and
+            the gradient cosines between keys on the shared parameters (``grad_norm/<key>``,
+            ``cos/<a>/<b>``; see :func:`~losskit.gradient_health`), from the first
+            micro-batch of the window; each key costs one extra backward pass that step.
     """
 
     def __init__(
@@ -154,6 +159,7 @@ class Trainer:
         progress: bool = True,
         device: str | torch.device | None = None,
         seed: int | None = None,
+        diagnostics_every: int | None = None,
     ) -> None:
         self.model = model
         self.criterion = criterion
@@ -198,6 +204,15 @@ class Trainer:
             else (first.device if first is not None else torch.device("cpu"))
         )
         self.seed = seed
+        if diagnostics_every is not None and (
+            isinstance(diagnostics_every, bool)
+            or not isinstance(diagnostics_every, int)
+            or diagnostics_every < 1
+        ):
+            raise ConfigError(
+                f"diagnostics_every must be a positive integer or None, got {diagnostics_every!r}"
+            )
+        self.diagnostics_every = diagnostics_every
         self.scaler = torch.amp.GradScaler(self.device.type) if amp == "fp16" else None
         self._params = {
             name: [p for group in opt.param_groups for p in group["params"] if p.requires_grad]
@@ -311,11 +326,17 @@ class Trainer:
         total = sum(sizes)
         logs: list[dict[str, Tensor]] = [{} for _ in window]
         enabled = set(self.criterion.enabled)
+        every = self.diagnostics_every
+        health: dict[str, Tensor] | None = (
+            {} if every is not None and self.global_step % every == 0 else None
+        )
         for name in self.optimizers:
             if not enabled.intersection(self.routes[name]):
                 continue
             for index, (batch, size) in enumerate(zip(window, sizes)):
                 res, _ = self._route_loss(name, batch)
+                if health is not None and index == 0:
+                    health.update(gradient_health(self._params[name], res))
                 self._backward(name, res, size / total)
                 self._merge(logs[index], res)
             self._optimizer_step(name)
@@ -326,8 +347,9 @@ class Trainer:
         if self.scheduler_interval == "step":
             for scheduler in self.schedulers.values():
                 scheduler.step()  # type: ignore[call-arg]
-        for log, size in zip(logs, sizes):
-            self.tracker.update(log, "train", batch_size=size, step=self.global_step)
+        for index, (log, size) in enumerate(zip(logs, sizes)):
+            extra = health if index == 0 else None
+            self.tracker.update(log, "train", batch_size=size, step=self.global_step, extra=extra)
 
     @staticmethod
     def _merge(into: dict[str, Tensor], res: LossResult) -> None:
