@@ -98,6 +98,20 @@ def _summarise(tensor: Tensor) -> str:
     return text + f"{bounds}, {nan} NaN, {inf} inf"
 
 
+def _add_monitored(
+    crit: Criterion, args: tuple[Any, ...], kwargs: dict[str, Any], result: LossResult
+) -> LossResult:
+    """Forward hook: compute the monitor-only terms without a graph and attach them to the
+    result (``res.monitored``, and ``loss/<key>`` in ``res.log()``)."""
+    outputs = args[0] if args else kwargs["outputs"]
+    batch = args[1] if len(args) > 1 else kwargs.get("batch")
+    with torch.no_grad():
+        result._monitored = tuple(
+            (key, term.compute(key, outputs, batch)) for key, term in crit._monitor_plan
+        )
+    return result
+
+
 class Criterion(nn.Module):
     """Keyed loss terms, weighted and summed into one total.
 
@@ -124,6 +138,21 @@ class Criterion(nn.Module):
 
     ``crit(outputs, batch)`` returns a :class:`~losskit.LossResult`. Call :meth:`step` once per
     optimizer step to advance weight schedules.
+
+    A term made with ``monitor=True`` is computed on every call under ``torch.no_grad()`` (no
+    graph, so no extra backward) and logged as ``loss/<key>``; it is not one of :attr:`keys`,
+    never enters the total, the weights or the balancer, and is not checked for non-finite
+    values (it cannot harm training; ``losskit lint`` reports it). ``res.monitored`` holds
+    those values. Calling ``crit.forward`` directly (not ``crit(...)``) skips them.
+
+    Example::
+
+        >>> crit = Criterion({"fit": Term("mse"), "mae": Term("l1", monitor=True)})
+        >>> res = crit(torch.zeros(2, requires_grad=True), torch.tensor([1.0, 3.0]))
+        >>> res.total, res.monitored, crit.keys
+        (tensor(5., grad_fn=<DotBackward0>), {'mae': tensor(2.)}, ('fit',))
+        >>> sorted(res.log())
+        ['loss', 'loss/fit', 'loss/mae', 'weight/fit']
     """
 
     # Plain attributes, not buffers: every forward reads them and nn.Module's buffer lookup is
@@ -150,7 +179,7 @@ class Criterion(nn.Module):
         if nonfinite == "skip" and check == "off":
             raise ConfigError("nonfinite='skip' needs checking: use check='always' or 'first'")
         self.terms = nn.ModuleDict()
-        for key, term in _terms_from(terms):
+        for key, term in self._split_monitors(_terms_from(terms)):
             try:
                 self.terms[key] = term
             except KeyError as exc:
@@ -183,6 +212,32 @@ class Criterion(nn.Module):
         # no kernel, and one fold every _FOLD steps keeps the list short.
         self._pending: list[Tensor] = []
         self._refresh()
+
+    # -- monitor-only terms ----------------------------------------------------------------
+    def _split_monitors(self, pairs: list[tuple[str, Term]]) -> list[tuple[str, Term]]:
+        """Keep monitor-only terms apart (in ``self.monitors``); return the trained ones.
+
+        The forward hook that computes them is registered only when there are some, so a
+        criterion without monitors pays nothing for the feature.
+        """
+        self.monitors = nn.ModuleDict({k: t for k, t in pairs if t.monitor})
+        trained = [(k, t) for k, t in pairs if not t.monitor]
+        if not trained:
+            raise ConfigError(
+                f"every term ({[k for k, _ in pairs]}) is monitor-only: a Criterion needs at "
+                "least one term to train on"
+            )
+        self._monitor_plan: tuple[tuple[str, Term], ...] = tuple(
+            (k, t) for k, t in self.monitors.items() if isinstance(t, Term)
+        )
+        if self._monitor_plan:
+            self.register_forward_hook(_add_monitored, with_kwargs=True)
+        return trained
+
+    @property
+    def monitored_keys(self) -> tuple[str, ...]:
+        """The keys of the monitor-only terms (logged, never trained on), in order."""
+        return tuple(k for k, _ in self._monitor_plan)
 
     # -- state ---------------------------------------------------------------------------
     @property
