@@ -53,7 +53,8 @@ def test_total_gradient_and_graph_are_bit_identical_with_a_monitored_term() -> N
     res_plain.backward()
     res_watched.backward()
     for a, b in zip(model.parameters(), twin.parameters()):
-        assert a.grad is not None and b.grad is not None
+        assert a.grad is not None
+        assert b.grad is not None
         assert torch.equal(a.grad, b.grad)
 
 
@@ -68,10 +69,12 @@ def test_monitored_values_equal_the_losses_computed_separately() -> None:
     torch.testing.assert_close(res["huber"], expected_huber, rtol=0, atol=0)
     log = res.log("val/")
     torch.testing.assert_close(log["val/loss/mae"], expected_mae, rtol=0, atol=0)
-    assert "val/weight/mae" not in log and "val/weight/huber" not in log
+    assert "val/weight/mae" not in log
+    assert "val/weight/huber" not in log
     torch.testing.assert_close(log["val/loss"], F.mse_loss(pred.detach(), y), rtol=0, atol=0)
     for value in res.monitored.values():
-        assert value.grad_fn is None and not value.requires_grad
+        assert value.grad_fn is None
+        assert not value.requires_grad
 
 
 def test_monitored_terms_stay_out_of_keys_weights_and_balancer() -> None:
@@ -121,7 +124,8 @@ def test_trainer_validation_reports_monitored_terms() -> None:
         progress=False,
     )
     summary = trainer.fit(train, val, epochs=2)
-    assert "loss/mae" in summary.train and "weight/mae" not in summary.train
+    assert "loss/mae" in summary.train
+    assert "weight/mae" not in summary.train
     with torch.no_grad():
         expected = F.l1_loss(model(xv).squeeze(-1), yv).item()
     assert summary.val["loss/mae"] == pytest.approx(expected, rel=1e-6)
