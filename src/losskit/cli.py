@@ -209,6 +209,46 @@ def report_command(
     Console().print(f"report: {path}", highlight=False)
 
 
+# -- experiment and monitor: lint, compare --------------------------------------------------
+@app.command(name="lint")
+def lint_command(
+    run_dirs: list[Path] = typer.Argument(..., help="Run folders (or metrics.jsonl files)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as a JSON list."),
+) -> None:
+    """Find NaNs, spikes, divergence, plateaus, overfitting, oscillation and multi-loss
+    trouble in run logs; exit 1 when there is any finding (for CI), 2 on an unreadable log."""
+    import json
+
+    from losskit.lint import lint_runs
+
+    try:
+        found = lint_runs(run_dirs)
+    except LossKitError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        typer.echo(json.dumps([f.to_dict() for f in found], indent=2))
+    elif found:
+        table = Table(title=f"{len(found)} finding(s)")
+        for column in ("run", "split/key", "kind", "steps", "what", "advice"):
+            table.add_column(column, overflow="fold")
+        for f in found:
+            style = "red" if f.severity == "error" else "yellow"
+            table.add_row(
+                f.run,
+                f"{f.split}/{f.key}",
+                f.kind,
+                f"{f.start}-{f.end}",
+                f.message,
+                f.advice,
+                style=style,
+            )
+        Console().print(table)
+    else:
+        Console().print(f"no findings in {len(run_dirs)} run(s)")
+    if found:
+        raise typer.Exit(code=1)
+
+
 def main() -> None:
     """Entry point of the ``losskit`` console script."""
     app()
