@@ -66,6 +66,9 @@ def spikes(curve: Curve, t: Thresholds = _DEFAULT) -> list[Finding]:
     c = curve.finite()
     values = c.values
     hits: list[int] = []
+    # near convergence a tiny loss jitters by large factors: a spike must also be large on the
+    # curve's own starting scale
+    scale = statistics.median(values[:5]) if values else 0.0
     for i in range(5, len(values)):
         window = values[max(0, i - t.spike_window) : i]
         median = statistics.median(window)
@@ -74,6 +77,8 @@ def spikes(curve: Curve, t: Thresholds = _DEFAULT) -> list[Finding]:
         if median <= 0 or value <= t.spike_ratio * median:
             continue
         if spread > 0 and value - median <= t.spike_z * spread:
+            continue
+        if value - median < t.spike_floor * scale:
             continue
         after = values[i + 1 : i + 6]
         if after and min(after) > median + 0.5 * (value - median):

@@ -23,6 +23,8 @@ class Thresholds:
             ``spike_window`` points before it ...
         spike_z: ... and this many robust deviations (1.4826 x MAD) above that median.
         spike_window: trailing points the spike test compares with.
+        spike_floor: ... and by at least this fraction of the curve's starting level (the median
+            of its first 5 points), since a loss near zero jitters by large factors.
         divergence_ratio: interval means (running median of 3) that end this multiple above
             their minimum, and stay above half-way there for the last 3 intervals, diverge.
         plateau_band: a stretch of interval means is flat when its least-squares change,
@@ -47,6 +49,7 @@ class Thresholds:
     spike_ratio: float = 3.0
     spike_z: float = 10.0
     spike_window: int = 20
+    spike_floor: float = 0.25
     divergence_ratio: float = 1.5
     plateau_band: float = 0.05
     plateau_fraction: float = 0.25
