@@ -14,7 +14,8 @@ Example::
     ['loss', 'loss/cls', 'loss/reg', 'weight/cls', 'weight/reg']
 """
 
-from losskit import balancers, losses, report, schedules, tracking
+from losskit import balancers, config, losses, report, schedules, tracking
+from losskit.compare import compare
 from losskit.criterion import Criterion, TermLike
 from losskit.engine import FitSummary, Trainer, seed_everything
 from losskit.errors import (
@@ -49,6 +50,8 @@ __all__ = [
     "__version__",
     "balancers",
     "class_weights",
+    "compare",
+    "config",
     "losses",
     "pos_weight",
     "report",

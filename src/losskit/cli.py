@@ -249,6 +249,69 @@ def lint_command(
         raise typer.Exit(code=1)
 
 
+@app.command(name="compare")
+def compare_command(
+    config: Path = typer.Argument(..., help="The base run configuration (TOML)."),
+    vary: list[str] = typer.Option(
+        [],
+        help="PATH=V1,V2,... (repeatable), e.g. terms.reg.loss=mse,l1,huber; the grid is "
+        "the product.",
+    ),
+    seeds: int = typer.Option(3, min=1, help="Seeds per variant (run.seed, run.seed + 1, ...)."),
+    jobs: int = typer.Option(1, min=1, help="Runs in parallel (spawned processes)."),
+    out: Path | None = typer.Option(None, help="The grid folder (default runs/NAME-compare)."),
+    rank_by: str | None = typer.Option(
+        None, help="split/key to rank by (default the config's trainer.monitor)."
+    ),
+    interval: str = typer.Option(
+        "range", help="'range' (min-max over seeds) or 'std' (mean ± std) for the ranking."
+    ),
+) -> None:
+    """Run a grid of variants over seeds (resumable) and write one comparative report."""
+    from losskit.compare import compare, parse_vary
+
+    console = Console()
+    if interval not in ("range", "std"):
+        raise _fail(LossKitError(f"--interval must be 'range' or 'std', got {interval!r}"))
+    try:
+        grid = dict(parse_vary(spec) for spec in vary)
+        result = compare(
+            config,
+            grid,
+            seeds=seeds,
+            out=out,
+            jobs=jobs,
+            rank_by=rank_by,
+            interval=interval,  # type: ignore[arg-type]
+            on_done=lambda job: console.print(f"done: {job.variant} seed {job.seed}"),
+        )
+    except LossKitError as exc:
+        raise _fail(exc) from exc
+    c = result.comparison
+    table = Table(
+        title=f"ranking by best {c.rank_by} ({'lower' if c.mode == 'min' else 'higher'} is better)"
+    )
+    for column in ("tier", "variant", "mean", "std", "min", "max", "not different from"):
+        table.add_column(
+            column, justify="left" if column in ("variant", "not different from") else "right"
+        )
+    for r in c.ranking:
+        table.add_row(
+            str(r.tier),
+            c.labels[r.variant],
+            f"{r.value.mean:.4g}",
+            f"{r.value.std:.2g}",
+            f"{r.value.low:.4g}",
+            f"{r.value.high:.4g}",
+            "; ".join(c.labels[t] for t in r.ties),
+        )
+    console.print(table)
+    console.print(f"ran {len(result.ran)} run(s), {len(result.skipped)} already complete")
+    if c.findings:
+        console.print(f"{len(c.findings)} linter finding(s): see the report")
+    console.print(f"report: {result.report}", highlight=False)
+
+
 def main() -> None:
     """Entry point of the ``losskit`` console script."""
     app()
