@@ -27,27 +27,38 @@ def _graph_nodes(tensor: torch.Tensor) -> int:
     return len(seen)
 
 
-def _criteria() -> tuple[lk.Criterion, lk.Criterion]:
-    plain = lk.Criterion({"fit": lk.Term("mse", input="pred", target="y")})
+def _criteria(balancer: str = "sum") -> tuple[lk.Criterion, lk.Criterion]:
+    trained = {
+        "fit": lk.Term("mse", input="pred", target="y"),
+        "aux": lk.Term("l1", input="pred", target="y", weight=0.3),
+    }
+    plain = lk.Criterion(trained, balancer=balancer)
     watched = lk.Criterion(
         {
-            "fit": lk.Term("mse", input="pred", target="y"),
+            **copy.deepcopy(trained),
             "mae": lk.Term("l1", input="pred", target="y", monitor=True),
             "huber": lk.Term("huber", input="pred", target="y", monitor=True, delta=0.5),
-        }
+        },
+        balancer=balancer,
     )
     return plain, watched
 
 
-def test_total_gradient_and_graph_are_bit_identical_with_a_monitored_term() -> None:
+@pytest.mark.parametrize("balancer", ["sum", "mean", "magnitude", "uncertainty"])
+def test_total_gradient_and_graph_are_bit_identical_with_a_monitored_term(balancer: str) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 1))
     twin = copy.deepcopy(model)
     x, y = torch.randn(16, 5), torch.randn(16)
-    plain, watched = _criteria()
-    res_plain = plain({"pred": model(x).squeeze(-1)}, {"y": y})
-    res_watched = watched({"pred": twin(x).squeeze(-1)}, {"y": y})
+    plain, watched = _criteria(balancer)
+    for _ in range(3):  # adaptive balancers move with the steps: they must move alike
+        res_plain = plain({"pred": model(x).squeeze(-1)}, {"y": y})
+        res_watched = watched({"pred": twin(x).squeeze(-1)}, {"y": y})
+        plain.step()
+        watched.step()
     assert torch.equal(res_plain.total, res_watched.total)
+    for key in ("fit", "aux"):
+        assert torch.equal(res_plain.weights[key], res_watched.weights[key])
     # the monitored terms add no node to the graph the backward walks
     assert _graph_nodes(res_watched.total) == _graph_nodes(res_plain.total)
     res_plain.backward()
@@ -71,7 +82,8 @@ def test_monitored_values_equal_the_losses_computed_separately() -> None:
     torch.testing.assert_close(log["val/loss/mae"], expected_mae, rtol=0, atol=0)
     assert "val/weight/mae" not in log
     assert "val/weight/huber" not in log
-    torch.testing.assert_close(log["val/loss"], F.mse_loss(pred.detach(), y), rtol=0, atol=0)
+    expected_total = F.mse_loss(pred.detach(), y) + 0.3 * expected_mae
+    torch.testing.assert_close(log["val/loss"], expected_total)  # the trained terms alone
     for value in res.monitored.values():
         assert value.grad_fn is None
         assert not value.requires_grad
