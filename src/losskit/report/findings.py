@@ -15,8 +15,10 @@ Example::
 from __future__ import annotations
 
 import html
+import warnings
 from collections.abc import Sequence
 
+from losskit.errors import LossKitWarning
 from losskit.lint import Finding, lint
 from losskit.tracking.history import History
 
@@ -41,7 +43,12 @@ def findings_table(found: Sequence[Finding], *, with_run: bool = False) -> str:
 
 def findings_section(history: History) -> str:
     """The section: a table of findings, or a line saying there are none."""
-    found = lint(history)
+    try:
+        found = lint(history)
+    except Exception as exc:  # the report must not be lost to a linter bug: say so, loudly
+        warnings.warn(f"the linter failed on {history.path}: {exc!r}", LossKitWarning, stacklevel=2)
+        note = html.escape(f"The linter failed on this log: {exc!r}.")
+        return f'<section id="findings"><h2>Findings</h2><p class="note">{note}</p></section>'
     if not found:
         body = '<p class="muted">No findings: the linter saw nothing to act on.</p>'
     else:
