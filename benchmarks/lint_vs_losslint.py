@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -195,7 +194,6 @@ def main() -> None:
         )
         for name, (over, key, kind, check, onset) in PLANTED.items():
             history = write(Path(tmp) / name.replace(" ", "_").replace(",", ""), **over)
-            start = time.perf_counter()
             ours = [f for f in lint(history) if f.key == key and f.kind == kind]
             ours_ok = bool(ours) and abs(ours[0].start - onset) <= EVERY
             ours_text = f"{ours[0].start}-{ours[0].end}" if ours else "missed"
@@ -213,7 +211,6 @@ def main() -> None:
                 (name, key, ours_text + ("" if ours_ok or not ours else " (off)"), theirs_text)
             )
             figures[name] = {"losskit": ours_text, "losslint": theirs_text}
-            del start
     print(f"{'planted pattern':<28}{'key':<9}{'losskit lint':<18}losslint {version or '(absent)'}")
     for name, key, ours_text, theirs_text in rows:
         print(f"{name:<28}{key:<9}{ours_text:<18}{theirs_text}")

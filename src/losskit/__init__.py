@@ -14,7 +14,7 @@ Example::
     ['loss', 'loss/cls', 'loss/reg', 'weight/cls', 'weight/reg']
 """
 
-from losskit import balancers, config, losses, report, schedules, tracking
+from losskit import balancers, losses, report, schedules, tracking
 from losskit.compare import compare
 from losskit.criterion import Criterion, TermLike
 from losskit.engine import FitSummary, Trainer, seed_everything
@@ -51,7 +51,6 @@ __all__ = [
     "balancers",
     "class_weights",
     "compare",
-    "config",
     "losses",
     "pos_weight",
     "report",

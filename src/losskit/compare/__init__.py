@@ -11,7 +11,8 @@ Example::
     >>> import tempfile
     >>> from importlib import resources
     >>> import losskit as lk
-    >>> demo = lk.config.load_config(resources.files("losskit").joinpath("demo.toml"))
+    >>> from losskit.config import load_config
+    >>> demo = load_config(resources.files("losskit").joinpath("demo.toml"))
     >>> raw = demo.model_dump(mode="json")
     >>> raw["run"]["epochs"] = 1
     >>> raw["model"]["options"] = {"hidden": 16, "bottleneck": 8}
@@ -29,7 +30,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from losskit.compare.grid import Variant, expand, parse_vary
 from losskit.compare.report import (
@@ -42,8 +43,10 @@ from losskit.compare.report import (
     summarize_grid,
 )
 from losskit.compare.runner import Job, plan, run_jobs, write_manifest
-from losskit.config import RunConfig, load_config
 from losskit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from losskit.config import RunConfig
 
 __all__ = [
     "CompareResult",
@@ -96,6 +99,8 @@ def compare(
             intervals overlap are not called different.
         on_done: called after each run finishes (progress).
     """
+    from losskit.config import RunConfig, load_config  # pydantic: only when a grid is run
+
     base = config if isinstance(config, RunConfig) else load_config(config)  # type: ignore[arg-type]
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs must be a positive integer, got {jobs!r}")

@@ -22,11 +22,13 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from losskit import losses
-from losskit.config import RunConfig, load_config
 from losskit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from losskit.config import RunConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -104,6 +106,8 @@ def _set(raw: dict[str, Any], path: str, value: Any) -> None:
 
 def apply(base: RunConfig, overrides: Sequence[tuple[str, Any]]) -> RunConfig:
     """``base`` with each dotted ``path`` set to its value, validated again."""
+    from losskit.config import load_config
+
     raw = base.model_dump(mode="json")
     for path, value in overrides:
         _set(raw, path, value)

@@ -15,12 +15,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from losskit.compare.grid import Variant, with_seed
-from losskit.config import RunConfig
 from losskit.errors import ConfigError
 from losskit.tracking.sinks._files import replace_text
+
+if TYPE_CHECKING:
+    from losskit.config import RunConfig
 
 __all__ = ["Job", "is_complete", "plan", "run_jobs", "write_manifest"]
 
