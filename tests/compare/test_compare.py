@@ -186,3 +186,23 @@ def test_parallel_jobs_give_the_same_runs_as_one_process(tmp_path: Path) -> None
         a = serial.comparison.row(variant, "val/loss").final.mean
         b = parallel.comparison.row(variant, "val/loss").final.mean
         assert a == b
+
+
+def test_cli_refuses_a_bad_grid_before_running(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from losskit.cli import app
+
+    config = tmp_path / "demo.toml"
+    config.write_text(DEMO.read_text())
+    runner = CliRunner()
+    out = tmp_path / "grid"
+    result = runner.invoke(
+        app, ["compare", str(config), "--vary", "terms.cls.lossy=mse", "--out", str(out)]
+    )
+    assert result.exit_code == 2
+    assert "terms.cls.lossy" in result.output
+    assert not list(out.glob("*/seed*"))  # nothing ran
+    bad = runner.invoke(app, ["compare", str(config), "--vary", "balancer", "--out", str(out)])
+    assert bad.exit_code == 2
+    assert "PATH=VALUE" in bad.output
