@@ -15,6 +15,7 @@ Example::
 """
 
 from losskit import balancers, losses, report, schedules, tracking
+from losskit.compare import compare
 from losskit.criterion import Criterion, TermLike
 from losskit.diagnostics import diagnose, gradient_health
 from losskit.engine import FitSummary, Trainer, seed_everything
@@ -50,6 +51,7 @@ __all__ = [
     "__version__",
     "balancers",
     "class_weights",
+    "compare",
     "diagnose",
     "gradient_health",
     "losses",

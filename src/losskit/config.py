@@ -88,7 +88,10 @@ class DataConfig(_Strict):
 
 
 class TermConfig(_Strict):
-    """``[terms.KEY]``: the loss name, its selectors, weight (number or schedule) and options."""
+    """``[terms.KEY]``: the loss name, its selectors, weight (number or schedule) and options.
+
+    ``monitor = true`` makes it a monitor-only term: logged and reported, never trained on.
+    """
 
     loss: str
     input: str | int | None = None
@@ -97,6 +100,7 @@ class TermConfig(_Strict):
     sample_weight: str | None = None
     weight: float | dict[str, Any] = 1.0
     enabled: bool = True
+    monitor: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("loss")

@@ -94,6 +94,7 @@ def build(
                 sample_weight=term.sample_weight,
                 weight=make_weight(term.weight),
                 enabled=term.enabled,
+                monitor=term.monitor,
                 **term.options,
             )
             for key, term in cfg.terms.items()

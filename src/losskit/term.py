@@ -124,6 +124,9 @@ class Term(nn.Module):
             nothing selected gives 0, never NaN.
         sample_weight: selects per-sample or per-element weights from the batch.
         enabled: whether the term starts enabled (``Criterion.enable`` / ``disable`` change it).
+        monitor: a monitor-only term: the criterion computes it without building a graph and
+            logs it as ``loss/<key>`` (no ``weight/<key>``), but it never enters the total, its
+            gradient, the weights or the balancer. It takes no weight.
         **loss_kwargs: arguments for the catalogue loss when ``loss`` is a name.
 
     With ``mask`` or ``sample_weight`` the loss is computed unreduced and reduced here as
@@ -151,9 +154,15 @@ class Term(nn.Module):
         mask: Selector | None = None,
         sample_weight: Selector | None = None,
         enabled: bool = True,
+        monitor: bool = False,
         **loss_kwargs: Any,
     ) -> None:
         super().__init__()
+        if monitor and not (isinstance(weight, (int, float)) and weight == 1.0):
+            raise ConfigError(
+                f"a monitor-only term takes no weight (it never enters the total), got "
+                f"weight={weight!r}; drop the weight or monitor=True"
+            )
         per_element = mask is not None or sample_weight is not None
         if isinstance(loss, str):
             if per_element:
@@ -184,6 +193,7 @@ class Term(nn.Module):
         self.sample_weight = sample_weight
         self.weight: Schedule = _as_schedule(weight)
         self.enabled_at_start = enabled
+        self.monitor = monitor
         self._per_element = per_element
 
     def selected(self, key: str, outputs: Any, batch: Any) -> dict[str, Tensor]:
@@ -274,4 +284,6 @@ class Term(nn.Module):
             parts.append(f"mask={self.mask!r}")
         if self.sample_weight is not None:
             parts.append(f"sample_weight={self.sample_weight!r}")
+        if self.monitor:
+            parts.append("monitor=True")
         return ", ".join(parts)

@@ -25,6 +25,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from losskit.report.findings import findings_section
 from losskit.report.summary import SummaryRow, summarize
 from losskit.tracking.history import History, load
 from losskit.tracking.sinks._files import replace_text
@@ -102,6 +103,7 @@ def render(
         _facts(run, history),
         _config(run),
         _summary(summarize(history)),
+        findings_section(history),
     ]
     for section, items in sections.items():
         body.append(f'<section id="{_slug(section)}"><h2>{html.escape(section)}</h2>')
