@@ -21,20 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from losskit.lint import lint
-from losskit.tracking import History, Tracker, load, sinks
+from losskit.lint.synthetic import decay_a, decay_b, two_term_log
+from losskit.tracking import History, load
 
 STEPS, EVERY, VAL_EVERY = 300, 10, 25
 
 
-def _a(s: int) -> float:
-    return 2.0 * math.exp(-s / 100) + 0.3
-
-
-def _b(s: int) -> float:
-    return 0.5 * math.exp(-s / 150) + 0.1
+_a, _b = decay_a, decay_b
 
 
 def _b_schedule(s: int) -> float:
@@ -115,35 +109,7 @@ PLANTED: dict[str, tuple[dict[str, Callable[[int], float]], str, str, str | None
 
 
 def write(run: Path, seed: int = 0, **over: Callable[[int], float]) -> History:
-    a, b = over.get("a", _a), over.get("b", _b)
-    wb = over.get("wb", lambda s: min(1.0, s / 100))
-    val_a = over.get("val_a", lambda s: 1.1 * _a(s))
-    g = torch.Generator().manual_seed(seed)
-    with Tracker([sinks.JSONL(run)], every=EVERY) as tracker:
-        for s in range(1, STEPS + 1):
-            noise = 1.0 + 0.04 * torch.randn(2, generator=g)
-            la, lb, w = a(s) * float(noise[0]), b(s) * float(noise[1]), wb(s)
-            tracker.update(
-                {
-                    "loss": torch.tensor(la + w * lb),
-                    "loss/a": torch.tensor(la),
-                    "loss/b": torch.tensor(lb),
-                    "weight/a": torch.tensor(1.0),
-                    "weight/b": torch.tensor(w),
-                }
-            )
-            if s % VAL_EVERY == 0:
-                va, vb = val_a(s), 1.1 * _b(s)
-                tracker.update(
-                    {
-                        "loss": torch.tensor(va + w * vb),
-                        "loss/a": torch.tensor(va),
-                        "loss/b": torch.tensor(vb),
-                    },
-                    split="val",
-                )
-                tracker.end_epoch()
-    return load(run)
+    return load(two_term_log(run, seed=seed, **over))
 
 
 def losslint_findings(history: History, key: str) -> list[Any]:

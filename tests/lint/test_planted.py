@@ -4,71 +4,25 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from losskit.cli import app
 from losskit.lint import Finding, lint
-from losskit.tracking import Tracker, sinks
+from losskit.lint.synthetic import Curve, decay_a, decay_b, two_term_log
 
 STEPS, EVERY, VAL_EVERY = 300, 10, 25
 
-Curve = Callable[[int], float]
+
+_a, _b = decay_a, decay_b
 
 
-def _a(step: int) -> float:
-    return 2.0 * math.exp(-step / 100) + 0.3
-
-
-def _b(step: int) -> float:
-    return 0.5 * math.exp(-step / 150) + 0.1
-
-
-def _wb(step: int) -> float:
-    return min(1.0, step / 100)  # a warm-up from 0, as in the demo
-
-
-def write_log(
-    run: Path,
-    a: Curve = _a,
-    b: Curve = _b,
-    wb: Curve = _wb,
-    val_a: Curve | None = None,
-    seed: int = 0,
-) -> Path:
-    """Two terms with 4% multiplicative noise per step, train logged every 10 steps and a val
-    split every 25 steps (each an epoch)."""
-    g = torch.Generator().manual_seed(seed)
-    val_a = val_a or (lambda s: 1.1 * _a(s))
-    with Tracker([sinks.JSONL(run)], every=EVERY) as tracker:
-        for step in range(1, STEPS + 1):
-            noise = 1.0 + 0.04 * torch.randn(2, generator=g)
-            la, lb, w = a(step) * float(noise[0]), b(step) * float(noise[1]), wb(step)
-            tracker.update(
-                {
-                    "loss": torch.tensor(la + w * lb),
-                    "loss/a": torch.tensor(la),
-                    "loss/b": torch.tensor(lb),
-                    "weight/a": torch.tensor(1.0),
-                    "weight/b": torch.tensor(w),
-                }
-            )
-            if step % VAL_EVERY == 0:
-                va, vb = val_a(step), 1.1 * _b(step)
-                tracker.update(
-                    {
-                        "loss": torch.tensor(va + w * vb),
-                        "loss/a": torch.tensor(va),
-                        "loss/b": torch.tensor(vb),
-                    },
-                    split="val",
-                )
-                tracker.end_epoch()
-    return run
+def write_log(run: Path, *curves: Curve, seed: int = 0, **named: Curve) -> Path:
+    return two_term_log(
+        run, *curves, seed=seed, steps=STEPS, every=EVERY, val_every=VAL_EVERY, **named
+    )
 
 
 def _only(found: list[Finding], key: str, kind: str) -> Finding:

@@ -27,10 +27,9 @@ from losskit.compare.runner import MANIFEST, is_complete
 from losskit.errors import ConfigError
 from losskit.lint import Finding, lint_runs
 from losskit.report.findings import findings_table
-from losskit.report.page import _CSP, _STYLE, _figure, _header, _number, _slug
+from losskit.report.page import _figure, _header, _number, _slug, write_page
 from losskit.report.plots import Plot, _colour, _maybe_log_scale, _new_figure, _style
 from losskit.tracking.history import History, load
-from losskit.tracking.sinks._files import replace_text
 
 __all__ = ["Comparison", "Rank", "Row", "Spread", "render_comparison", "summarize_grid"]
 
@@ -399,12 +398,5 @@ def render_comparison(comparison: Comparison, output: str | Path | None = None) 
         _findings_section(c),
         "</main>",
     ]
-    page = (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>losskit comparison: {html.escape(c.out.resolve().name)}</title>"
-        f"<style>{_STYLE}</style></head><body>" + "\n".join(body) + "</body></html>\n"
-    )
-    replace_text(target, page)
+    write_page(target, f"losskit comparison: {c.out.resolve().name}", body)
     return target

@@ -111,15 +111,20 @@ def render(
     if not plots:
         body.append('<section><p class="muted">No values to plot yet.</p></section>')
     body.append("</main>")
+    write_page(target, f"losskit report: {run.resolve().name}", body)
+    return target
+
+
+def write_page(target: Path, title: str, body: Sequence[str]) -> None:
+    """Write a self-contained page (inline style, images as data URIs) atomically."""
     page = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>losskit report: {html.escape(run.resolve().name)}</title>"
+        f"<title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body>" + "\n".join(body) + "</body></html>\n"
     )
     replace_text(target, page)
-    return target
 
 
 def _slug(text: str) -> str:
