@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from losskit.criterion import Criterion
+from losskit.engine import distributed
 from losskit.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from losskit.errors import ConfigError
 from losskit.result import LossResult
@@ -209,6 +210,7 @@ class Trainer:
         self.best_epoch: int | None = None
         self.bad_epochs = 0
         self.tracker: Tracker | None = None
+        self.replicas: distributed.Replicas | None = None  # set by fit
 
     # -- configuration checks ---------------------------------------------------------------
     def _check_routes(
@@ -273,7 +275,8 @@ class Trainer:
 
     def _route_loss(self, name: str, batch: Any) -> tuple[LossResult, Any]:
         with self._autocast():
-            outputs = self.forward[name](self.model, batch)
+            model = self.replicas.model if self.replicas is not None else self.model
+            outputs = self.forward[name](model, batch)
             keys = self.routes[name] if len(self.routes) > 1 else None
             return self.criterion(outputs, batch, keys=keys), outputs
 
@@ -311,13 +314,22 @@ class Trainer:
         total = sum(sizes)
         logs: list[dict[str, Tensor]] = [{} for _ in window]
         enabled = set(self.criterion.enabled)
+        if self.replicas is None:  # called outside fit
+            self.replicas = distributed.Replicas(self.model, self.criterion, len(self.optimizers))
+        replicas = self.replicas
         for name in self.optimizers:
             if not enabled.intersection(self.routes[name]):
                 continue
+            results = []
             for index, (batch, size) in enumerate(zip(window, sizes)):
-                res, _ = self._route_loss(name, batch)
-                self._backward(name, res, size / total)
-                self._merge(logs[index], res)
+                with replicas.micro_step(last=index == len(window) - 1):
+                    res, _ = self._route_loss(name, batch)
+                    self._backward(name, res, size / total)
+                results.append(res)
+            # Gradients reduced across ranks (a gradient balancer's weights known) from here.
+            replicas.synchronize(self._params[name])
+            for log, res in zip(logs, results):
+                self._merge(log, res)
             self._optimizer_step(name)
         if self.scaler is not None:
             self.scaler.update()
@@ -383,6 +395,8 @@ class Trainer:
         if self.seed is not None:
             seed_everything(self.seed)
         self.model.to(self.device)
+        distributed.setup()
+        self.replicas = distributed.Replicas(self.model, self.criterion, len(self.optimizers))
         per_epoch = math.ceil(len(train) / self.accumulate) if isinstance(train, Sized) else 0
         self.tracker = self._make_tracker(per_epoch * epochs or 0)
         if resume is not None:
@@ -393,7 +407,7 @@ class Trainer:
         try:
             while self.epoch < epochs:
                 self.model.train()
-                iterator: Iterator[Any] = iter(train)
+                iterator: Iterator[Any] = iter(self.replicas.loader(train, self.epoch))
                 steps_in_epoch = 0
                 while window := list(itertools.islice(iterator, self.accumulate)):
                     self.train_window([_to_device(b, self.device) for b in window])
@@ -401,7 +415,7 @@ class Trainer:
                     if steps_in_epoch % self.log_every == 0:
                         self.tracker.flush()
                 if val is not None:
-                    self.validate(val)
+                    self.validate(self.replicas.loader(val, self.epoch))
                 records = self.tracker.end_epoch()
                 last_records = {
                     r.split: {k: v for k, v in r.values.items() if v is not None} for r in records
@@ -468,7 +482,9 @@ class Trainer:
         }
 
     def save_checkpoint(self, path: str | Path, *, epoch_done: bool = False) -> None:
-        """Write :meth:`state_dict` atomically to ``path``."""
+        """Write :meth:`state_dict` atomically to ``path`` (on rank 0 only when distributed)."""
+        if not distributed.is_main():
+            return
         save_checkpoint(self.state_dict(epoch_done=epoch_done), path)
 
     def load_checkpoint(self, path: str | Path) -> None:

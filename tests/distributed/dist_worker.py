@@ -1,0 +1,215 @@
+"""Scenarios for the distributed tests, run by spawned ranks and, as the reference, by the test
+process alone. A module of its own so that spawned processes import it by name (the tests add
+this folder to ``sys.path``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+import losskit as lk
+from losskit.engine import distributed
+
+WORLD = 2
+SAMPLES = 40  # 5 optimizer steps of a global batch of 8
+GLOBAL_BATCH = 8
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Net(nn.Module):
+    """A shared trunk, two heads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+        self.a = nn.Linear(8, 1)
+        self.b = nn.Linear(8, 1)
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        h = self.trunk(batch["x"])
+        return {"a": self.a(h).squeeze(-1), "b": self.b(h).squeeze(-1)}
+
+
+class Pairs(Dataset[dict[str, Tensor]]):
+    """``n`` samples whose two targets pull the trunk different ways."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, 4, generator=g)
+        self.ya = self.x.sum(1) + 0.1 * torch.randn(n, generator=g)
+        self.yb = 3.0 * self.x[:, 0] - self.x[:, 1] ** 2
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {"x": self.x[i], "ya": self.ya[i], "yb": self.yb[i]}
+
+
+def make_criterion(model: Net, balancer: str) -> lk.Criterion:
+    spec: Any = balancer
+    if balancer in ("upgrad", "mgda"):
+        spec = lk.balancers.Gradient(balancer, shared=model.trunk)
+    elif balancer == "dwa":
+        spec = lk.balancers.DWA(every=2)
+    elif balancer == "gradnorm":
+        spec = lk.balancers.GradNorm(shared=model.trunk[0], lr=0.05)
+    elif balancer == "magnitude":
+        spec = lk.balancers.Magnitude(warmup=3, beta=0.9)
+    return lk.Criterion(
+        {
+            "a": lk.Term("mse", input="a", target="ya"),
+            "b": lk.Term("l1", input="b", target="yb", weight=0.5),
+        },
+        balancer=spec,
+    )
+
+
+def fit(
+    balancer: str = "sum",
+    *,
+    world: int = 1,
+    accumulate: int = 1,
+    samples: int = SAMPLES,
+    epochs: int = 1,
+    run_dir: Path | None = None,
+    resume: Path | None = None,
+    optimizer: str = "sgd",
+    shuffle: bool = False,
+) -> tuple[lk.Trainer, lk.FitSummary]:
+    """Train ``Net`` with a global batch of 8 split over ``world`` ranks and ``accumulate``."""
+    torch.manual_seed(0)
+    model = Net()
+    crit = make_criterion(model, balancer)
+    params = [*model.parameters(), *crit.parameters()]
+    opt: torch.optim.Optimizer = (
+        torch.optim.SGD(params, lr=0.1) if optimizer == "sgd" else torch.optim.Adam(params, 0.01)
+    )
+    batch = GLOBAL_BATCH // world // accumulate
+    g = torch.Generator().manual_seed(1)
+    train = DataLoader(Pairs(samples), batch_size=batch, shuffle=shuffle, generator=g)
+    val = DataLoader(Pairs(16, seed=5), batch_size=4)
+    trainer = lk.Trainer(
+        model, crit, opt, accumulate=accumulate, run_dir=run_dir, progress=False, log_every=2
+    )
+    summary = trainer.fit(train, val, epochs=epochs, resume=resume)
+    return trainer, summary
+
+
+def state(trainer: lk.Trainer) -> dict[str, Any]:
+    return {
+        "params": {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
+        "criterion": {
+            k: v.detach().clone()
+            for k, v in trainer.criterion.state_dict().items()
+            if isinstance(v, Tensor)
+        },
+    }
+
+
+# -- the spawned side ---------------------------------------------------------------------------
+def trainer_scenarios(root: Path) -> dict[str, Any]:
+    rank = dist.get_rank()
+    out: dict[str, Any] = {"rank": rank}
+    for balancer in ("sum", "magnitude", "upgrad", "mgda"):
+        run_dir = root / f"{balancer}-rank{rank}"
+        trainer, summary = fit(balancer, world=WORLD, run_dir=run_dir)
+        out[balancer] = {**state(trainer), "train": summary.train, "val": summary.val}
+    trainer, summary = fit("sum", world=WORLD, accumulate=2)
+    out["accumulate"] = {**state(trainer), "train": summary.train}
+    # Kill-and-resume: one epoch, then a fresh process state resumes from rank 0's checkpoint.
+    whole, _ = fit("uncertainty", world=WORLD, epochs=2, optimizer="adam", shuffle=True)
+    first_dir = root / "resume"
+    fit("uncertainty", world=WORLD, epochs=1, optimizer="adam", shuffle=True, run_dir=first_dir)
+    dist.barrier()  # rank 0 has written last.pt
+    resumed, _ = fit(
+        "uncertainty",
+        world=WORLD,
+        epochs=2,
+        optimizer="adam",
+        shuffle=True,
+        resume=first_dir / "last.pt",
+    )
+    out["resume"] = {"whole": state(whole), "resumed": state(resumed)}
+    return out
+
+
+def balancer_scenarios(root: Path) -> dict[str, Any]:
+    """20 optimizer steps per balancer: what each rank ends with."""
+    out: dict[str, Any] = {}
+    for balancer in ("magnitude", "uncertainty", "dwa", "gradnorm"):
+        trainer, summary = fit(balancer, world=WORLD, samples=160)  # 160 / 8 = 20 steps
+        probe = Pairs(4, seed=9)[0:4]  # type: ignore[index]
+        with torch.no_grad():
+            res = trainer.criterion(trainer.model(probe), probe)
+        out[balancer] = {
+            **state(trainer),
+            "steps": summary.steps,
+            "weights": torch.stack(list(res.weights.values())).detach(),
+        }
+    # Refused at construction, with the reason.
+    model = Net()
+    try:
+        distributed.Replicas(model, lk.Criterion({"a": lk.Term("mse")}, balancer="random"))
+    except lk.errors.ConfigError as exc:
+        out["refused"] = str(exc)
+    return out
+
+
+SCENARIOS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "trainer": trainer_scenarios,
+    "balancers": balancer_scenarios,
+}
+
+
+def worker(rank: int, name: str, root: str, port: int) -> None:
+    # What torchrun sets: the Trainer joins the group from these.
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(1)
+    path = Path(root)
+    try:
+        distributed.setup()
+        result: dict[str, Any] = SCENARIOS[name](path)
+    except Exception:
+        result = {"error": traceback.format_exc()}
+    torch.save(result, path / f"{name}-{rank}.pt")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def launch(name: str, root: Path, timeout: float = 150.0) -> list[dict[str, Any]]:
+    """Run scenario ``name`` on ``WORLD`` spawned ranks; a hang past ``timeout`` fails."""
+    context = mp.spawn(worker, args=(name, str(root), free_port()), nprocs=WORLD, join=False)
+    deadline = time.monotonic() + timeout
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            raise TimeoutError(f"the distributed scenario {name!r} hung for {timeout} s")
+    results = [torch.load(root / f"{name}-{r}.pt", weights_only=False) for r in range(WORLD)]
+    for r, result in enumerate(results):
+        if "error" in result:
+            raise AssertionError(f"rank {r} failed:\n{result['error']}")
+    return results

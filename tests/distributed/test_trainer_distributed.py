@@ -1,0 +1,81 @@
+"""The Trainer on two gloo processes equals one process on the global batch; rank 0 writes."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from losskit.tracking import load
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def worker() -> Any:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(HERE))  # spawned children inherit sys.path
+        yield importlib.import_module("dist_worker")
+
+
+@pytest.fixture(scope="module")
+def ranks(worker: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any]]:
+    root = tmp_path_factory.mktemp("trainer")
+    return root, worker.launch("trainer", root)
+
+
+@pytest.mark.parametrize("balancer", ["sum", "magnitude", "upgrad", "mgda"])
+def test_two_ranks_on_half_batches_equal_one_process_on_the_full_batch(
+    worker: Any, ranks: tuple[Path, list[Any]], balancer: str
+) -> None:
+    _, out = ranks
+    trainer, summary = worker.fit(balancer)
+    assert summary.steps == 5
+    for result in out:
+        assert_close(result[balancer]["params"], worker.state(trainer)["params"])
+        # The logged epoch means are the global ones, on every rank.
+        assert_close(result[balancer]["train"], summary.train)
+        assert_close(result[balancer]["val"], summary.val)
+    if balancer in ("upgrad", "mgda"):
+        # The weights the aggregator gave, logged after the once-per-step aggregation.
+        assert summary.train["weight/a"] != 1.0
+
+
+def test_accumulation_under_ddp_equals_the_large_batch(
+    worker: Any, ranks: tuple[Path, list[Any]]
+) -> None:
+    _, out = ranks
+    trainer, summary = worker.fit("sum")
+    for result in out:
+        assert_close(result["accumulate"]["params"], worker.state(trainer)["params"])
+        assert_close(result["accumulate"]["train"], summary.train)
+
+
+def test_only_rank_zero_writes_logs_and_checkpoints(
+    worker: Any, ranks: tuple[Path, list[Any]]
+) -> None:
+    root, _ = ranks
+    for balancer in ("sum", "magnitude", "upgrad", "mgda"):
+        assert not (root / f"{balancer}-rank1").exists()
+        written = root / f"{balancer}-rank0"
+        assert {p.name for p in written.iterdir()} >= {"metrics.jsonl", "last.pt", "best.pt"}
+        assert {r.world for r in load(written).records} == {2}
+
+
+def test_resume_under_two_ranks_equals_the_uninterrupted_run(
+    ranks: tuple[Path, list[Any]],
+) -> None:
+    _, out = ranks
+    for result in out:
+        resume = result["resume"]
+        assert_close(resume["resumed"], resume["whole"])
+    # Ranks identical, parameters and the learned log-variances alike.
+    assert_close(out[0]["resume"]["resumed"], out[1]["resume"]["resumed"], rtol=0, atol=0)
+    assert torch.equal(
+        out[0]["resume"]["whole"]["criterion"]["balancer.scalarizer.log_var"],
+        out[1]["resume"]["whole"]["criterion"]["balancer.scalarizer.log_var"],
+    )
