@@ -10,7 +10,6 @@ ordinary backward for the rest.
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 import weakref
@@ -267,7 +266,7 @@ class Gradient(BalancerBase):
         modules = shared_modules(shared) if shared is not None else None
         if features is None and modules is not None:
             # The hook holds the balancer weakly: a dropped criterion stops capturing.
-            hook = functools.partial(_capture, weakref.ref(self))
+            hook = _Capture(self)
             for module in modules:
                 self._hooks.append(module.register_forward_hook(hook))
 
@@ -582,10 +581,27 @@ class Gradient(BalancerBase):
         return f"method={self.method!r}, skip_zero={self.skip_zero}"
 
 
-def _capture(owner: weakref.ref[Gradient], module: nn.Module, args: Any, output: Any) -> None:
-    balancer = owner()
-    if balancer is not None and torch.is_grad_enabled():
-        balancer._captured.extend(_tensors(output))
+class _Capture:
+    """The forward hook that hands the shared modules' outputs to the balancer.
+
+    It holds the balancer weakly (a dropped criterion stops capturing) and pickles it strongly,
+    so a model pickled with its criterion (Lightning's ``ddp_spawn``) keeps capturing.
+    """
+
+    def __init__(self, owner: Gradient) -> None:
+        self.owner = weakref.ref(owner)
+
+    def __call__(self, module: nn.Module, args: Any, output: Any) -> None:
+        balancer = self.owner()
+        if balancer is not None and torch.is_grad_enabled():
+            balancer._captured.extend(_tensors(output))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"owner": self.owner()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        owner = state["owner"]
+        self.owner = weakref.ref(owner) if owner is not None else (lambda: None)  # type: ignore[assignment]
 
 
 def _refuse_plain_backward(grad: Tensor) -> Tensor:
