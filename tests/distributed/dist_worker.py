@@ -92,11 +92,17 @@ def fit(
     resume: Path | None = None,
     optimizer: str = "sgd",
     shuffle: bool = False,
+    fsdp: bool = False,
 ) -> tuple[lk.Trainer, lk.FitSummary]:
     """Train ``Net`` with a global batch of 8 split over ``world`` ranks and ``accumulate``."""
     torch.manual_seed(0)
     model = Net()
     crit = make_criterion(model, balancer)
+    if fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        fully_shard(model.trunk)
+        fully_shard(model)
     params = [*model.parameters(), *crit.parameters()]
     opt: torch.optim.Optimizer = (
         torch.optim.SGD(params, lr=0.1) if optimizer == "sgd" else torch.optim.Adam(params, 0.01)
@@ -114,7 +120,9 @@ def fit(
 
 def state(trainer: lk.Trainer) -> dict[str, Any]:
     return {
-        "params": {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
+        "params": {
+            k: v.detach().clone() for k, v in distributed.full_state(trainer.model, [])[0].items()
+        },
         "criterion": {
             k: v.detach().clone()
             for k, v in trainer.criterion.state_dict().items()
@@ -172,9 +180,40 @@ def balancer_scenarios(root: Path) -> dict[str, Any]:
     return out
 
 
+def fsdp_scenarios(root: Path) -> dict[str, Any]:
+    """The same runs with an FSDP2-sharded model (trunk and whole model ``fully_shard``-ed)."""
+    out: dict[str, Any] = {}
+    for balancer, accumulate in (("sum", 1), ("magnitude", 2)):
+        trainer, summary = fit(balancer, world=WORLD, accumulate=accumulate, fsdp=True)
+        out[balancer] = {
+            **state(trainer),
+            "train": summary.train,
+            "val": summary.val,
+            "accumulate": accumulate,
+        }
+    kwargs: dict[str, Any] = {
+        "world": WORLD,
+        "optimizer": "adam",
+        "shuffle": True,
+        "fsdp": True,
+    }
+    whole, _ = fit("uncertainty", epochs=2, **kwargs)
+    first_dir = root / f"fsdp-resume-{dist.get_rank()}"
+    fit("uncertainty", epochs=1, run_dir=first_dir, **kwargs)
+    dist.barrier()
+    resumed, _ = fit("uncertainty", epochs=2, resume=root / "fsdp-resume-0" / "last.pt", **kwargs)
+    out["resume"] = {"whole": state(whole), "resumed": state(resumed)}
+    try:
+        fit("upgrad", world=WORLD, fsdp=True)
+    except lk.errors.ConfigError as exc:
+        out["refused"] = str(exc)
+    return out
+
+
 SCENARIOS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "trainer": trainer_scenarios,
     "balancers": balancer_scenarios,
+    "fsdp": fsdp_scenarios,
 }
 
 

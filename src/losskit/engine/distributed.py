@@ -47,9 +47,11 @@ from losskit.tracking import _distributed
 
 __all__ = [
     "Replicas",
+    "full_state",
     "is_fsdp",
     "is_main",
     "is_wrapped",
+    "load_full_state",
     "setup",
     "synchronize_gradients",
     "unwrap",
@@ -130,7 +132,7 @@ class Replicas:
         self.explicit = self.world > 1 and _explicit(criterion, optimizers)
         self._loaders: dict[int, DataLoader[Any]] = {}
         if self.world > 1:
-            _refuse_unsupported(model, criterion)
+            _refuse_unsupported(model, criterion, optimizers)
         if self.world == 1 or is_wrapped(model):
             self.model = model
         else:
@@ -225,17 +227,28 @@ def _shard(loader: DataLoader[Any]) -> DataLoader[Any]:
     )
 
 
-def _refuse_unsupported(model: nn.Module, criterion: Criterion) -> None:
-    from losskit.balancers import FAMO, Gradient, RandomWeights
+def _refuse_unsupported(model: nn.Module, criterion: Criterion, optimizers: int) -> None:
+    from losskit.balancers import FAMO, Gradient, GradNorm, RandomWeights
 
     balancer = criterion.balancer
-    if is_fsdp(model) and isinstance(balancer, Gradient):
+    if is_fsdp(model) and isinstance(balancer, (Gradient, GradNorm)):
+        what = (
+            f"the gradient balancer {balancer.method!r}"
+            if isinstance(balancer, Gradient)
+            else "GradNorm"
+        )
         raise ConfigError(
-            f"the gradient balancer {balancer.method!r} cannot run on an FSDP2-sharded model: "
-            "it needs every key's full gradient of the shared parameters on every rank, and "
-            "FSDP2 keeps 1/world of each parameter per rank (reduce-scattered gradients). Use "
-            "DDP (the Trainer's default) for gradient-level balancing, or a loss-level balancer "
-            "(magnitude, uncertainty, dwa, gradnorm) with FSDP2"
+            f"{what} cannot run on an FSDP2-sharded model: it needs per-key gradients of the "
+            "shared parameters on every rank, and FSDP2 keeps 1/world of each parameter per "
+            "rank and reduce-scatters gradients in its own backward hooks. Use DDP (the "
+            "Trainer's default for an unwrapped model) for it, or a loss-level balancer "
+            "(sum, magnitude, uncertainty, dwa) with FSDP2"
+        )
+    if is_fsdp(model) and optimizers > 1:
+        raise ConfigError(
+            "several optimizers with routes compute each route's gradient with autograd.grad, "
+            "which bypasses FSDP2's reduce-scatter hooks: use DDP (pass the unwrapped model) "
+            "for routed training"
         )
     if isinstance(balancer, RandomWeights):
         raise ConfigError(
@@ -245,6 +258,67 @@ def _refuse_unsupported(model: nn.Module, criterion: Criterion) -> None:
         )
     if isinstance(balancer, FAMO):
         return  # FAMO.update averages the recomputed terms over the ranks
+
+
+def _owner(model: nn.Module, extra: nn.Module | None) -> nn.Module:
+    # DCP keys optimizer state by the parameters' names in one module: with the criterion's
+    # learnable parameters in the optimizer, a container of both.
+    if extra is None or not any(True for _ in extra.parameters()):
+        return model
+    return nn.ModuleDict({"model": model, "criterion": extra})
+
+
+def full_state(
+    model: nn.Module,
+    optimizers: Sequence[torch.optim.Optimizer],
+    extra: nn.Module | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The model's and optimizers' state dicts, whole, for a checkpoint written by rank 0.
+
+    For an FSDP2 model they come from ``torch.distributed.checkpoint.state_dict`` with full
+    (unsharded) tensors gathered to rank 0's CPU (other ranks get empty dicts): a collective, so
+    every rank must call it. Otherwise they are the local state dicts of the unwrapped model.
+    ``extra`` holds parameters the optimizers step besides the model's (the criterion's).
+    """
+    if not is_fsdp(model):
+        return unwrap(model).state_dict(), [o.state_dict() for o in optimizers]
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_state = get_model_state_dict(model, options=options)
+    owner = _owner(model, extra)
+    optim_states = [get_optimizer_state_dict(owner, o, options=options) for o in optimizers]
+    return model_state, optim_states
+
+
+def load_full_state(
+    model: nn.Module,
+    optimizers: Sequence[torch.optim.Optimizer],
+    model_state: dict[str, Any],
+    optim_states: Sequence[dict[str, Any]],
+    extra: nn.Module | None = None,
+) -> None:
+    """Put back what :func:`full_state` returned (every rank loads the whole state)."""
+    if not is_fsdp(model):
+        unwrap(model).load_state_dict(model_state)
+        for optimizer, state in zip(optimizers, optim_states):
+            optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, model_state, options=options)
+    owner = _owner(model, extra)
+    for optimizer, state in zip(optimizers, optim_states):
+        set_optimizer_state_dict(owner, optimizer, state, options=options)
 
 
 def _flat_all_reduce_mean(tensors: Sequence[Tensor]) -> None:

@@ -464,11 +464,15 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self, *, epoch_done: bool = False) -> dict[str, Any]:
-        """Everything a resumed run needs to continue exactly."""
+        """Everything a resumed run needs to continue exactly (whole tensors under FSDP2: a
+        collective, called on every rank)."""
+        model_state, optim_states = distributed.full_state(
+            self.model, list(self.optimizers.values()), self.criterion
+        )
         return {
             "version": 1,
-            "model": self.model.state_dict(),
-            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "model": model_state,
+            "optimizers": dict(zip(self.optimizers, optim_states)),
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "criterion": self.criterion.state_dict(),
@@ -483,16 +487,20 @@ class Trainer:
 
     def save_checkpoint(self, path: str | Path, *, epoch_done: bool = False) -> None:
         """Write :meth:`state_dict` atomically to ``path`` (on rank 0 only when distributed)."""
-        if not distributed.is_main():
-            return
-        save_checkpoint(self.state_dict(epoch_done=epoch_done), path)
+        state = self.state_dict(epoch_done=epoch_done)
+        if distributed.is_main():
+            save_checkpoint(state, path)
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` (call before or inside fit)."""
         state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
+        distributed.load_full_state(
+            self.model,
+            list(self.optimizers.values()),
+            state["model"],
+            [state["optimizers"][name] for name in self.optimizers],
+            self.criterion,
+        )
         for name, scheduler in self.schedulers.items():
             scheduler.load_state_dict(state["schedulers"][name])
         if self.scaler is not None and state["scaler"] is not None:
