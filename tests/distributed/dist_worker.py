@@ -93,6 +93,7 @@ def fit(
     optimizer: str = "sgd",
     shuffle: bool = False,
     fsdp: bool = False,
+    routed: bool = False,
 ) -> tuple[lk.Trainer, lk.FitSummary]:
     """Train ``Net`` with a global batch of 8 split over ``world`` ranks and ``accumulate``."""
     torch.manual_seed(0)
@@ -104,15 +105,29 @@ def fit(
         fully_shard(model.trunk)
         fully_shard(model)
     params = [*model.parameters(), *crit.parameters()]
-    opt: torch.optim.Optimizer = (
+    opt: Any = (
         torch.optim.SGD(params, lr=0.1) if optimizer == "sgd" else torch.optim.Adam(params, 0.01)
     )
+    routes = None
+    if routed:  # two optimizers, each on its own keys (the trunk trains on "a" only)
+        opt = {
+            "a": torch.optim.SGD([*model.trunk.parameters(), *model.a.parameters()], lr=0.1),
+            "b": torch.optim.SGD(model.b.parameters(), lr=0.1),
+        }
+        routes = {"a": ["a"], "b": ["b"]}
     batch = GLOBAL_BATCH // world // accumulate
     g = torch.Generator().manual_seed(1)
     train = DataLoader(Pairs(samples), batch_size=batch, shuffle=shuffle, generator=g)
     val = DataLoader(Pairs(16, seed=5), batch_size=4)
     trainer = lk.Trainer(
-        model, crit, opt, accumulate=accumulate, run_dir=run_dir, progress=False, log_every=2
+        model,
+        crit,
+        opt,
+        routes=routes,
+        accumulate=accumulate,
+        run_dir=run_dir,
+        progress=False,
+        log_every=2,
     )
     summary = trainer.fit(train, val, epochs=epochs, resume=resume)
     return trainer, summary
@@ -141,6 +156,8 @@ def trainer_scenarios(root: Path) -> dict[str, Any]:
         out[balancer] = {**state(trainer), "train": summary.train, "val": summary.val}
     trainer, summary = fit("sum", world=WORLD, accumulate=2)
     out["accumulate"] = {**state(trainer), "train": summary.train}
+    trainer, summary = fit("sum", world=WORLD, accumulate=2, routed=True)
+    out["routed"] = {**state(trainer), "train": summary.train}
     # Kill-and-resume: one epoch, then a fresh process state resumes from rank 0's checkpoint.
     whole, _ = fit("uncertainty", world=WORLD, epochs=2, optimizer="adam", shuffle=True)
     first_dir = root / "resume"

@@ -55,6 +55,16 @@ def test_accumulation_under_ddp_equals_the_large_batch(
         assert_close(result["accumulate"]["train"], summary.train)
 
 
+def test_routed_optimizers_under_ddp_equal_one_process(
+    worker: Any, ranks: tuple[Path, list[Any]]
+) -> None:
+    _, out = ranks
+    trainer, summary = worker.fit("sum", accumulate=2, routed=True)
+    for result in out:
+        assert_close(result["routed"]["params"], worker.state(trainer)["params"])
+        assert_close(result["routed"]["train"], summary.train)
+
+
 def test_only_rank_zero_writes_logs_and_checkpoints(
     worker: Any, ranks: tuple[Path, list[Any]]
 ) -> None:
