@@ -30,8 +30,9 @@ Put the mixin first in the bases and assign ``self.criterion``::
             self.losses(self.net(batch["x"]), batch, "val")
 
 A mixin rather than a callback because the backward pass of a gradient-level balancer must
-replace the module's ``backward`` hook. It overrides ``backward``, ``on_train_batch_end`` and
-``on_before_optimizer_step`` (call ``super()`` in your own versions of these).
+replace the module's ``backward`` hook. It overrides ``backward``, ``on_train_start``,
+``on_train_batch_start``, ``on_train_batch_end`` and ``on_before_optimizer_step`` (call
+``super()`` in your own versions of these).
 
 Example::
 
@@ -188,6 +189,13 @@ class LossKitMixin:
         parent = getattr(super(), "on_before_optimizer_step", None)
         if parent is not None:
             parent(optimizer)
+
+    def on_train_start(self) -> None:
+        """Start counting optimizer steps where the trainer is (a resumed run included)."""
+        self._losskit_seen_step = int(self.trainer.global_step)  # type: ignore[attr-defined]
+        parent = getattr(super(), "on_train_start", None)
+        if parent is not None:
+            parent()
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> Any:
         """With a gradient-level balancer, keep DDP's all-reduce off (before the forward pass,
