@@ -232,6 +232,7 @@ SCENARIOS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "balancers": balancer_scenarios,
     "fsdp": fsdp_scenarios,
 }
+SCENARIOS["all"] = lambda root: {n: run(root) for n, run in SCENARIOS.items() if n != "all"}
 
 
 def worker(rank: int, name: str, root: str, port: int) -> None:

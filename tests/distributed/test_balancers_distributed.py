@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-HERE = Path(__file__).parent
 BALANCERS = ["magnitude", "uncertainty", "dwa", "gradnorm"]
 
 
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(HERE))
-        worker = importlib.import_module("dist_worker")
-        return list(worker.launch("balancers", tmp_path_factory.mktemp("balancers")))
+def ranks(spawned: tuple[Path, list[Any]]) -> list[Any]:
+    return [result["balancers"] for result in spawned[1]]
 
 
 @pytest.mark.parametrize("balancer", BALANCERS)

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 from torch.testing import assert_close
 
-HERE = Path(__file__).parent
-
 
 @pytest.fixture(scope="module")
-def worker() -> Any:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(HERE))
-        yield importlib.import_module("dist_worker")
-
-
-@pytest.fixture(scope="module")
-def ranks(worker: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any]]:
-    root = tmp_path_factory.mktemp("fsdp")
-    return root, worker.launch("fsdp", root)
+def ranks(spawned: tuple[Path, list[Any]]) -> tuple[Path, list[Any]]:
+    root, out = spawned
+    return root, [result["fsdp"] for result in out]
 
 
 @pytest.mark.parametrize("balancer", ["sum", "magnitude"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +11,11 @@ from torch.testing import assert_close
 
 from losskit.tracking import load
 
-HERE = Path(__file__).parent
-
 
 @pytest.fixture(scope="module")
-def worker() -> Any:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(HERE))  # spawned children inherit sys.path
-        yield importlib.import_module("dist_worker")
-
-
-@pytest.fixture(scope="module")
-def ranks(worker: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any]]:
-    root = tmp_path_factory.mktemp("trainer")
-    return root, worker.launch("trainer", root)
+def ranks(spawned: tuple[Path, list[Any]]) -> tuple[Path, list[Any]]:
+    root, out = spawned
+    return root, [result["trainer"] for result in out]
 
 
 @pytest.mark.parametrize("balancer", ["sum", "magnitude", "upgrad", "mgda"])
