@@ -22,4 +22,5 @@ def worker() -> Any:
 @pytest.fixture(scope="session")
 def spawned(worker: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any]]:
     root = tmp_path_factory.mktemp("spawned")
+    worker.launch("killed", root)  # SIGKILLed mid-run: the "all" scenario resumes from it
     return root, worker.launch("all", root)

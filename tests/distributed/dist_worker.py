@@ -5,6 +5,7 @@ this folder to ``sys.path``)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 import traceback
@@ -94,6 +95,7 @@ def fit(
     shuffle: bool = False,
     fsdp: bool = False,
     routed: bool = False,
+    on_step: Callable[[lk.Trainer], None] | None = None,
 ) -> tuple[lk.Trainer, lk.FitSummary]:
     """Train ``Net`` with a global batch of 8 split over ``world`` ranks and ``accumulate``."""
     torch.manual_seed(0)
@@ -129,6 +131,9 @@ def fit(
         progress=False,
         log_every=2,
     )
+    if on_step is not None:
+        first = next(iter(trainer.optimizers.values()))
+        first.register_step_post_hook(lambda *_: on_step(trainer))
     summary = trainer.fit(train, val, epochs=epochs, resume=resume)
     return trainer, summary
 
@@ -158,18 +163,16 @@ def trainer_scenarios(root: Path) -> dict[str, Any]:
     out["accumulate"] = {**state(trainer), "train": summary.train}
     trainer, summary = fit("sum", world=WORLD, accumulate=2, routed=True)
     out["routed"] = {**state(trainer), "train": summary.train}
-    # Kill-and-resume: one epoch, then a fresh process state resumes from rank 0's checkpoint.
+    # Kill-and-resume: the "killed" scenario's ranks were SIGKILLed in the middle of epoch 2;
+    # fresh processes resume from the last.pt rank 0 wrote at the end of epoch 1.
     whole, _ = fit("uncertainty", world=WORLD, epochs=2, optimizer="adam", shuffle=True)
-    first_dir = root / "resume"
-    fit("uncertainty", world=WORLD, epochs=1, optimizer="adam", shuffle=True, run_dir=first_dir)
-    dist.barrier()  # rank 0 has written last.pt
     resumed, _ = fit(
         "uncertainty",
         world=WORLD,
         epochs=2,
         optimizer="adam",
         shuffle=True,
-        resume=first_dir / "last.pt",
+        resume=root / KILLED / "last.pt",
     )
     out["resume"] = {"whole": state(whole), "resumed": state(resumed)}
     return out
@@ -227,12 +230,39 @@ def fsdp_scenarios(root: Path) -> dict[str, Any]:
     return out
 
 
+KILLED = "killed-run"
+KILL_AT_STEP = 7  # epoch 2 (5 optimizer steps per epoch), after epoch 1's checkpoint
+
+
+def killed_scenario(root: Path) -> dict[str, Any]:
+    """Train 2 epochs with a run folder; every rank SIGKILLs itself after optimizer step 7."""
+
+    def die(trainer: lk.Trainer) -> None:
+        if trainer.global_step == KILL_AT_STEP:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    fit(
+        "uncertainty",
+        world=WORLD,
+        epochs=2,
+        optimizer="adam",
+        shuffle=True,
+        run_dir=root / KILLED,
+        on_step=die,
+    )
+    return {"survived": True}
+
+
 SCENARIOS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "trainer": trainer_scenarios,
     "balancers": balancer_scenarios,
     "fsdp": fsdp_scenarios,
 }
-SCENARIOS["all"] = lambda root: {n: run(root) for n, run in SCENARIOS.items() if n != "all"}
+SCENARIOS_KILLED = {"killed": killed_scenario}
+SCENARIOS.update(SCENARIOS_KILLED)
+SCENARIOS["all"] = lambda root: {
+    n: run(root) for n, run in SCENARIOS.items() if n not in ("all", "killed")
+}
 
 
 def worker(rank: int, name: str, root: str, port: int) -> None:
@@ -260,11 +290,18 @@ def launch(name: str, root: Path, timeout: float = 150.0) -> list[dict[str, Any]
     """Run scenario ``name`` on ``WORLD`` spawned ranks; a hang past ``timeout`` fails."""
     context = mp.spawn(worker, args=(name, str(root), free_port()), nprocs=WORLD, join=False)
     deadline = time.monotonic() + timeout
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            raise TimeoutError(f"the distributed scenario {name!r} hung for {timeout} s")
+    try:
+        while not context.join(timeout=1):
+            if time.monotonic() > deadline:
+                for process in context.processes:
+                    process.kill()
+                raise TimeoutError(f"the distributed scenario {name!r} hung for {timeout} s")
+    except mp.ProcessExitedException as exc:
+        if name != "killed" or exc.signal_name != "SIGKILL":
+            raise
+        return []  # join() has ended the other rank
+    if name == "killed":
+        raise AssertionError("the ranks of the killed scenario were not killed")
     results = [torch.load(root / f"{name}-{r}.pt", weights_only=False) for r in range(WORLD)]
     for r, result in enumerate(results):
         if "error" in result:

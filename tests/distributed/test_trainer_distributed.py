@@ -66,10 +66,15 @@ def test_only_rank_zero_writes_logs_and_checkpoints(
         assert {r.world for r in load(written).records} == {2}
 
 
-def test_resume_under_two_ranks_equals_the_uninterrupted_run(
-    ranks: tuple[Path, list[Any]],
+def test_resume_after_a_kill_under_two_ranks_equals_the_uninterrupted_run(
+    worker: Any, ranks: tuple[Path, list[Any]]
 ) -> None:
-    _, out = ranks
+    root, out = ranks
+    # The killed run had written epoch 1's checkpoint and log, nothing of epoch 2's end.
+    killed = load(root / worker.KILLED)
+    assert [r.epoch for r in killed.records if r.kind == "epoch"] == [0, 0]  # train, val
+    checkpoint = torch.load(root / worker.KILLED / "last.pt", weights_only=False)
+    assert (checkpoint["epoch"], checkpoint["global_step"]) == (1, 5)
     for result in out:
         resume = result["resume"]
         assert_close(resume["resumed"], resume["whole"])
