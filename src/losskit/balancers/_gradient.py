@@ -204,6 +204,13 @@ class Gradient(BalancerBase):
     a non-finite gradient under a scaler is passed on for the scaler to skip the step, without
     one it raises :class:`~losskit.errors.NonFiniteLossError` naming the keys.
 
+    Under ``torch.distributed`` (several processes) ``res.backward()`` only gathers the per-key
+    gradients of the shared parameters; :func:`losskit.engine.distributed.synchronize_gradients`
+    (called by the Trainer and the integrations before each optimizer step) averages them over
+    the ranks and aggregates once per optimizer step, so every rank writes the same update,
+    the one of a single process on the global batch; ``res.weights`` is set then. See
+    ``docs/distributed.md``.
+
     Example::
 
         >>> import torch, losskit as lk

@@ -29,7 +29,9 @@ class Magnitude(BalancerBase):
         eps: the smallest magnitude divided by.
 
     A term that is exactly zero (an empty mask, say) or non-finite leaves its estimate unchanged;
-    a key with no estimate yet keeps its term weight.
+    a key with no estimate yet keeps its term weight. Under ``torch.distributed`` the estimate
+    follows the terms' mean over the processes (one small all-reduce per training call), so
+    every rank applies the same weights.
 
     Example::
 

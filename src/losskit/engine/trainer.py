@@ -130,6 +130,11 @@ class Trainer:
         progress: show a progress bar in a terminal.
         device: where to train (default: the model's device).
         seed: seed every generator before training.
+
+    Under ``torchrun`` (or with a process group already initialised) ``fit`` wraps the model in
+    DDP unless it is DDP or FSDP2 already, shards DataLoaders with a ``DistributedSampler``,
+    reduces gradients once per optimizer step, logs global means and writes files on rank 0
+    only (:mod:`losskit.engine.distributed`, ``docs/distributed.md``).
     """
 
     def __init__(
