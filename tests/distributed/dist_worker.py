@@ -65,7 +65,7 @@ class Pairs(Dataset[dict[str, Tensor]]):
 
 def make_criterion(model: Net, balancer: str) -> lk.Criterion:
     spec: Any = balancer
-    if balancer in ("upgrad", "mgda"):
+    if balancer in ("upgrad", "mgda", "graddrop"):
         spec = lk.balancers.Gradient(balancer, shared=model.trunk)
     elif balancer == "dwa":
         spec = lk.balancers.DWA(every=2)
@@ -96,6 +96,7 @@ def fit(
     fsdp: bool = False,
     routed: bool = False,
     on_step: Callable[[lk.Trainer], None] | None = None,
+    desync: bool = False,
 ) -> tuple[lk.Trainer, lk.FitSummary]:
     """Train ``Net`` with a global batch of 8 split over ``world`` ranks and ``accumulate``."""
     torch.manual_seed(0)
@@ -117,6 +118,8 @@ def fit(
             "b": torch.optim.SGD(model.b.parameters(), lr=0.1),
         }
         routes = {"a": ["a"], "b": ["b"]}
+    if desync:  # a different random stream on every rank (a randomised aggregator must cope)
+        torch.manual_seed(100 + (dist.get_rank() if dist.is_initialized() else 0))
     batch = GLOBAL_BATCH // world // accumulate
     g = torch.Generator().manual_seed(1)
     train = DataLoader(Pairs(samples), batch_size=batch, shuffle=shuffle, generator=g)
@@ -181,8 +184,9 @@ def trainer_scenarios(root: Path) -> dict[str, Any]:
 def balancer_scenarios(root: Path) -> dict[str, Any]:
     """20 optimizer steps per balancer: what each rank ends with."""
     out: dict[str, Any] = {}
-    for balancer in ("magnitude", "uncertainty", "dwa", "gradnorm"):
-        trainer, summary = fit(balancer, world=WORLD, samples=160)  # 160 / 8 = 20 steps
+    for balancer in ("magnitude", "uncertainty", "dwa", "gradnorm", "graddrop"):
+        # 160 / 8 = 20 steps
+        trainer, summary = fit(balancer, world=WORLD, samples=160, desync=balancer == "graddrop")
         probe = Pairs(4, seed=9)[0:4]  # type: ignore[index]
         with torch.no_grad():
             res = trainer.criterion(trainer.model(probe), probe)

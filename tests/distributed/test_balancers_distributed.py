@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import torch
 
-BALANCERS = ["magnitude", "uncertainty", "dwa", "gradnorm"]
+# GradDrop draws random masks on each rank (the ranks' generators differ here): rank 0's wins.
+BALANCERS = ["magnitude", "uncertainty", "dwa", "gradnorm", "graddrop"]
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +24,9 @@ def test_weights_and_state_are_bitwise_equal_on_every_rank_after_20_steps(
     first, second = (r[balancer] for r in ranks)
     assert first["steps"] == second["steps"] == 20
     assert torch.equal(first["weights"], second["weights"])
-    # The weights moved away from the term weights: the balancer did something.
-    assert not torch.allclose(first["weights"], torch.tensor([1.0, 0.5]))
+    if balancer != "graddrop":  # (a gradient balancer's weights come with a backward pass)
+        # The weights moved away from the term weights: the balancer did something.
+        assert not torch.allclose(first["weights"], torch.tensor([1.0, 0.5]))
     assert first["criterion"].keys() == second["criterion"].keys()
     for name, value in first["criterion"].items():
         assert torch.equal(value, second["criterion"][name]), name

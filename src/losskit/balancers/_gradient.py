@@ -96,6 +96,13 @@ METHODS: dict[str, tuple[Callable[..., aggregation.Aggregator], str]] = {
 #: aggregators whose state is tied to the number and order of the rows they see
 _STATEFUL = (aggregation.NashMTL,)
 
+#: aggregators that draw random numbers: under several processes rank 0's draw is used everywhere
+_RANDOMISED = tuple(
+    cls
+    for cls in (getattr(aggregation, n, None) for n in ("PCGrad", "GradDrop", "Random"))
+    if isinstance(cls, type)
+)
+
 
 class _SolverWatch:
     """Counts solver failures that torchjd's Nash-MTL recovers from silently."""
@@ -433,6 +440,8 @@ class Gradient(BalancerBase):
             offset += p.numel()
         one = torch.ones((), device=term.device)
         rows = self._aggregate(averaged, list(self.keys), one, None, shared)
+        if size > 1 and isinstance(self.aggregator, _RANDOMISED):
+            rows = _broadcast_from_rank0(shared, rows)
         effective = rows.to(term.dtype) * term
         for result in results:
             index = self.index(result.keys(), effective.device)
@@ -609,6 +618,24 @@ class _Capture:
     def __setstate__(self, state: dict[str, Any]) -> None:
         owner = state["owner"]
         self.owner = weakref.ref(owner) if owner is not None else (lambda: None)  # type: ignore[assignment]
+
+
+def _broadcast_from_rank0(shared: list[Tensor], rows: Tensor) -> Tensor:
+    """Give every rank rank 0's update and weights (one broadcast): a randomised aggregator
+    draws differently on each rank."""
+    import torch.distributed as dist
+
+    for p in shared:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in shared if p.grad is not None]
+    flat = torch.cat([*(g.reshape(-1).float() for g in grads), rows.float()])
+    dist.broadcast(flat, src=0)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+    return flat[offset:].to(rows.dtype)
 
 
 def _refuse_plain_backward(grad: Tensor) -> Tensor:
