@@ -23,6 +23,8 @@ import losskit as lk
 from losskit.engine import distributed
 
 WORLD = 2
+GRADIENT_METHODS = ("upgrad", "mgda", "imtl_g", "cagrad", "aligned_mtl", "graddrop")
+EQUAL_TO_FULL_BATCH = ("sum", "magnitude", "upgrad", "mgda", "imtl_g", "cagrad", "aligned_mtl")
 SAMPLES = 40  # 5 optimizer steps of a global batch of 8
 GLOBAL_BATCH = 8
 
@@ -65,7 +67,7 @@ class Pairs(Dataset[dict[str, Tensor]]):
 
 def make_criterion(model: Net, balancer: str) -> lk.Criterion:
     spec: Any = balancer
-    if balancer in ("upgrad", "mgda", "graddrop"):
+    if balancer in GRADIENT_METHODS:
         spec = lk.balancers.Gradient(balancer, shared=model.trunk)
     elif balancer == "dwa":
         spec = lk.balancers.DWA(every=2)
@@ -158,7 +160,7 @@ def state(trainer: lk.Trainer) -> dict[str, Any]:
 def trainer_scenarios(root: Path) -> dict[str, Any]:
     rank = dist.get_rank()
     out: dict[str, Any] = {"rank": rank}
-    for balancer in ("sum", "magnitude", "upgrad", "mgda"):
+    for balancer in EQUAL_TO_FULL_BATCH:
         run_dir = root / f"{balancer}-rank{rank}"
         trainer, summary = fit(balancer, world=WORLD, run_dir=run_dir)
         out[balancer] = {**state(trainer), "train": summary.train, "val": summary.val}
