@@ -22,7 +22,7 @@ from losskit.demo import DigitsNet, digits_data
 from losskit.integrations.accelerate import AcceleratedCriterion
 
 GLOBAL_BATCH = 32
-RUNS = {"sum": ("sum", 2), "upgrad": ("upgrad", 1)}  # name: (balancer, accumulation steps)
+RUNS = {"sum": ("sum", 2), "upgrad": ("upgrad", 2)}  # name: (balancer, accumulation steps)
 
 
 def train(balancer: str, accumulate: int, world: int) -> dict[str, Any]:

@@ -97,7 +97,7 @@ def main(out: Path) -> None:
         "single/sum": fit("sum", devices=1, accumulate=1),
         "ddp/sum": fit("sum", devices=2, accumulate=2),
         "single/upgrad": fit("upgrad", devices=1, accumulate=1),
-        "ddp/upgrad": fit("upgrad", devices=2, accumulate=1),
+        "ddp/upgrad": fit("upgrad", devices=2, accumulate=2),
     }
     torch.save(results, out)
 
