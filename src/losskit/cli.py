@@ -59,6 +59,10 @@ def _execute(config: Any, out: Path | None, resume: bool, quiet: bool) -> None:
         result = run(config, out=out, progress=not quiet, resume=resume)
     except LossKitError as exc:
         raise _fail(exc) from exc
+    from losskit.engine.distributed import is_main
+
+    if not is_main():  # under torchrun rank 0 reports
+        return
     report = _render_report(result.run_dir)
     console.print(_summary_table(result.summary))
     if "val_accuracy" in result.summary:

@@ -35,6 +35,7 @@ from torch.optim import Optimizer
 
 from losskit.criterion import Criterion
 from losskit.diagnostics.gradients import gradient_health
+from losskit.engine import distributed
 from losskit.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from losskit.errors import ConfigError
 from losskit.result import LossResult
@@ -134,6 +135,11 @@ class Trainer:
             the gradient cosines between keys on the shared parameters (``grad_norm/<key>``,
             ``cos/<a>/<b>``; see :func:`~losskit.gradient_health`), from the first
             micro-batch of the window; each key costs one extra backward pass that step.
+
+    Under ``torchrun`` (or with a process group already initialised) ``fit`` wraps the model in
+    DDP unless it is DDP or FSDP2 already, shards DataLoaders with a ``DistributedSampler``,
+    reduces gradients once per optimizer step, logs global means and writes files on rank 0
+    only (:mod:`losskit.engine.distributed`, ``docs/distributed.md``).
     """
 
     def __init__(
@@ -224,6 +230,7 @@ class Trainer:
         self.best_epoch: int | None = None
         self.bad_epochs = 0
         self.tracker: Tracker | None = None
+        self.replicas: distributed.Replicas | None = None  # set by fit
 
     # -- configuration checks ---------------------------------------------------------------
     def _check_routes(
@@ -288,7 +295,8 @@ class Trainer:
 
     def _route_loss(self, name: str, batch: Any) -> tuple[LossResult, Any]:
         with self._autocast():
-            outputs = self.forward[name](self.model, batch)
+            model = self.replicas.model if self.replicas is not None else self.model
+            outputs = self.forward[name](model, batch)
             keys = self.routes[name] if len(self.routes) > 1 else None
             return self.criterion(outputs, batch, keys=keys), outputs
 
@@ -330,15 +338,24 @@ class Trainer:
         health: dict[str, Tensor] | None = (
             {} if every is not None and self.global_step % every == 0 else None
         )
+        if self.replicas is None:  # called outside fit
+            self.replicas = distributed.Replicas(self.model, self.criterion, len(self.optimizers))
+        replicas = self.replicas
         for name in self.optimizers:
             if not enabled.intersection(self.routes[name]):
                 continue
+            results = []
             for index, (batch, size) in enumerate(zip(window, sizes)):
-                res, _ = self._route_loss(name, batch)
-                if health is not None and index == 0:
-                    health.update(gradient_health(self._params[name], res))
-                self._backward(name, res, size / total)
-                self._merge(logs[index], res)
+                with replicas.micro_step(last=index == len(window) - 1):
+                    res, _ = self._route_loss(name, batch)
+                    if health is not None and index == 0:
+                        health.update(gradient_health(self._params[name], res))
+                    self._backward(name, res, size / total)
+                results.append(res)
+            # Gradients reduced across ranks (a gradient balancer's weights known) from here.
+            replicas.synchronize(self._params[name])
+            for log, res in zip(logs, results):
+                self._merge(log, res)
             self._optimizer_step(name)
         if self.scaler is not None:
             self.scaler.update()
@@ -405,6 +422,8 @@ class Trainer:
         if self.seed is not None:
             seed_everything(self.seed)
         self.model.to(self.device)
+        distributed.setup()
+        self.replicas = distributed.Replicas(self.model, self.criterion, len(self.optimizers))
         per_epoch = math.ceil(len(train) / self.accumulate) if isinstance(train, Sized) else 0
         self.tracker = self._make_tracker(per_epoch * epochs or 0)
         if resume is not None:
@@ -415,7 +434,7 @@ class Trainer:
         try:
             while self.epoch < epochs:
                 self.model.train()
-                iterator: Iterator[Any] = iter(train)
+                iterator: Iterator[Any] = iter(self.replicas.loader(train, self.epoch))
                 steps_in_epoch = 0
                 while window := list(itertools.islice(iterator, self.accumulate)):
                     self.train_window([_to_device(b, self.device) for b in window])
@@ -423,7 +442,7 @@ class Trainer:
                     if steps_in_epoch % self.log_every == 0:
                         self.tracker.flush()
                 if val is not None:
-                    self.validate(val)
+                    self.validate(self.replicas.loader(val, self.epoch))
                 records = self.tracker.end_epoch()
                 last_records = {
                     r.split: {k: v for k, v in r.values.items() if v is not None} for r in records
@@ -472,11 +491,15 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self, *, epoch_done: bool = False) -> dict[str, Any]:
-        """Everything a resumed run needs to continue exactly."""
+        """Everything a resumed run needs to continue exactly (whole tensors under FSDP2: a
+        collective, called on every rank)."""
+        model_state, optim_states = distributed.full_state(
+            self.model, list(self.optimizers.values()), self.criterion
+        )
         return {
             "version": 1,
-            "model": self.model.state_dict(),
-            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "model": model_state,
+            "optimizers": dict(zip(self.optimizers, optim_states)),
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "criterion": self.criterion.state_dict(),
@@ -490,15 +513,21 @@ class Trainer:
         }
 
     def save_checkpoint(self, path: str | Path, *, epoch_done: bool = False) -> None:
-        """Write :meth:`state_dict` atomically to ``path``."""
-        save_checkpoint(self.state_dict(epoch_done=epoch_done), path)
+        """Write :meth:`state_dict` atomically to ``path`` (on rank 0 only when distributed)."""
+        state = self.state_dict(epoch_done=epoch_done)
+        if distributed.is_main():
+            save_checkpoint(state, path)
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` (call before or inside fit)."""
         state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
+        distributed.load_full_state(
+            self.model,
+            list(self.optimizers.values()),
+            state["model"],
+            [state["optimizers"][name] for name in self.optimizers],
+            self.criterion,
+        )
         for name, scheduler in self.schedulers.items():
             scheduler.load_state_dict(state["schedulers"][name])
         if self.scaler is not None and state["scaler"] is not None:
