@@ -15,7 +15,7 @@ from losskit.cli import app
 
 runner = CliRunner()
 
-COMMANDS = ["demo", "run", "report", "losses", "recommend"]
+COMMANDS = ["demo", "run", "report", "losses", "recommend", "doctor", "lint", "compare"]
 
 
 @pytest.mark.parametrize("args", [["--help"], *[[c, "--help"] for c in COMMANDS]])

@@ -435,3 +435,34 @@ def test_a_target_without_input_reads_the_outputs_themselves() -> None:
     torch.testing.assert_close(crit(logits, {"label": label}).total, F.cross_entropy(logits, label))
     with pytest.raises(lk.LossInputError, match="no input selector, so the input is the model"):
         crit({"logits": logits}, {"label": label})
+
+
+def test_hooks_on_a_loss_and_on_the_criterion_still_run() -> None:
+    # The hot path calls forward directly only when __call__ would add nothing (no hooks).
+    crit = lk.Criterion({"reg": lk.Term(nn.MSELoss(), input="p", target="y")})
+    seen: list[str] = []
+    handles = [
+        crit.term("reg").loss.register_forward_hook(  # type: ignore[union-attr]
+            lambda module, args, out: seen.append("loss")
+        ),
+        crit.register_forward_pre_hook(lambda module, args: seen.append("criterion")),
+    ]
+    res = crit({"p": torch.zeros(3)}, {"y": torch.ones(3)})
+    assert seen == ["criterion", "loss"]
+    torch.testing.assert_close(res.total, torch.tensor(1.0))
+    for handle in handles:
+        handle.remove()
+    crit({"p": torch.zeros(3)}, {"y": torch.ones(3)})
+    assert seen == ["criterion", "loss"]
+
+
+def test_compile_in_place_is_honoured() -> None:
+    crit = lk.Criterion({"reg": lk.Term("mse", input="p", target="y")})
+    from torch._dynamo.testing import CompileCounter
+
+    counter = CompileCounter()
+    crit.compile(backend=counter, fullgraph=True)
+    p = torch.randn(5, requires_grad=True)
+    res = crit({"p": p}, {"y": torch.zeros(5)})
+    assert counter.frame_count == 1  # the call went through the compiled module
+    torch.testing.assert_close(res.total, p.detach().pow(2).mean())

@@ -16,7 +16,9 @@ Example::
 
 from losskit import balancers, losses, report, schedules, tracking
 from losskit.benchmarking import bench
+from losskit.compare import compare
 from losskit.criterion import Criterion, TermLike
+from losskit.diagnostics import diagnose, gradient_health
 from losskit.engine import FitSummary, Trainer, seed_everything
 from losskit.errors import (
     ConfigError,
@@ -52,7 +54,10 @@ __all__ = [
     "balancers",
     "bench",
     "class_weights",
+    "compare",
+    "diagnose",
     "evaluate",
+    "gradient_health",
     "losses",
     "pos_weight",
     "report",

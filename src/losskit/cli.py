@@ -59,6 +59,10 @@ def _execute(config: Any, out: Path | None, resume: bool, quiet: bool) -> None:
         result = run(config, out=out, progress=not quiet, resume=resume)
     except LossKitError as exc:
         raise _fail(exc) from exc
+    from losskit.engine.distributed import is_main
+
+    if not is_main():  # under torchrun rank 0 reports
+        return
     report = _render_report(result.run_dir)
     console.print(_summary_table(result.summary))
     if "val_accuracy" in result.summary:
@@ -207,6 +211,135 @@ def report_command(
     except LossKitError as exc:
         raise _fail(exc) from exc
     Console().print(f"report: {path}", highlight=False)
+
+
+# -- diagnostics ------------------------------------------------------------------------------
+@app.command()
+def doctor(
+    config: Path = typer.Argument(..., help="A run configuration (TOML), as for `losskit run`."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Check every loss term on one training batch: inputs, contracts, shares, gradients.
+
+    Exits with status 1 when a finding is an error (a non-finite term, a broken contract).
+    """
+    import json
+
+    from losskit.diagnostics import diagnose_config
+
+    try:
+        report = diagnose_config(config)
+    except LossKitError as exc:
+        raise _fail(exc) from exc
+    if json_output:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        Console().print(report)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+# -- experiment and monitor: lint, compare --------------------------------------------------
+@app.command(name="lint")
+def lint_command(
+    run_dirs: list[Path] = typer.Argument(..., help="Run folders (or metrics.jsonl files)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as a JSON list."),
+) -> None:
+    """Find NaNs, spikes, divergence, plateaus, overfitting, oscillation and multi-loss
+    trouble in run logs; exit 1 when there is any finding (for CI), 2 on an unreadable log."""
+    import json
+
+    from losskit.lint import lint_runs
+
+    try:
+        found = lint_runs(run_dirs)
+    except LossKitError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        typer.echo(json.dumps([f.to_dict() for f in found], indent=2))
+    elif found:
+        table = Table(title=f"{len(found)} finding(s)")
+        for column in ("run", "split/key", "kind", "steps", "what", "advice"):
+            table.add_column(column, overflow="fold")
+        for f in found:
+            style = "red" if f.severity == "error" else "yellow"
+            table.add_row(
+                f.run,
+                f"{f.split}/{f.key}",
+                f.kind,
+                f"{f.start}-{f.end}",
+                f.message,
+                f.advice,
+                style=style,
+            )
+        Console().print(table)
+    else:
+        Console().print(f"no findings in {len(run_dirs)} run(s)")
+    if found:
+        raise typer.Exit(code=1)
+
+
+@app.command(name="compare")
+def compare_command(
+    config: Path = typer.Argument(..., help="The base run configuration (TOML)."),
+    vary: list[str] = typer.Option(
+        [],
+        help="PATH=V1,V2,... (repeatable), e.g. terms.reg.loss=mse,l1,huber; the grid is "
+        "the product.",
+    ),
+    seeds: int = typer.Option(3, min=1, help="Seeds per variant (run.seed, run.seed + 1, ...)."),
+    jobs: int = typer.Option(1, min=1, help="Runs in parallel (spawned processes)."),
+    out: Path | None = typer.Option(None, help="The grid folder (default runs/NAME-compare)."),
+    rank_by: str | None = typer.Option(
+        None, help="split/key to rank by (default the config's trainer.monitor)."
+    ),
+    interval: str = typer.Option(
+        "range", help="'range' (min-max over seeds) or 'std' (mean ± std) for the ranking."
+    ),
+) -> None:
+    """Run a grid of variants over seeds (resumable) and write one comparative report."""
+    from losskit.compare import compare, parse_vary
+
+    console = Console()
+    if interval not in ("range", "std"):
+        raise _fail(LossKitError(f"--interval must be 'range' or 'std', got {interval!r}"))
+    try:
+        grid = dict(parse_vary(spec) for spec in vary)
+        result = compare(
+            config,
+            grid,
+            seeds=seeds,
+            out=out,
+            jobs=jobs,
+            rank_by=rank_by,
+            interval=interval,  # type: ignore[arg-type]
+            on_done=lambda job: console.print(f"done: {job.variant} seed {job.seed}"),
+        )
+    except LossKitError as exc:
+        raise _fail(exc) from exc
+    c = result.comparison
+    table = Table(
+        title=f"ranking by best {c.rank_by} ({'lower' if c.mode == 'min' else 'higher'} is better)"
+    )
+    for column in ("tier", "variant", "mean", "std", "min", "max", "not different from"):
+        table.add_column(
+            column, justify="left" if column in ("variant", "not different from") else "right"
+        )
+    for r in c.ranking:
+        table.add_row(
+            str(r.tier),
+            c.labels[r.variant],
+            f"{r.value.mean:.4g}",
+            f"{r.value.std:.2g}",
+            f"{r.value.low:.4g}",
+            f"{r.value.high:.4g}",
+            "; ".join(c.labels[t] for t in r.ties),
+        )
+    console.print(table)
+    console.print(f"ran {len(result.ran)} run(s), {len(result.skipped)} already complete")
+    if c.findings:
+        console.print(f"{len(c.findings)} linter finding(s): see the report")
+    console.print(f"report: {result.report}", highlight=False)
 
 
 # -- losskit bench (issue 10) -------------------------------------------------------------

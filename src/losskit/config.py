@@ -88,7 +88,10 @@ class DataConfig(_Strict):
 
 
 class TermConfig(_Strict):
-    """``[terms.KEY]``: the loss name, its selectors, weight (number or schedule) and options."""
+    """``[terms.KEY]``: the loss name, its selectors, weight (number or schedule) and options.
+
+    ``monitor = true`` makes it a monitor-only term: logged and reported, never trained on.
+    """
 
     loss: str
     input: str | int | None = None
@@ -97,6 +100,7 @@ class TermConfig(_Strict):
     sample_weight: str | None = None
     weight: float | dict[str, Any] = 1.0
     enabled: bool = True
+    monitor: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("loss")
@@ -135,7 +139,7 @@ class SchedulerConfig(_Strict):
 
 
 class TrainerConfig(_Strict):
-    """``[trainer]``: accumulation, precision, clipping, monitoring and metrics."""
+    """``[trainer]``: accumulation, precision, clipping, monitoring, metrics and diagnostics."""
 
     accumulate: int = Field(1, ge=1)
     amp: Literal["bf16", "fp16"] | None = None
@@ -145,6 +149,7 @@ class TrainerConfig(_Strict):
     patience: int | None = Field(None, ge=1)
     log_every: int = Field(10, ge=1)
     metrics: list[str] = Field(default_factory=list)
+    diagnostics_every: int | None = Field(None, ge=1)
 
 
 class RunConfig(_Strict):

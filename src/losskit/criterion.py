@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeAlias, cast
 import torch
 from torch import Tensor, nn
 
+from losskit._module_call import plain_call
 from losskit.balancers import BalancerSpec, GradientBalancer, Mean, create
 from losskit.errors import ConfigError, LossKitWarning, NonFiniteLossError
 from losskit.result import LossResult
@@ -124,6 +125,21 @@ class Criterion(nn.Module):
 
     ``crit(outputs, batch)`` returns a :class:`~losskit.LossResult`. Call :meth:`step` once per
     optimizer step to advance weight schedules.
+
+    A term made with ``monitor=True`` is computed on every call under ``torch.no_grad()`` (no
+    graph, so no extra backward) and logged as ``loss/<key>``; it is not one of :attr:`keys`,
+    never enters the total, the weights or the balancer, and is not checked for non-finite
+    values (it cannot harm training; ``losskit lint`` reports it). ``res.monitored`` holds
+    those values.
+
+    Example::
+
+        >>> crit = Criterion({"fit": Term("mse"), "mae": Term("l1", monitor=True)})
+        >>> res = crit(torch.zeros(2, requires_grad=True), torch.tensor([1.0, 3.0]))
+        >>> res.total, res.monitored, crit.keys
+        (tensor(5., grad_fn=<DotBackward0>), {'mae': tensor(2.)}, ('fit',))
+        >>> sorted(res.log())
+        ['loss', 'loss/fit', 'loss/mae', 'weight/fit']
     """
 
     # Plain attributes, not buffers: every forward reads them and nn.Module's buffer lookup is
@@ -150,7 +166,7 @@ class Criterion(nn.Module):
         if nonfinite == "skip" and check == "off":
             raise ConfigError("nonfinite='skip' needs checking: use check='always' or 'first'")
         self.terms = nn.ModuleDict()
-        for key, term in _terms_from(terms):
+        for key, term in self._split_monitors(_terms_from(terms)):
             try:
                 self.terms[key] = term
             except KeyError as exc:
@@ -183,6 +199,29 @@ class Criterion(nn.Module):
         # no kernel, and one fold every _FOLD steps keeps the list short.
         self._pending: list[Tensor] = []
         self._refresh()
+
+    # -- monitor-only terms ----------------------------------------------------------------
+    def _split_monitors(self, pairs: list[tuple[str, Term]]) -> list[tuple[str, Term]]:
+        """Keep monitor-only terms apart (in ``self.monitors``); return the trained ones.
+
+        A criterion without monitors pays one attribute test per call for the feature.
+        """
+        self.monitors = nn.ModuleDict({k: t for k, t in pairs if t.monitor})
+        trained = [(k, t) for k, t in pairs if not t.monitor]
+        if not trained:
+            raise ConfigError(
+                f"every term ({[k for k, _ in pairs]}) is monitor-only: a Criterion needs at "
+                "least one term to train on"
+            )
+        self._monitor_plan: tuple[tuple[str, Term], ...] = tuple(
+            (k, t) for k, t in self.monitors.items() if isinstance(t, Term)
+        )
+        return trained
+
+    @property
+    def monitored_keys(self) -> tuple[str, ...]:
+        """The keys of the monitor-only terms (logged, never trained on), in order."""
+        return tuple(k for k, _ in self._monitor_plan)
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -272,6 +311,14 @@ class Criterion(nn.Module):
         self._refresh()
 
     # -- forward -------------------------------------------------------------------------
+    def __call__(
+        self, outputs: Any, batch: Any = None, *, keys: Sequence[str] | None = None
+    ) -> LossResult:
+        if plain_call(self):  # no hooks, not compiled in place: skip __call__'s bookkeeping
+            return self.forward(outputs, batch, keys=keys)
+        result: LossResult = super().__call__(outputs, batch, keys=keys)
+        return result
+
     def forward(
         self, outputs: Any, batch: Any = None, *, keys: Sequence[str] | None = None
     ) -> LossResult:
@@ -280,6 +327,16 @@ class Criterion(nn.Module):
         ``keys`` restricts the computation to those terms (the enabled ones among them), e.g. the
         terms one optimizer steps on; their weights are the same as in the full total.
         """
+        result = self._trained(outputs, batch, keys)
+        if self._monitor_plan:
+            with torch.no_grad():  # monitor-only terms: values, no graph
+                result._monitored = tuple(
+                    (key, term.compute(key, outputs, batch)) for key, term in self._monitor_plan
+                )
+        return result
+
+    def _trained(self, outputs: Any, batch: Any, keys: Sequence[str] | None) -> LossResult:
+        """The total, parts and weights of the enabled (trained) terms."""
         if keys is None:
             keys, plan, index = self._active, self._plan, None
         else:

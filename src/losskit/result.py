@@ -45,7 +45,7 @@ class LossResult:
     ``.item()``, so logging every step costs no host synchronisation.
     """
 
-    __slots__ = ("_balancer", "_context", "_keys", "_parts", "_weight_views", "total")
+    __slots__ = ("_balancer", "_context", "_keys", "_monitored", "_parts", "_weight_views", "total")
 
     def __init__(
         self,
@@ -60,6 +60,7 @@ class LossResult:
         self._parts = parts
         self._weight_views = weights.detach().unbind() if isinstance(weights, Tensor) else weights
         self._balancer: GradientBalancer | None = None  # `_context` is set with it, by _attach
+        self._monitored: tuple[tuple[str, Tensor], ...] = ()  # monitor-only terms, no graph
 
     def _attach(self, balancer: GradientBalancer, context: Any) -> None:
         """Hand :meth:`backward` over to a gradient-level balancer with what it captured."""
@@ -74,6 +75,9 @@ class LossResult:
         try:
             return self._parts[self._keys.index(key)]
         except ValueError:
+            for name, value in self._monitored:
+                if name == key:
+                    return value
             raise KeyError(
                 f"no term {key!r} in this result; it holds {list(self._keys)} "
                 "(a disabled term is not computed)"
@@ -98,12 +102,19 @@ class LossResult:
         return dict(zip(self._keys, self._parts))
 
     @property
+    def monitored(self) -> dict[str, Tensor]:
+        """The values of the monitor-only terms by key (no graph; not in ``total``)."""
+        return dict(self._monitored)
+
+    @property
     def weights(self) -> dict[str, Tensor]:
         """The weight each key had in ``total`` (a 0-dim tensor per key)."""
         return dict(zip(self._keys, self._weight_views))
 
     def log(self, prefix: str = "") -> dict[str, Tensor]:
         """Detached values for logging: ``loss``, ``loss/<key>`` and ``weight/<key>``.
+
+        Monitor-only terms come last, as ``loss/<key>`` without a ``weight/<key>``.
 
         ``prefix`` is prepended to every name (``log("val/")`` gives ``val/loss/<key>``).
         """
@@ -113,6 +124,8 @@ class LossResult:
             values[name] = part.detach()
         for name, weight in zip(weight_names, self._weight_views):
             values[name] = weight
+        for key, value in self._monitored:  # monitor-only terms: a loss, no weight
+            values[f"{prefix}loss/{key}"] = value
         return values
 
     def backward(

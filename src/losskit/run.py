@@ -30,6 +30,7 @@ from losskit import balancers
 from losskit.config import OptimizerConfig, RunConfig, import_object, load_config, make_weight
 from losskit.criterion import Criterion
 from losskit.demo import DigitsNet, accuracy, digits_data
+from losskit.engine import distributed
 from losskit.engine.trainer import FitSummary, Trainer, seed_everything
 from losskit.errors import ConfigError
 from losskit.term import Term
@@ -94,6 +95,7 @@ def build(
                 sample_weight=term.sample_weight,
                 weight=make_weight(term.weight),
                 enabled=term.enabled,
+                monitor=term.monitor,
                 **term.options,
             )
             for key, term in cfg.terms.items()
@@ -143,6 +145,7 @@ def build(
         run_dir=run_dir,
         progress=progress,
         seed=cfg.run.seed,
+        diagnostics_every=cfg.trainer.diagnostics_every,
     )
     return trainer, train, val
 
@@ -188,15 +191,18 @@ def run(
     """
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     run_dir = Path(out or cfg.run.out or f"runs/{cfg.run.name}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / "config.json", cfg.model_dump(mode="json"))
+    distributed.setup()  # under torchrun: join the process group; rank 0 writes the files
+    main = distributed.is_main()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(run_dir / "config.json", cfg.model_dump(mode="json"))
     threads = torch.get_num_threads()
     if cfg.run.threads is not None:
         torch.set_num_threads(cfg.run.threads)
     try:
         trainer, train, val = build(cfg, progress=progress, run_dir=run_dir)
         checkpoint = run_dir / "last.pt"
-        if not resume:  # a fresh run in an old folder starts its log and checkpoints anew
+        if not resume and main:  # a fresh run in an old folder starts its log and checkpoints anew
             for stale in ("metrics.jsonl", "last.pt", "best.pt", "summary.json", "report.html"):
                 (run_dir / stale).unlink(missing_ok=True)
         fit = trainer.fit(
@@ -226,5 +232,6 @@ def run(
         value = fit.val.get(f"metric/{name}")
         if value is not None:
             summary[f"val_{name}"] = value
-    _write_json(run_dir / "summary.json", summary)
+    if main:
+        _write_json(run_dir / "summary.json", summary)
     return RunResult(run_dir=run_dir, fit=fit, summary=summary)

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from losskit import losses
+from losskit._module_call import plain_call
 from losskit.errors import ConfigError, LossInputError
 from losskit.schedules import Constant, Schedule
 
@@ -125,6 +126,9 @@ class Term(nn.Module):
             nothing selected gives 0, never NaN.
         sample_weight: selects per-sample or per-element weights from the batch.
         enabled: whether the term starts enabled (``Criterion.enable`` / ``disable`` change it).
+        monitor: a monitor-only term: the criterion computes it without building a graph and
+            logs it as ``loss/<key>`` (no ``weight/<key>``), but it never enters the total, its
+            gradient, the weights or the balancer. It takes no weight.
         **loss_kwargs: arguments for the catalogue loss when ``loss`` is a name.
 
     With ``mask`` or ``sample_weight`` the loss is computed unreduced and reduced here as
@@ -152,9 +156,15 @@ class Term(nn.Module):
         mask: Selector | None = None,
         sample_weight: Selector | None = None,
         enabled: bool = True,
+        monitor: bool = False,
         **loss_kwargs: Any,
     ) -> None:
         super().__init__()
+        if monitor and not (isinstance(weight, (int, float)) and weight == 1.0):
+            raise ConfigError(
+                f"a monitor-only term takes no weight (it never enters the total), got "
+                f"weight={weight!r}; drop the weight or monitor=True"
+            )
         per_element = mask is not None or sample_weight is not None
         if isinstance(loss, str):
             if per_element:
@@ -185,6 +195,7 @@ class Term(nn.Module):
         self.sample_weight = sample_weight
         self.weight: Schedule = _as_schedule(weight)
         self.enabled_at_start = enabled
+        self.monitor = monitor
         self._per_element = per_element
 
     def selected(self, key: str, outputs: Any, batch: Any) -> dict[str, Tensor]:
@@ -224,21 +235,24 @@ class Term(nn.Module):
 
     def compute(self, key: str, outputs: Any, batch: Any) -> Tensor:
         """The unweighted value of this term (named ``key`` in errors) on one batch."""
+        loss = self._loss
+        if isinstance(loss, nn.Module) and plain_call(loss):
+            loss = loss.forward  # what loss(...) would run, without __call__'s bookkeeping
         try:
             if self.input is None and self.target is None:
-                value = self._loss(outputs, batch)
+                value = loss(outputs, batch)
             elif isinstance(self.input, tuple):
                 xs = self._inputs(key, outputs, batch)
                 if self.target is not None:
                     xs += (_pick(key, "target", self.target, "batch", batch, outputs),)
-                value = self._loss(*xs)
+                value = loss(*xs)
             else:
                 x = self._input(key, outputs, batch)
                 if self.target is None:
-                    value = self._loss(x)
+                    value = loss(x)
                 else:
                     y = _pick(key, "target", self.target, "batch", batch, outputs)
-                    value = self._loss(x, y)
+                    value = loss(x, y)
         except LossInputError as exc:
             if str(exc).startswith(f"term {key!r}"):
                 raise
@@ -288,4 +302,6 @@ class Term(nn.Module):
             parts.append(f"mask={self.mask!r}")
         if self.sample_weight is not None:
             parts.append(f"sample_weight={self.sample_weight!r}")
+        if self.monitor:
+            parts.append("monitor=True")
         return ", ".join(parts)

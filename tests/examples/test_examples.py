@@ -25,7 +25,15 @@ def load(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 
 
 def test_every_example_has_a_test() -> None:
-    tested = {"multitask", "vae", "gan", "segmentation", "distillation", "toy_pareto"}
+    tested = {
+        "multitask",
+        "vae",
+        "gan",
+        "segmentation",
+        "distillation",
+        "toy_pareto",
+        "compare_regression_losses",
+    }
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -69,3 +77,20 @@ def test_distillation_student_learns_from_the_teacher(load) -> None:  # type: ig
     assert kd[-1] < 0.6 * kd[0]
     assert student.val["metric/accuracy"] > 0.6  # chance is 0.1
     assert student.val["weight/kd"] == pytest.approx(0.7)
+
+
+def test_compare_regression_losses_robust_loss_beats_mse(load, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = load("compare_regression_losses").main(out=tmp_path, seeds=3, epochs=8, n_train=128)
+    c = result.comparison
+    assert c.rank_by == "val/loss/mse"  # the clean validation MSE, a monitor-only term
+    tiers = {c.labels[r.variant].split("=")[1]: r for r in c.ranking}
+    assert c.ranking[0].variant != "terms.fit.loss=mse"
+    best = c.ranking[0].value
+    mse = tiers["mse"].value
+    assert mse.n == best.n == 3
+    # not only a better mean: MSE's whole range over the seeds lies above the best's range
+    assert mse.low > best.high
+    assert tiers["mse"].tier > max(tiers["l1"].tier, tiers["huber"].tier)
+    assert "terms.fit.loss=mse" not in c.ranking[0].ties
+    for variant in c.variants:  # every variant reports the monitored clean errors
+        assert c.row(variant, "val/loss/mae").final.n == 3

@@ -10,7 +10,6 @@ ordinary backward for the rest.
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 import weakref
@@ -27,6 +26,7 @@ from torchjd.autojac import mtl_backward
 from losskit.balancers._protocol import BalancerBase, BalancingError
 from losskit.balancers._shared import Shared, _entries, shared_modules, trainable
 from losskit.errors import ConfigError, LossKitWarning, MissingDependencyError, NonFiniteLossError
+from losskit.tracking._distributed import all_reduce_sum, world_size
 
 if TYPE_CHECKING:
     from losskit.result import LossResult
@@ -95,6 +95,13 @@ METHODS: dict[str, tuple[Callable[..., aggregation.Aggregator], str]] = {
 
 #: aggregators whose state is tied to the number and order of the rows they see
 _STATEFUL = (aggregation.NashMTL,)
+
+#: aggregators that draw random numbers: under several processes rank 0's draw is used everywhere
+_RANDOMISED = tuple(
+    cls
+    for cls in (getattr(aggregation, n, None) for n in ("PCGrad", "GradDrop", "Random"))
+    if isinstance(cls, type)
+)
 
 
 class _SolverWatch:
@@ -204,6 +211,13 @@ class Gradient(BalancerBase):
     a non-finite gradient under a scaler is passed on for the scaler to skip the step, without
     one it raises :class:`~losskit.errors.NonFiniteLossError` naming the keys.
 
+    Under ``torch.distributed`` (several processes) ``res.backward()`` only gathers the per-key
+    gradients of the shared parameters; :func:`losskit.engine.distributed.synchronize_gradients`
+    (called by the Trainer and the integrations before each optimizer step) averages them over
+    the ranks and aggregates once per optimizer step, so every rank writes the same update,
+    the one of a single process on the global batch; ``res.weights`` is set then. See
+    ``docs/distributed.md``.
+
     Example::
 
         >>> import torch, losskit as lk
@@ -257,12 +271,16 @@ class Gradient(BalancerBase):
         self._hooks: list[RemovableHandle] = []
         self._watch = _SolverWatch()
         self._checked = False
+        self._pending: list[Tensor] = []  # per shared parameter: keys x numel, this step
+        self._pending_params: list[Tensor] = []
+        self._pending_results: list[LossResult] = []
+        self._pending_weights = torch.zeros(0)
         if isinstance(method, str) and method != "nash_mtl":
             self.aggregator = _build(method, 0, options)  # fails now if a solver is missing
         modules = shared_modules(shared) if shared is not None else None
         if features is None and modules is not None:
             # The hook holds the balancer weakly: a dropped criterion stops capturing.
-            hook = functools.partial(_capture, weakref.ref(self))
+            hook = _Capture(self)
             for module in modules:
                 self._hooks.append(module.register_forward_hook(hook))
 
@@ -353,6 +371,9 @@ class Gradient(BalancerBase):
             for p in shared:
                 if hasattr(p, "jac"):
                     del p.jac
+        if world_size(None) > 1:
+            self._defer(jacobians, [keys[i] for i in live], weights, shared, result, grad_scaler)
+            return
         rows = self._aggregate(jacobians, [keys[i] for i in live], factor, grad_scaler, shared)
         if len(live) == len(keys):
             result._set_weights(rows * weights)
@@ -360,6 +381,72 @@ class Gradient(BalancerBase):
             effective = torch.zeros_like(weights)
             effective[live] = rows * weights[live]
             result._set_weights(effective)
+
+    # -- several processes: aggregate once per optimizer step ------------------------------
+    def _defer(
+        self,
+        jacobians: list[Tensor],
+        live: list[str],
+        weights: Tensor,
+        shared: list[Tensor],
+        result: LossResult,
+        grad_scaler: torch.amp.GradScaler | None,
+    ) -> None:
+        """Add this micro-batch's per-key gradients to the window's, to be averaged over the
+        ranks and aggregated by :meth:`synchronize`."""
+        if grad_scaler is not None and grad_scaler.is_enabled():
+            raise ConfigError(
+                f"the gradient balancer {self.method!r} under torch.distributed aggregates the "
+                "ranks' averaged gradients once per optimizer step, which fp16 loss scaling "
+                "(a GradScaler) would skew: use amp='bf16' or float32"
+            )
+        m = len(self.keys)
+        device = weights.device
+        rows = torch.tensor([self.keys.index(k) for k in live], device=device)
+        if not self._pending:
+            self._pending = [torch.zeros(m, p.numel(), device=p.device) for p in shared]
+            self._pending_params = shared
+            self._pending_weights = torch.zeros(m, device=device)
+        elif [id(p) for p in shared] != [id(p) for p in self._pending_params]:
+            raise ConfigError(
+                f"the gradient balancer {self.method!r} saw other shared parameters within one "
+                "optimizer step; call losskit.engine.distributed.synchronize_gradients(...) "
+                "before every optimizer.step()"
+            )
+        for buffer, jacobian in zip(self._pending, jacobians):
+            buffer.index_add_(0, rows, jacobian.reshape(len(live), -1).to(buffer.dtype))
+        index = torch.tensor([result.keys().index(k) for k in live], device=device)
+        self._pending_weights.index_copy_(0, rows, weights.index_select(0, index).float())
+        self._pending_results.append(result)
+
+    def synchronize(self) -> list[Tensor]:
+        """Average the deferred per-key gradients over the ranks and write the aggregated update
+        into the shared parameters' ``.grad``; returns those parameters (none when nothing was
+        deferred). Called once per optimizer step by
+        :func:`losskit.engine.distributed.synchronize_gradients`."""
+        if not self._pending:
+            return []
+        pending, shared = self._pending, self._pending_params
+        results, term = self._pending_results, self._pending_weights
+        self._pending, self._pending_params, self._pending_results = [], [], []
+        size = world_size(None)
+        flat = torch.cat([p.reshape(-1) for p in pending])
+        if size > 1:
+            flat = all_reduce_sum(flat, None).div_(size)
+        offset = 0
+        averaged = []
+        for p in pending:
+            averaged.append(flat[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
+        one = torch.ones((), device=term.device)
+        rows = self._aggregate(averaged, list(self.keys), one, None, shared)
+        if size > 1 and isinstance(self.aggregator, _RANDOMISED):
+            rows = _broadcast_from_rank0(shared, rows)
+        effective = rows.to(term.dtype) * term
+        for result in results:
+            index = self.index(result.keys(), effective.device)
+            result._set_weights(effective.index_select(0, index))
+        return shared
 
     # -- the pieces ------------------------------------------------------------------------
     def _shared_params(self, features: list[Tensor]) -> list[Tensor]:
@@ -510,10 +597,45 @@ class Gradient(BalancerBase):
         return f"method={self.method!r}, skip_zero={self.skip_zero}"
 
 
-def _capture(owner: weakref.ref[Gradient], module: nn.Module, args: Any, output: Any) -> None:
-    balancer = owner()
-    if balancer is not None and torch.is_grad_enabled():
-        balancer._captured.extend(_tensors(output))
+class _Capture:
+    """The forward hook that hands the shared modules' outputs to the balancer.
+
+    It holds the balancer weakly (a dropped criterion stops capturing) and pickles it strongly,
+    so a model pickled with its criterion (Lightning's ``ddp_spawn``) keeps capturing.
+    """
+
+    def __init__(self, owner: Gradient) -> None:
+        self.owner = weakref.ref(owner)
+
+    def __call__(self, module: nn.Module, args: Any, output: Any) -> None:
+        balancer = self.owner()
+        if balancer is not None and torch.is_grad_enabled():
+            balancer._captured.extend(_tensors(output))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"owner": self.owner()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        owner = state["owner"]
+        self.owner = weakref.ref(owner) if owner is not None else (lambda: None)  # type: ignore[assignment]
+
+
+def _broadcast_from_rank0(shared: list[Tensor], rows: Tensor) -> Tensor:
+    """Give every rank rank 0's update and weights (one broadcast): a randomised aggregator
+    draws differently on each rank."""
+    import torch.distributed as dist
+
+    for p in shared:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in shared if p.grad is not None]
+    flat = torch.cat([*(g.reshape(-1).float() for g in grads), rows.float()])
+    dist.broadcast(flat, src=0)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+    return flat[offset:].to(rows.dtype)
 
 
 def _refuse_plain_backward(grad: Tensor) -> Tensor:

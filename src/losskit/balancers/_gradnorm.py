@@ -8,6 +8,7 @@ from torch import Tensor
 from losskit.balancers._protocol import BalancerBase
 from losskit.balancers._shared import Shared, _entries, trainable
 from losskit.errors import ConfigError
+from losskit.tracking._distributed import global_mean
 
 __all__ = ["GradNorm"]
 
@@ -94,8 +95,9 @@ class GradNorm(BalancerBase):
             grads = torch.autograd.grad(values[k], params, retain_graph=True, allow_unused=True)
             squares = [g.pow(2).sum() for g in grads if g is not None]
             norms.append(torch.stack(squares).sum().sqrt() if squares else values.new_zeros(()))
-        norm = torch.stack(norms).detach()
-        current = values.detach()
+        # Under torch.distributed: the global mean of the terms and of the per-rank norms, so
+        # every rank takes the same weight step.
+        norm, current = global_mean(torch.stack([torch.stack(norms), values]).detach()).unbind()
         initial = self.initial.index_select(0, index).to(current.dtype)
         initial = torch.where((initial == 0) & (current != 0), current, initial)
         self.initial.index_copy_(0, index, initial.to(self.initial.dtype))

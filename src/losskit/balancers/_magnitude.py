@@ -7,6 +7,7 @@ from torch import Tensor
 
 from losskit.balancers._protocol import BalancerBase
 from losskit.errors import ConfigError
+from losskit.tracking._distributed import global_mean
 
 __all__ = ["Magnitude"]
 
@@ -28,7 +29,9 @@ class Magnitude(BalancerBase):
         eps: the smallest magnitude divided by.
 
     A term that is exactly zero (an empty mask, say) or non-finite leaves its estimate unchanged;
-    a key with no estimate yet keeps its term weight.
+    a key with no estimate yet keeps its term weight. Under ``torch.distributed`` the estimate
+    follows the terms' mean over the processes (one small all-reduce per training call), so
+    every rank applies the same weights.
 
     Example::
 
@@ -74,7 +77,8 @@ class Magnitude(BalancerBase):
         old = self.magnitude if index is None else self.magnitude.index_select(0, index)
         count = self.count if index is None else self.count.index_select(0, index)
         if torch.is_grad_enabled():
-            value = losses.detach().abs().to(old.dtype)
+            # Under torch.distributed every rank updates from the global mean of the terms.
+            value = global_mean(losses.detach()).abs().to(old.dtype)
             seen = torch.isfinite(value) & (value > 0)
             count = count + seen.to(count.dtype)
             # The running mean for the first `warmup` values, the EMA afterwards.

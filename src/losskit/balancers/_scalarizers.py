@@ -19,6 +19,7 @@ from torchjd import scalarization
 
 from losskit.balancers._protocol import BalancerBase
 from losskit.errors import ConfigError, LossKitWarning
+from losskit.tracking._distributed import global_mean
 
 if TYPE_CHECKING:
     from losskit.result import LossResult
@@ -89,7 +90,9 @@ class _Scalarized(BalancerBase):
             if keys != self.keys:
                 last = last.index_select(0, self.index(keys, values.device))
             return torch.dot(values, last), last * weights
-        leaf = values.detach().requires_grad_(True)
+        # Under torch.distributed the state (DWA's history, ...) and the weights follow the
+        # global mean of the terms, so every rank applies the same weights.
+        leaf = (global_mean(values.detach()) if training else values.detach()).requires_grad_(True)
         with torch.enable_grad():
             scalar = self._scalarize(leaf, keys)
             (slope,) = torch.autograd.grad(scalar, leaf, retain_graph=training)
@@ -416,7 +419,7 @@ class FAMO(_Scalarized):
                 values = values * self._base
         else:
             values = recomputed.detach().float()
-        self.scalarizer.update(values)
+        self.scalarizer.update(global_mean(values))
         self._pending = False
 
     def step(self) -> None:

@@ -34,6 +34,8 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from losskit.criterion import Criterion
+from losskit.diagnostics.gradients import gradient_health
+from losskit.engine import distributed
 from losskit.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from losskit.errors import ConfigError
 from losskit.evaluation import evaluate
@@ -130,6 +132,15 @@ class Trainer:
         progress: show a progress bar in a terminal.
         device: where to train (default: the model's device).
         seed: seed every generator before training.
+        diagnostics_every: every this many optimizer steps, log each key's gradient norm and
+            the gradient cosines between keys on the shared parameters (``grad_norm/<key>``,
+            ``cos/<a>/<b>``; see :func:`~losskit.gradient_health`), from the first
+            micro-batch of the window; each key costs one extra backward pass that step.
+
+    Under ``torchrun`` (or with a process group already initialised) ``fit`` wraps the model in
+    DDP unless it is DDP or FSDP2 already, shards DataLoaders with a ``DistributedSampler``,
+    reduces gradients once per optimizer step, logs global means and writes files on rank 0
+    only (:mod:`losskit.engine.distributed`, ``docs/distributed.md``).
     """
 
     def __init__(
@@ -155,6 +166,7 @@ class Trainer:
         progress: bool = True,
         device: str | torch.device | None = None,
         seed: int | None = None,
+        diagnostics_every: int | None = None,
     ) -> None:
         self.model = model
         self.criterion = criterion
@@ -199,6 +211,15 @@ class Trainer:
             else (first.device if first is not None else torch.device("cpu"))
         )
         self.seed = seed
+        if diagnostics_every is not None and (
+            isinstance(diagnostics_every, bool)
+            or not isinstance(diagnostics_every, int)
+            or diagnostics_every < 1
+        ):
+            raise ConfigError(
+                f"diagnostics_every must be a positive integer or None, got {diagnostics_every!r}"
+            )
+        self.diagnostics_every = diagnostics_every
         self.scaler = torch.amp.GradScaler(self.device.type) if amp == "fp16" else None
         self._params = {
             name: [p for group in opt.param_groups for p in group["params"] if p.requires_grad]
@@ -210,6 +231,7 @@ class Trainer:
         self.best_epoch: int | None = None
         self.bad_epochs = 0
         self.tracker: Tracker | None = None
+        self.replicas: distributed.Replicas | None = None  # set by fit
 
     # -- configuration checks ---------------------------------------------------------------
     def _check_routes(
@@ -274,7 +296,8 @@ class Trainer:
 
     def _route_loss(self, name: str, batch: Any) -> tuple[LossResult, Any]:
         with self._autocast():
-            outputs = self.forward[name](self.model, batch)
+            model = self.replicas.model if self.replicas is not None else self.model
+            outputs = self.forward[name](model, batch)
             keys = self.routes[name] if len(self.routes) > 1 else None
             return self.criterion(outputs, batch, keys=keys), outputs
 
@@ -312,13 +335,28 @@ class Trainer:
         total = sum(sizes)
         logs: list[dict[str, Tensor]] = [{} for _ in window]
         enabled = set(self.criterion.enabled)
+        every = self.diagnostics_every
+        health: dict[str, Tensor] | None = (
+            {} if every is not None and self.global_step % every == 0 else None
+        )
+        if self.replicas is None:  # called outside fit
+            self.replicas = distributed.Replicas(self.model, self.criterion, len(self.optimizers))
+        replicas = self.replicas
         for name in self.optimizers:
             if not enabled.intersection(self.routes[name]):
                 continue
+            results = []
             for index, (batch, size) in enumerate(zip(window, sizes)):
-                res, _ = self._route_loss(name, batch)
-                self._backward(name, res, size / total)
-                self._merge(logs[index], res)
+                with replicas.micro_step(last=index == len(window) - 1):
+                    res, _ = self._route_loss(name, batch)
+                    if health is not None and index == 0:
+                        health.update(gradient_health(self._params[name], res))
+                    self._backward(name, res, size / total)
+                results.append(res)
+            # Gradients reduced across ranks (a gradient balancer's weights known) from here.
+            replicas.synchronize(self._params[name])
+            for log, res in zip(logs, results):
+                self._merge(log, res)
             self._optimizer_step(name)
         if self.scaler is not None:
             self.scaler.update()
@@ -327,8 +365,9 @@ class Trainer:
         if self.scheduler_interval == "step":
             for scheduler in self.schedulers.values():
                 scheduler.step()  # type: ignore[call-arg]
-        for log, size in zip(logs, sizes):
-            self.tracker.update(log, "train", batch_size=size, step=self.global_step)
+        for index, (log, size) in enumerate(zip(logs, sizes)):
+            extra = health if index == 0 else None
+            self.tracker.update(log, "train", batch_size=size, step=self.global_step, extra=extra)
 
     @staticmethod
     def _merge(into: dict[str, Tensor], res: LossResult) -> None:
@@ -386,6 +425,8 @@ class Trainer:
         if self.seed is not None:
             seed_everything(self.seed)
         self.model.to(self.device)
+        distributed.setup()
+        self.replicas = distributed.Replicas(self.model, self.criterion, len(self.optimizers))
         per_epoch = math.ceil(len(train) / self.accumulate) if isinstance(train, Sized) else 0
         self.tracker = self._make_tracker(per_epoch * epochs or 0)
         if resume is not None:
@@ -396,7 +437,7 @@ class Trainer:
         try:
             while self.epoch < epochs:
                 self.model.train()
-                iterator: Iterator[Any] = iter(train)
+                iterator: Iterator[Any] = iter(self.replicas.loader(train, self.epoch))
                 steps_in_epoch = 0
                 while window := list(itertools.islice(iterator, self.accumulate)):
                     self.train_window([_to_device(b, self.device) for b in window])
@@ -404,7 +445,7 @@ class Trainer:
                     if steps_in_epoch % self.log_every == 0:
                         self.tracker.flush()
                 if val is not None:
-                    self.validate(val)
+                    self.validate(self.replicas.loader(val, self.epoch))
                 records = self.tracker.end_epoch()
                 last_records = {
                     r.split: {k: v for k, v in r.values.items() if v is not None} for r in records
@@ -453,11 +494,15 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self, *, epoch_done: bool = False) -> dict[str, Any]:
-        """Everything a resumed run needs to continue exactly."""
+        """Everything a resumed run needs to continue exactly (whole tensors under FSDP2: a
+        collective, called on every rank)."""
+        model_state, optim_states = distributed.full_state(
+            self.model, list(self.optimizers.values()), self.criterion
+        )
         return {
             "version": 1,
-            "model": self.model.state_dict(),
-            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "model": model_state,
+            "optimizers": dict(zip(self.optimizers, optim_states)),
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "criterion": self.criterion.state_dict(),
@@ -471,15 +516,21 @@ class Trainer:
         }
 
     def save_checkpoint(self, path: str | Path, *, epoch_done: bool = False) -> None:
-        """Write :meth:`state_dict` atomically to ``path``."""
-        save_checkpoint(self.state_dict(epoch_done=epoch_done), path)
+        """Write :meth:`state_dict` atomically to ``path`` (on rank 0 only when distributed)."""
+        state = self.state_dict(epoch_done=epoch_done)
+        if distributed.is_main():
+            save_checkpoint(state, path)
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` (call before or inside fit)."""
         state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
+        distributed.load_full_state(
+            self.model,
+            list(self.optimizers.values()),
+            state["model"],
+            [state["optimizers"][name] for name in self.optimizers],
+            self.criterion,
+        )
         for name, scheduler in self.schedulers.items():
             scheduler.load_state_dict(state["schedulers"][name])
         if self.scaler is not None and state["scaler"] is not None:

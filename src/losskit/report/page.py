@@ -25,6 +25,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from losskit.report.findings import findings_section
 from losskit.report.summary import SummaryRow, summarize
 from losskit.tracking.history import History, load
 from losskit.tracking.sinks._files import replace_text
@@ -102,6 +103,7 @@ def render(
         _facts(run, history),
         _config(run),
         _summary(summarize(history)),
+        findings_section(history),
     ]
     for section, items in sections.items():
         body.append(f'<section id="{_slug(section)}"><h2>{html.escape(section)}</h2>')
@@ -109,15 +111,20 @@ def render(
     if not plots:
         body.append('<section><p class="muted">No values to plot yet.</p></section>')
     body.append("</main>")
+    write_page(target, f"losskit report: {run.resolve().name}", body)
+    return target
+
+
+def write_page(target: Path, title: str, body: Sequence[str]) -> None:
+    """Write a self-contained page (inline style, images as data URIs) atomically."""
     page = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>losskit report: {html.escape(run.resolve().name)}</title>"
+        f"<title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body>" + "\n".join(body) + "</body></html>\n"
     )
     replace_text(target, page)
-    return target
 
 
 def _slug(text: str) -> str:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Plot",
+    "conflict_history",
     "conflict_matrix",
     "figures",
     "gradient_norms",
@@ -295,6 +296,50 @@ def conflict_matrix(history: History) -> list[Plot]:
     return [Plot("Diagnostics", "conflict matrix", figure)]
 
 
+def _cosine_series(history: History) -> dict[tuple[str, str], tuple[dict[int, float], str]]:
+    """Every logged ``cos/<a>/<b>``: its values by step (or by interval) and the split."""
+    found: dict[tuple[str, str], tuple[dict[int, float], str]] = {}
+    for split in history.splits():
+        for key in history.keys(split):
+            parts = key.split("/")
+            if len(parts) != 3 or parts[0] != "cos" or (parts[1], parts[2]) in found:
+                continue
+            series = history.series(key, split, "step") or history.series(key, split, "interval")
+            if series:
+                found[(parts[1], parts[2])] = (dict(zip(series.steps, series.values)), split)
+    return found
+
+
+def conflict_history(history: History) -> list[Plot]:
+    """Each pair's gradient cosine (``cos/<a>/<b>``) against the step, as a heatmap (one row
+    per pair, one column per step logged); drawn when the log holds two steps or more."""
+    pairs = _cosine_series(history)
+    steps = sorted({step for values, _ in pairs.values() for step in values})
+    if len(steps) < 2:
+        return []
+    stride = max(1, math.ceil(len(steps) / 400))  # at most 400 columns drawn
+    shown = steps[::stride]
+    labels = [f"{a} / {b}" for a, b in pairs]
+    matrix = [[values.get(step, math.nan) for step in shown] for values, _ in pairs.values()]
+    figure = _new_figure(7.2, max(2.4, min(7.0, 1.4 + 0.35 * len(labels))))
+    ax = figure.subplots()
+    image = ax.imshow(
+        matrix,
+        cmap="RdBu",
+        vmin=-1.0,
+        vmax=1.0,
+        aspect="auto",
+        interpolation="nearest",
+        extent=(shown[0] - 0.5, shown[-1] + 0.5, len(labels) - 0.5, -0.5),
+    )
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("step")
+    ax.set_title("gradient cosine between keys over training", fontsize=11)
+    figure.colorbar(image, ax=ax, shrink=0.9, label="cosine")
+    caption = "red: the pair's gradients conflict (cosine < 0); blue: they agree"
+    return [Plot("Diagnostics", "conflicts over time", figure, caption)]
+
+
 def figures(history: History, smoothing: float | None = None) -> list[Plot]:
     """Every figure the log supports, in report order."""
     return [
@@ -303,4 +348,5 @@ def figures(history: History, smoothing: float | None = None) -> list[Plot]:
         *loss_shares(history, smoothing),
         *gradient_norms(history, smoothing),
         *conflict_matrix(history),
+        *conflict_history(history),
     ]

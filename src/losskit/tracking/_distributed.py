@@ -83,3 +83,17 @@ def all_reduce_sum(tensor: Tensor, group: dist.ProcessGroup | None) -> Tensor:
     moved = tensor.to(device)
     dist.all_reduce(moved, op=dist.ReduceOp.SUM, group=group)
     return moved if moved.device == tensor.device else moved.to(tensor.device)
+
+
+def global_mean(tensor: Tensor, group: dist.ProcessGroup | None = None) -> Tensor:
+    """The mean of ``tensor`` over the group's processes (``tensor`` itself when alone).
+
+    Balancers whose state follows loss values call it on training calls so that every rank
+    updates from the same, global values; every rank must make the same calls.
+    """
+    if not initialized():
+        return tensor
+    size = dist.get_world_size(group)
+    if size == 1:
+        return tensor
+    return all_reduce_sum(tensor.detach().clone(), group).div_(size)

@@ -1,0 +1,44 @@
+"""Calling a module's ``forward`` directly when ``nn.Module.__call__`` would add nothing.
+
+``module(x)`` runs ``nn.Module._wrapped_call_impl`` and ``_call_impl`` before ``forward``: about
+a microsecond of bookkeeping for hooks, ``module.compile()`` and TorchScript tracing. A criterion
+calls one loss module per term every step, so on its hot path it checks for those cases itself
+(a few dictionary truth tests) and calls ``forward`` when none applies. The result is exactly what
+``module(...)`` returns: a module with hooks, compiled in place or being traced goes through
+``__call__`` as usual.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.modules import module as _module
+
+__all__ = ["plain_call"]
+
+
+def plain_call(module: nn.Module) -> bool:
+    """Whether ``module.forward(*args)`` is what ``module(*args)`` would do right now.
+
+    Example::
+
+        >>> import torch
+        >>> layer = torch.nn.Linear(2, 2)
+        >>> plain_call(layer)
+        True
+        >>> handle = layer.register_forward_hook(lambda m, i, o: None)
+        >>> plain_call(layer)
+        False
+    """
+    return not (
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+        or module._compiled_call_impl is not None
+        or _module._global_forward_hooks
+        or _module._global_forward_pre_hooks
+        or _module._global_backward_hooks
+        or _module._global_backward_pre_hooks
+        or torch._C._get_tracing_state()
+    )

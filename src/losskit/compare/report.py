@@ -1,0 +1,402 @@
+"""The comparative report of a grid: overlaid curves with their spread over seeds, a table of
+final and best values, time per step, a ranking that calls nothing different within the
+spread, and the linter's findings for every run.
+
+Example::
+
+    >>> from losskit.compare.report import Spread
+    >>> s = Spread.of([1.0, 2.0, 3.0])
+    >>> s.mean, s.low, s.high, round(s.std, 3)
+    (2.0, 1.0, 3.0, 1.0)
+    >>> Spread.of([0.0, 1.0]).overlaps(Spread.of([0.5, 2.0]), "range")
+    True
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from losskit.compare.runner import MANIFEST, is_complete
+from losskit.errors import ConfigError
+from losskit.lint import Finding, lint_runs
+from losskit.report.findings import findings_table
+from losskit.report.page import _figure, _header, _number, _slug, write_page
+from losskit.report.plots import Plot, _colour, _maybe_log_scale, _new_figure, _style
+from losskit.tracking.history import History, load
+
+__all__ = ["Comparison", "Rank", "Row", "Spread", "render_comparison", "summarize_grid"]
+
+Interval = Literal["range", "std"]
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean, sample standard deviation, minimum and maximum of one value over seeds."""
+
+    mean: float
+    std: float
+    low: float
+    high: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        """The spread of the finite ``values`` (NaN everywhere when none is finite)."""
+        finite = [v for v in values if math.isfinite(v)]
+        if not finite:
+            return cls(math.nan, math.nan, math.nan, math.nan, 0)
+        std = statistics.stdev(finite) if len(finite) > 1 else 0.0
+        return cls(statistics.fmean(finite), std, min(finite), max(finite), len(finite))
+
+    def interval(self, kind: Interval = "range") -> tuple[float, float]:
+        """``[min, max]`` over seeds (``"range"``) or ``mean ± std`` (``"std"``)."""
+        if kind == "std":
+            return self.mean - self.std, self.mean + self.std
+        return self.low, self.high
+
+    def overlaps(self, other: Spread, kind: Interval = "range") -> bool:
+        """Whether the two intervals share a point: then the two are not called different."""
+        a, b = self.interval(kind), other.interval(kind)
+        return a[0] <= b[1] and b[0] <= a[1]
+
+    def text(self) -> str:
+        return f"{_number(self.mean)} ± {_number(self.std)}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One variant's final and best value of one ``split/key``, over seeds."""
+
+    variant: str
+    key: str
+    final: Spread
+    best: Spread | None
+
+
+@dataclass(frozen=True)
+class Rank:
+    """A variant's place: ``tier`` 1 is best; ``ties`` are the variants whose interval overlaps
+    its own (not called different from it)."""
+
+    variant: str
+    value: Spread
+    tier: int
+    ties: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What the report shows, as data."""
+
+    out: Path
+    variants: tuple[str, ...]
+    labels: dict[str, str]
+    seeds: tuple[int, ...]
+    rows: tuple[Row, ...]
+    step_ms: dict[str, Spread]
+    rank_by: str
+    mode: Literal["min", "max"]
+    interval: Interval
+    ranking: tuple[Rank, ...]
+    monitored: tuple[str, ...]
+    runs: dict[str, tuple[Path, ...]]
+    missing: tuple[Path, ...] = ()
+    findings: tuple[Finding, ...] = field(default=())
+
+    def row(self, variant: str, key: str) -> Row:
+        """The row of ``variant`` and ``split/key``."""
+        for row in self.rows:
+            if row.variant == variant and row.key == key:
+                return row
+        raise KeyError(f"no row for variant {variant!r} and key {key!r}")
+
+
+def _higher_is_better(key: str) -> bool:
+    return key.split("/", 1)[-1].startswith("metric/")
+
+
+def _best(history: History, key: str, mode: Literal["min", "max"]) -> float:
+    split, _, name = key.partition("/")
+    series = history.series(name, split, "epoch") or history.series(name, split, "interval")
+    best = series.best(mode)
+    return math.nan if best is None else best[1]
+
+
+def _rank(values: dict[str, Spread], mode: str, interval: Interval) -> tuple[Rank, ...]:
+    """Tiers in order of the mean: a variant joins the current tier while its interval overlaps
+    the tier leader's; ``ties`` lists every variant whose interval overlaps its own."""
+    sign = 1.0 if mode == "min" else -1.0
+    order = sorted((v for v in values if values[v].n), key=lambda v: sign * values[v].mean)
+    ranks = []
+    tier, leader = 0, None
+    for name in order:
+        if leader is None or not values[name].overlaps(values[leader], interval):
+            tier, leader = tier + 1, name
+        ties = tuple(o for o in order if o != name and values[name].overlaps(values[o], interval))
+        ranks.append(Rank(name, values[name], tier, ties))
+    return tuple(ranks)
+
+
+def summarize_grid(
+    out: str | Path,
+    *,
+    rank_by: str | None = None,
+    interval: Interval = "range",
+    with_findings: bool = True,
+) -> Comparison:
+    """Read the grid in ``out`` (its ``compare.json`` and finished runs) into a Comparison.
+
+    ``rank_by`` is a ``split/key`` (default: the base configuration's ``trainer.monitor``);
+    each run contributes its best value of it over epochs (in the trainer's ``mode``).
+    """
+    root = Path(out)
+    path = root / MANIFEST
+    if not path.is_file():
+        raise ConfigError(f"{root} holds no {MANIFEST}: run `losskit compare` into it first")
+    manifest = json.loads(path.read_text())
+    base = manifest["base"]
+    monitor, mode = base["trainer"]["monitor"], base["trainer"]["mode"]
+    rank_by = rank_by or monitor
+    rank_mode: Literal["min", "max"] = (
+        mode if rank_by == monitor else ("max" if _higher_is_better(rank_by) else "min")
+    )
+    variants = tuple(v["name"] for v in manifest["variants"])
+    labels = {v["name"]: v["label"] for v in manifest["variants"]}
+    seeds = tuple(manifest["seeds"])
+    monitored = tuple(k for k, t in base["terms"].items() if t.get("monitor"))
+    rows: list[Row] = []
+    step_ms: dict[str, Spread] = {}
+    ranked: dict[str, Spread] = {}
+    runs: dict[str, tuple[Path, ...]] = {}
+    missing: list[Path] = []
+    for variant in variants:
+        folders = [root / variant / f"seed{s}" for s in seeds]
+        missing += [f for f in folders if not is_complete(f)]
+        done = tuple(f for f in folders if is_complete(f))
+        runs[variant] = done
+        summaries = [json.loads((f / "summary.json").read_text()) for f in done]
+        histories = [load(f) for f in done]
+        keys: dict[str, None] = {}
+        for summary in summaries:
+            for split in ("val", "train"):
+                keys.update(dict.fromkeys(f"{split}/{k}" for k in summary["final"][split]))
+        for key in keys:
+            split, _, name = key.partition("/")
+            if name.startswith("weight/"):
+                continue
+            finals = [s["final"][split].get(name, math.nan) for s in summaries]
+            direction: Literal["min", "max"] = "max" if _higher_is_better(key) else "min"
+            bests = [_best(h, key, direction) for h in histories]
+            rows.append(Row(variant, key, Spread.of(finals), Spread.of(bests)))
+        step_ms[variant] = Spread.of(
+            [1000.0 * s["seconds"] / s["steps"] for s in summaries if s["steps"]]
+        )
+        if rank_by == monitor:
+            values = [
+                math.nan if s["best_value"] is None else float(s["best_value"]) for s in summaries
+            ]
+        else:
+            values = [_best(h, rank_by, rank_mode) for h in histories]
+        ranked[variant] = Spread.of(values)
+    findings = tuple(lint_runs(f for v in variants for f in runs[v])) if with_findings else ()
+    return Comparison(
+        out=root,
+        variants=variants,
+        labels=labels,
+        seeds=seeds,
+        rows=tuple(rows),
+        step_ms=step_ms,
+        rank_by=rank_by,
+        mode=rank_mode,
+        interval=interval,
+        ranking=_rank(ranked, rank_mode, interval),
+        monitored=monitored,
+        runs=runs,
+        missing=tuple(missing),
+        findings=findings,
+    )
+
+
+# -- figures ------------------------------------------------------------------------------------
+def _seed_curves(histories: Sequence[History], key: str) -> tuple[list[int], list[list[float]]]:
+    """The epoch means of ``split/key`` of every seed at the steps all seeds share."""
+    split, _, name = key.partition("/")
+    series = [h.series(name, split, "epoch") for h in histories]
+    series = [s for s in series if s]
+    if not series:
+        return [], []
+    steps = sorted(set.intersection(*(set(s.steps) for s in series)))
+    maps = [dict(zip(s.steps, s.values)) for s in series]
+    return steps, [[m[step] for m in maps] for step in steps]
+
+
+def curve_figures(comparison: Comparison) -> list[Plot]:
+    """Per ``split/key``: every variant's mean over seeds with its band (range or ±std)."""
+    histories = {v: [load(f) for f in comparison.runs[v]] for v in comparison.variants}
+    keys = list(dict.fromkeys(r.key for r in comparison.rows))
+    plots = []
+    for key in keys:
+        figure = _new_figure(7.2, 3.8)
+        ax = figure.subplots()
+        drawn: list[float] = []
+        for index, variant in enumerate(comparison.variants):
+            steps, columns = _seed_curves(histories[variant], key)
+            if not steps:
+                continue
+            spreads = [Spread.of(column) for column in columns]
+            means = [s.mean for s in spreads]
+            low, high = zip(*(s.interval(comparison.interval) for s in spreads))
+            colour = _colour(index)
+            ax.plot(
+                steps,
+                means,
+                "o-",
+                color=colour,
+                linewidth=1.6,
+                markersize=3,
+                label=comparison.labels[variant],
+            )
+            ax.fill_between(steps, low, high, color=colour, alpha=0.18, linewidth=0)
+            drawn += [v for column in columns for v in column]
+        if not drawn:
+            continue
+        log = _maybe_log_scale(ax, drawn)
+        _style(ax, key, "value (log scale)" if log else "value")
+        figure.legend(fontsize=7, frameon=False, loc="outside lower center", ncols=2)
+        band = "min–max" if comparison.interval == "range" else "±1 std"
+        plots.append(
+            Plot("Curves", key, figure, f"epoch means; line: mean over seeds, band: {band}")
+        )
+    return plots
+
+
+# -- page ---------------------------------------------------------------------------------------
+def _cell(value: float | None) -> str:
+    return f"<td>{_number(value)}</td>"
+
+
+def _ranking_section(c: Comparison) -> str:
+    band = "min–max over seeds" if c.interval == "range" else "mean ± 1 std"
+    head = (
+        '<tr><th>tier</th><th class="text">variant</th><th>mean</th><th>std</th><th>min</th>'
+        '<th>max</th><th>seeds</th><th class="text">not different from</th></tr>'
+    )
+    body = "".join(
+        f'<tr><td>{r.tier}</td><td class="text">{html.escape(c.labels[r.variant])}</td>'
+        f"{_cell(r.value.mean)}{_cell(r.value.std)}{_cell(r.value.low)}{_cell(r.value.high)}"
+        f"<td>{r.value.n}</td>"
+        f'<td class="text">{html.escape("; ".join(c.labels[t] for t in r.ties)) or "–"}</td>'
+        "</tr>"
+        for r in c.ranking
+    )
+    better = "lower" if c.mode == "min" else "higher"
+    return (
+        f'<section id="ranking"><h2>Ranking</h2><p>By the best {html.escape(c.rank_by)} of each '
+        f"run ({better} is better). Variants whose intervals ({band}) overlap share a tier "
+        "or are listed as not different: with this many seeds the data cannot tell them "
+        f"apart.</p><table><thead>{head}</thead><tbody>{body}</tbody></table></section>"
+    )
+
+
+def _table_section(c: Comparison) -> str:
+    head = (
+        '<tr><th class="text">split/key</th><th class="text">variant</th><th>final mean</th>'
+        "<th>± std</th><th>min</th><th>max</th><th>best mean</th><th>± std</th><th>seeds</th>"
+        "</tr>"
+    )
+    keys = list(dict.fromkeys(r.key for r in c.rows))
+    body = []
+    for key in keys:
+        name = key.split("/", 1)[-1].removeprefix("loss/")
+        note = " (monitor-only)" if name in c.monitored else ""
+        for i, variant in enumerate(c.variants):
+            try:
+                row = c.row(variant, key)
+            except KeyError:
+                continue
+            best = row.best or Spread.of([])
+            cls = ' class="split-start"' if i == 0 else ""
+            body.append(
+                f'<tr{cls}><td class="text">{html.escape(key + note)}</td>'
+                f'<td class="text">{html.escape(c.labels[variant])}</td>'
+                f"{_cell(row.final.mean)}{_cell(row.final.std)}{_cell(row.final.low)}"
+                f"{_cell(row.final.high)}{_cell(best.mean)}{_cell(best.std)}"
+                f"<td>{row.final.n}</td></tr>"
+            )
+    return (
+        '<section id="table"><h2>Final and best values</h2><p>Final: the last epoch of each '
+        "run; best: its best epoch (lowest loss, highest metric). Mean and sample standard "
+        "deviation over seeds.</p>"
+        f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table></section>"
+    )
+
+
+def _timing_section(c: Comparison) -> str:
+    body = "".join(
+        f'<tr><td class="text">{html.escape(c.labels[v])}</td>{_cell(c.step_ms[v].mean)}'
+        f"{_cell(c.step_ms[v].std)}<td>{c.step_ms[v].n}</td></tr>"
+        for v in c.variants
+    )
+    return (
+        '<section id="timing"><h2>Time per step</h2><table><thead><tr><th class="text">'
+        "variant</th><th>ms per step (mean)</th><th>± std</th><th>seeds</th></tr></thead>"
+        f"<tbody>{body}</tbody></table></section>"
+    )
+
+
+def _grid_section(c: Comparison) -> str:
+    manifest: dict[str, Any] = json.loads((c.out / MANIFEST).read_text())
+    vary = "; ".join(f"{p} = {json.dumps(v)}" for p, v in manifest["vary"].items())
+    facts = [
+        ("varied", vary or "nothing"),
+        ("variants", str(len(c.variants))),
+        ("seeds", ", ".join(map(str, c.seeds))),
+        (
+            "runs complete",
+            f"{sum(len(r) for r in c.runs.values())} of {len(c.variants) * len(c.seeds)}",
+        ),
+    ]
+    items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts)
+    note = (
+        f'<p class="note">{len(c.missing)} run(s) are not finished; run the same compare again '
+        "to complete them.</p>"
+        if c.missing
+        else ""
+    )
+    return f'<section id="grid"><h2>Grid</h2>{note}<dl class="facts">{items}</dl></section>'
+
+
+def _findings_section(c: Comparison) -> str:
+    if not c.findings:
+        body = '<p class="muted">No findings in any run.</p>'
+    else:
+        body = findings_table(c.findings, with_run=True)
+    return f'<section id="findings"><h2>Findings</h2>{body}</section>'
+
+
+def render_comparison(comparison: Comparison, output: str | Path | None = None) -> Path:
+    """Write the self-contained ``compare.html`` (default in the grid's folder)."""
+    c = comparison
+    target = Path(output) if output is not None else c.out / "compare.html"
+    figures = "".join(_figure(p.title, p.figure, p.caption) for p in curve_figures(c))
+    body = [
+        _header(c.out).replace("losskit report", "losskit comparison", 1),
+        "<main>",
+        _grid_section(c),
+        _ranking_section(c),
+        _table_section(c),
+        _timing_section(c),
+        f'<section id="{_slug("Curves")}"><h2>Curves</h2><div class="grid">{figures}</div>'
+        "</section>",
+        _findings_section(c),
+        "</main>",
+    ]
+    write_page(target, f"losskit comparison: {c.out.resolve().name}", body)
+    return target

@@ -1,0 +1,208 @@
+"""`compare`: a grid of runs over seeds, resumable, parallel, and one report that matches them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import losskit as lk
+from losskit.compare.grid import apply, expand, parse_vary, with_seed
+from losskit.config import RunConfig, load_config
+from losskit.run import build
+
+DEMO = resources.files("losskit").joinpath("demo.toml")
+
+
+def tiny() -> RunConfig:
+    """The demo, 2 epochs of a narrow network."""
+    raw = load_config(DEMO).model_dump(mode="json")  # type: ignore[arg-type]
+    raw["run"]["epochs"] = 2
+    raw["model"]["options"] = {"hidden": 16, "bottleneck": 8}
+    raw["scheduler"]["options"]["T_max"] = 2
+    return load_config(raw)
+
+
+def test_vary_values_are_typed_and_paths_checked() -> None:
+    assert parse_vary("optimizer.lr=1e-3, 3e-3") == ("optimizer.lr", [0.001, 0.003])
+    assert parse_vary("terms.reg.loss=mse,l1,huber") == ("terms.reg.loss", ["mse", "l1", "huber"])
+    assert parse_vary("terms.ink.options={ delta = 0.5 },{ delta = 1.0 }")[1] == [
+        {"delta": 0.5},
+        {"delta": 1.0},
+    ]
+    with pytest.raises(lk.ConfigError, match="has no table 'nope'"):
+        apply(tiny(), [("terms.nope.loss", "l1")])
+    with pytest.raises(lk.ConfigError, match=r"terms\.recon\.loss=focal_typo"):
+        expand(tiny(), {"terms.recon.loss": ["focal_typo"]})
+    with pytest.raises(lk.ConfigError, match="cannot be built"):
+        expand(tiny(), {"terms.ink.loss": ["l1"]})  # delta belongs to huber
+
+
+def test_every_variant_starts_from_the_same_initialisation_per_seed() -> None:
+    variants = expand(tiny(), {"terms.recon.loss": ["mse", "l1"], "balancer": ["sum", "mean"]})
+    states = []
+    for variant in variants:
+        trainer, train, _ = build(with_seed(variant.config, 5), progress=False)
+        states.append((trainer.model.state_dict(), next(iter(train))["label"]))
+    for state, labels in states[1:]:
+        for name, tensor in state.items():
+            assert torch.equal(tensor, states[0][0][name]), name
+        assert torch.equal(labels, states[0][1])  # the same first batch
+    other, _, _ = build(with_seed(variants[0].config, 6), progress=False)
+    assert not torch.equal(other.model.state_dict()["ink.weight"], states[0][0]["ink.weight"])
+
+
+def _summaries(out: Path) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(out.glob("*/seed*/summary.json")):
+        found.setdefault(path.parent.parent.name, []).append(json.loads(path.read_text()))
+    return found
+
+
+def test_tiny_grid_folders_and_report_match_the_runs(tmp_path: Path) -> None:
+    base = tiny().model_dump(mode="json")
+    base["terms"]["recon_l1"] = {
+        "loss": "l1",
+        "input": "recon",
+        "target": "pixels",
+        "monitor": True,
+    }
+    result = lk.compare(
+        base, vary={"terms.recon.loss": ["mse", "smooth_l1"]}, seeds=2, out=tmp_path
+    )
+    folders = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/seed*"))
+    assert folders == [
+        "terms.recon.loss=mse/seed0",
+        "terms.recon.loss=mse/seed1",
+        "terms.recon.loss=smooth_l1/seed0",
+        "terms.recon.loss=smooth_l1/seed1",
+    ]
+    assert len(result.ran) == 4
+    assert result.skipped == ()
+    summaries = _summaries(tmp_path)
+    c = result.comparison
+    for variant, runs in summaries.items():
+        for key in ("loss", "loss/cls", "loss/recon_l1", "metric/accuracy"):
+            finals = [r["final"]["val"][key] for r in runs]
+            row = c.row(variant, f"val/{key}")
+            assert row.final.mean == pytest.approx(sum(finals) / len(finals), rel=1e-12)
+            assert row.final.std == pytest.approx(statistics.stdev(finals), rel=1e-9)
+            assert (row.final.low, row.final.high) == (min(finals), max(finals))
+        ranked = next(r for r in c.ranking if r.variant == variant)
+        bests = [r["best_value"] for r in runs]
+        assert ranked.value.mean == pytest.approx(sum(bests) / 2, rel=1e-12)
+        steps = [1000 * r["seconds"] / r["steps"] for r in runs]
+        assert c.step_ms[variant].mean == pytest.approx(sum(steps) / 2, rel=1e-12)
+    page = result.report.read_text()
+    assert result.report == tmp_path / "compare.html"
+    assert "<script" not in page
+    for section in (
+        "Grid",
+        "Ranking",
+        "Final and best values",
+        "Time per step",
+        "Curves",
+        "Findings",
+    ):
+        assert f"<h2>{section}</h2>" in page
+    assert "val/loss/recon_l1 (monitor-only)" in page
+    mean = c.row("terms.recon.loss=mse", "val/loss/cls").final.mean
+    assert f"<td>{mean:.4g}</td>" in page
+    assert page.count("data:image/png;base64,") >= 5
+
+
+def test_ranking_groups_overlapping_intervals() -> None:
+    from losskit.compare.report import Spread, _rank
+
+    values = {
+        "a": Spread.of([1.0, 1.2, 1.1]),
+        "b": Spread.of([1.15, 1.3, 1.25]),  # overlaps a
+        "c": Spread.of([2.0, 2.1, 2.2]),  # apart
+    }
+    ranks = {r.variant: r for r in _rank(values, "min", "range")}
+    assert (ranks["a"].tier, ranks["b"].tier, ranks["c"].tier) == (1, 1, 2)
+    assert ranks["a"].ties == ("b",)
+    assert ranks["c"].ties == ()
+    # with mean ± std the intervals of a and b (1.1 ± 0.1, 1.233 ± 0.076) still overlap
+    assert {r.variant: r.tier for r in _rank(values, "min", "std")} == {"a": 1, "b": 1, "c": 2}
+
+
+def test_killed_compare_reruns_only_the_missing_runs(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.toml"
+    text = DEMO.read_text()
+    text = text.replace("epochs = 20", "epochs = 2").replace("T_max = 20", "T_max = 2")
+    config.write_text(text.replace("hidden = 128, bottleneck = 32", "hidden = 16, bottleneck = 8"))
+    out = tmp_path / "grid"
+    command = [
+        sys.executable,
+        "-m",
+        "losskit",
+        "compare",
+        str(config),
+        "--vary",
+        "terms.recon.loss=mse,l1",
+        "--seeds",
+        "3",
+        "--out",
+        str(out),
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*/seed*/summary.json")):
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = {p.parent: p.stat().st_mtime_ns for p in out.glob("*/seed*/summary.json")}
+    assert 1 <= len(done) < 6
+    result = lk.compare(config, vary={"terms.recon.loss": ["mse", "l1"]}, seeds=3, out=out)
+    assert set(result.skipped) == set(done)
+    assert len(result.ran) == 6 - len(done)
+    for folder, mtime in done.items():
+        assert (folder / "summary.json").stat().st_mtime_ns == mtime  # not run again
+    assert len(list(out.glob("*/seed*/summary.json"))) == 6
+    with pytest.raises(lk.ConfigError, match="holds another grid"):
+        lk.compare(config, vary={"terms.recon.loss": ["mse"]}, seeds=3, out=out)
+
+
+def test_parallel_jobs_give_the_same_runs_as_one_process(tmp_path: Path) -> None:
+    vary = {"terms.recon.loss": ["mse", "l1"]}
+    serial = lk.compare(tiny(), vary=vary, seeds=1, out=tmp_path / "serial")
+    parallel = lk.compare(tiny(), vary=vary, seeds=1, out=tmp_path / "parallel", jobs=2)
+    assert len(parallel.ran) == 2
+    for variant in serial.comparison.variants:
+        a = serial.comparison.row(variant, "val/loss").final.mean
+        b = parallel.comparison.row(variant, "val/loss").final.mean
+        assert a == b
+
+
+def test_cli_refuses_a_bad_grid_before_running(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from losskit.cli import app
+
+    config = tmp_path / "demo.toml"
+    config.write_text(DEMO.read_text())
+    runner = CliRunner()
+    out = tmp_path / "grid"
+    result = runner.invoke(
+        app, ["compare", str(config), "--vary", "terms.cls.lossy=mse", "--out", str(out)]
+    )
+    assert result.exit_code == 2
+    assert "terms.cls.lossy" in result.output
+    assert not list(out.glob("*/seed*"))  # nothing ran
+    bad = runner.invoke(app, ["compare", str(config), "--vary", "balancer", "--out", str(out)])
+    assert bad.exit_code == 2
+    assert "PATH=VALUE" in bad.output

@@ -1,0 +1,315 @@
+"""Scenarios for the distributed tests, run by spawned ranks and, as the reference, by the test
+process alone. A module of its own so that spawned processes import it by name (the tests add
+this folder to ``sys.path``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+import losskit as lk
+from losskit.engine import distributed
+
+WORLD = 2
+GRADIENT_METHODS = ("upgrad", "mgda", "imtl_g", "cagrad", "aligned_mtl", "graddrop")
+EQUAL_TO_FULL_BATCH = ("sum", "magnitude", "upgrad", "mgda", "imtl_g", "cagrad", "aligned_mtl")
+SAMPLES = 40  # 5 optimizer steps of a global batch of 8
+GLOBAL_BATCH = 8
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Net(nn.Module):
+    """A shared trunk, two heads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+        self.a = nn.Linear(8, 1)
+        self.b = nn.Linear(8, 1)
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        h = self.trunk(batch["x"])
+        return {"a": self.a(h).squeeze(-1), "b": self.b(h).squeeze(-1)}
+
+
+class Pairs(Dataset[dict[str, Tensor]]):
+    """``n`` samples whose two targets pull the trunk different ways."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, 4, generator=g)
+        self.ya = self.x.sum(1) + 0.1 * torch.randn(n, generator=g)
+        self.yb = 3.0 * self.x[:, 0] - self.x[:, 1] ** 2
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {"x": self.x[i], "ya": self.ya[i], "yb": self.yb[i]}
+
+
+def make_criterion(model: Net, balancer: str) -> lk.Criterion:
+    spec: Any = balancer
+    if balancer in GRADIENT_METHODS:
+        spec = lk.balancers.Gradient(balancer, shared=model.trunk)
+    elif balancer == "dwa":
+        spec = lk.balancers.DWA(every=2)
+    elif balancer == "gradnorm":
+        spec = lk.balancers.GradNorm(shared=model.trunk[0], lr=0.05)
+    elif balancer == "magnitude":
+        spec = lk.balancers.Magnitude(warmup=3, beta=0.9)
+    return lk.Criterion(
+        {
+            "a": lk.Term("mse", input="a", target="ya"),
+            "b": lk.Term("l1", input="b", target="yb", weight=0.5),
+        },
+        balancer=spec,
+    )
+
+
+def fit(
+    balancer: str = "sum",
+    *,
+    world: int = 1,
+    accumulate: int = 1,
+    samples: int = SAMPLES,
+    epochs: int = 1,
+    run_dir: Path | None = None,
+    resume: Path | None = None,
+    optimizer: str = "sgd",
+    shuffle: bool = False,
+    fsdp: bool = False,
+    routed: bool = False,
+    on_step: Callable[[lk.Trainer], None] | None = None,
+    desync: bool = False,
+) -> tuple[lk.Trainer, lk.FitSummary]:
+    """Train ``Net`` with a global batch of 8 split over ``world`` ranks and ``accumulate``."""
+    torch.manual_seed(0)
+    model = Net()
+    crit = make_criterion(model, balancer)
+    if fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        fully_shard(model.trunk)
+        fully_shard(model)
+    params = [*model.parameters(), *crit.parameters()]
+    opt: Any = (
+        torch.optim.SGD(params, lr=0.1) if optimizer == "sgd" else torch.optim.Adam(params, 0.01)
+    )
+    routes = None
+    if routed:  # two optimizers, each on its own keys (the trunk trains on "a" only)
+        opt = {
+            "a": torch.optim.SGD([*model.trunk.parameters(), *model.a.parameters()], lr=0.1),
+            "b": torch.optim.SGD(model.b.parameters(), lr=0.1),
+        }
+        routes = {"a": ["a"], "b": ["b"]}
+    if desync:  # a different random stream on every rank (a randomised aggregator must cope)
+        torch.manual_seed(100 + (dist.get_rank() if dist.is_initialized() else 0))
+    batch = GLOBAL_BATCH // world // accumulate
+    g = torch.Generator().manual_seed(1)
+    train = DataLoader(Pairs(samples), batch_size=batch, shuffle=shuffle, generator=g)
+    val = DataLoader(Pairs(16, seed=5), batch_size=4)
+    trainer = lk.Trainer(
+        model,
+        crit,
+        opt,
+        routes=routes,
+        accumulate=accumulate,
+        run_dir=run_dir,
+        progress=False,
+        log_every=2,
+    )
+    if on_step is not None:
+        first = next(iter(trainer.optimizers.values()))
+        first.register_step_post_hook(lambda *_: on_step(trainer))
+    summary = trainer.fit(train, val, epochs=epochs, resume=resume)
+    return trainer, summary
+
+
+def state(trainer: lk.Trainer) -> dict[str, Any]:
+    return {
+        "params": {
+            k: v.detach().clone() for k, v in distributed.full_state(trainer.model, [])[0].items()
+        },
+        "criterion": {
+            k: v.detach().clone()
+            for k, v in trainer.criterion.state_dict().items()
+            if isinstance(v, Tensor)
+        },
+    }
+
+
+# -- the spawned side ---------------------------------------------------------------------------
+def trainer_scenarios(root: Path) -> dict[str, Any]:
+    rank = dist.get_rank()
+    out: dict[str, Any] = {"rank": rank}
+    for balancer in EQUAL_TO_FULL_BATCH:
+        run_dir = root / f"{balancer}-rank{rank}"
+        trainer, summary = fit(balancer, world=WORLD, run_dir=run_dir)
+        out[balancer] = {**state(trainer), "train": summary.train, "val": summary.val}
+    trainer, summary = fit("sum", world=WORLD, accumulate=2)
+    out["accumulate"] = {**state(trainer), "train": summary.train}
+    trainer, summary = fit("sum", world=WORLD, accumulate=2, routed=True)
+    out["routed"] = {**state(trainer), "train": summary.train}
+    # Kill-and-resume: the "killed" scenario's ranks were SIGKILLed in the middle of epoch 2;
+    # fresh processes resume from the last.pt rank 0 wrote at the end of epoch 1.
+    whole, _ = fit("uncertainty", world=WORLD, epochs=2, optimizer="adam", shuffle=True)
+    resumed, _ = fit(
+        "uncertainty",
+        world=WORLD,
+        epochs=2,
+        optimizer="adam",
+        shuffle=True,
+        resume=root / KILLED / "last.pt",
+    )
+    out["resume"] = {"whole": state(whole), "resumed": state(resumed)}
+    return out
+
+
+def balancer_scenarios(root: Path) -> dict[str, Any]:
+    """20 optimizer steps per balancer: what each rank ends with."""
+    out: dict[str, Any] = {}
+    for balancer in ("magnitude", "uncertainty", "dwa", "gradnorm", "graddrop"):
+        # 160 / 8 = 20 steps
+        trainer, summary = fit(balancer, world=WORLD, samples=160, desync=balancer == "graddrop")
+        probe = Pairs(4, seed=9)[0:4]  # type: ignore[index]
+        with torch.no_grad():
+            res = trainer.criterion(trainer.model(probe), probe)
+        out[balancer] = {
+            **state(trainer),
+            "steps": summary.steps,
+            "weights": torch.stack(list(res.weights.values())).detach(),
+        }
+    # Refused at construction, with the reason.
+    model = Net()
+    try:
+        distributed.Replicas(model, lk.Criterion({"a": lk.Term("mse")}, balancer="random"))
+    except lk.errors.ConfigError as exc:
+        out["refused"] = str(exc)
+    return out
+
+
+def fsdp_scenarios(root: Path) -> dict[str, Any]:
+    """The same runs with an FSDP2-sharded model (trunk and whole model ``fully_shard``-ed)."""
+    out: dict[str, Any] = {}
+    for balancer, accumulate in (("sum", 1), ("magnitude", 2)):
+        trainer, summary = fit(balancer, world=WORLD, accumulate=accumulate, fsdp=True)
+        out[balancer] = {
+            **state(trainer),
+            "train": summary.train,
+            "val": summary.val,
+            "accumulate": accumulate,
+        }
+    kwargs: dict[str, Any] = {
+        "world": WORLD,
+        "optimizer": "adam",
+        "shuffle": True,
+        "fsdp": True,
+    }
+    whole, _ = fit("uncertainty", epochs=2, **kwargs)
+    first_dir = root / f"fsdp-resume-{dist.get_rank()}"
+    fit("uncertainty", epochs=1, run_dir=first_dir, **kwargs)
+    dist.barrier()
+    resumed, _ = fit("uncertainty", epochs=2, resume=root / "fsdp-resume-0" / "last.pt", **kwargs)
+    out["resume"] = {"whole": state(whole), "resumed": state(resumed)}
+    try:
+        fit("upgrad", world=WORLD, fsdp=True)
+    except lk.errors.ConfigError as exc:
+        out["refused"] = str(exc)
+    return out
+
+
+KILLED = "killed-run"
+KILL_AT_STEP = 7  # epoch 2 (5 optimizer steps per epoch), after epoch 1's checkpoint
+
+
+def killed_scenario(root: Path) -> dict[str, Any]:
+    """Train 2 epochs with a run folder; every rank SIGKILLs itself after optimizer step 7."""
+
+    def die(trainer: lk.Trainer) -> None:
+        if trainer.global_step == KILL_AT_STEP:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    fit(
+        "uncertainty",
+        world=WORLD,
+        epochs=2,
+        optimizer="adam",
+        shuffle=True,
+        run_dir=root / KILLED,
+        on_step=die,
+    )
+    return {"survived": True}
+
+
+SCENARIOS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "trainer": trainer_scenarios,
+    "balancers": balancer_scenarios,
+    "fsdp": fsdp_scenarios,
+}
+SCENARIOS_KILLED = {"killed": killed_scenario}
+SCENARIOS.update(SCENARIOS_KILLED)
+SCENARIOS["all"] = lambda root: {
+    n: run(root) for n, run in SCENARIOS.items() if n not in ("all", "killed")
+}
+
+
+def worker(rank: int, name: str, root: str, port: int) -> None:
+    # What torchrun sets: the Trainer joins the group from these.
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(1)
+    path = Path(root)
+    try:
+        distributed.setup()
+        result: dict[str, Any] = SCENARIOS[name](path)
+    except Exception:
+        result = {"error": traceback.format_exc()}
+    torch.save(result, path / f"{name}-{rank}.pt")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def launch(name: str, root: Path, timeout: float = 150.0) -> list[dict[str, Any]]:
+    """Run scenario ``name`` on ``WORLD`` spawned ranks; a hang past ``timeout`` fails."""
+    context = mp.spawn(worker, args=(name, str(root), free_port()), nprocs=WORLD, join=False)
+    deadline = time.monotonic() + timeout
+    try:
+        while not context.join(timeout=1):
+            if time.monotonic() > deadline:
+                for process in context.processes:
+                    process.kill()
+                raise TimeoutError(f"the distributed scenario {name!r} hung for {timeout} s")
+    except mp.ProcessExitedException as exc:
+        if name != "killed" or exc.signal_name != "SIGKILL":
+            raise
+        return []  # join() has ended the other rank
+    if name == "killed":
+        raise AssertionError("the ranks of the killed scenario were not killed")
+    results = [torch.load(root / f"{name}-{r}.pt", weights_only=False) for r in range(WORLD)]
+    for r, result in enumerate(results):
+        if "error" in result:
+            raise AssertionError(f"rank {r} failed:\n{result['error']}")
+    return results
