@@ -120,10 +120,8 @@ class LossResult:
         """
         total_name, loss_names, weight_names = _log_names(self._keys, prefix)
         values = {total_name: self.total.detach()}
-        for name, part in zip(loss_names, self._parts):
-            values[name] = part.detach()
-        for name, weight in zip(weight_names, self._weight_views):
-            values[name] = weight
+        values.update(zip(loss_names, [part.detach() for part in self._parts]))
+        values.update(zip(weight_names, self._weight_views))
         for key, value in self._monitored:  # monitor-only terms: a loss, no weight
             values[f"{prefix}loss/{key}"] = value
         return values

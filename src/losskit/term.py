@@ -197,6 +197,14 @@ class Term(nn.Module):
         self.enabled_at_start = enabled
         self.monitor = monitor
         self._per_element = per_element
+        self._module_loss = isinstance(loss, nn.Module)
+        # The common case -- a key into the outputs, a key into the batch, no mask -- in one
+        # tuple, so compute() reads both with two dict lookups and no helper calls.
+        self._keys: tuple[str, str] | None = (
+            (input, target)
+            if isinstance(input, str) and isinstance(target, str) and not per_element
+            else None
+        )
 
     def selected(self, key: str, outputs: Any, batch: Any) -> dict[str, Tensor]:
         """The tensors this term reads, by role (``input``, ``target``, ``mask``, ...)."""
@@ -236,34 +244,51 @@ class Term(nn.Module):
     def compute(self, key: str, outputs: Any, batch: Any) -> Tensor:
         """The unweighted value of this term (named ``key`` in errors) on one batch."""
         loss = self._loss
-        if isinstance(loss, nn.Module) and plain_call(loss):
-            loss = loss.forward  # what loss(...) would run, without __call__'s bookkeeping
+        if self._module_loss and plain_call(loss):  # type: ignore[arg-type]
+            loss = loss.forward  # type: ignore[attr-defined]  # what loss(...) would run
+        keys = self._keys
         try:
-            if self.input is None and self.target is None:
-                value = loss(outputs, batch)
-            elif isinstance(self.input, tuple):
-                xs = self._inputs(key, outputs, batch)
-                if self.target is not None:
-                    xs += (_pick(key, "target", self.target, "batch", batch, outputs),)
-                value = loss(*xs)
+            if (
+                keys is not None
+                and type(outputs) is dict
+                and type(batch) is dict
+                and type(x := outputs.get(keys[0])) is Tensor
+                and type(y := batch.get(keys[1])) is Tensor
+            ):
+                value = loss(x, y)
             else:
-                x = self._input(key, outputs, batch)
-                if self.target is None:
-                    value = loss(x)
-                else:
-                    y = _pick(key, "target", self.target, "batch", batch, outputs)
-                    value = loss(x, y)
+                value = self._call(loss, key, outputs, batch)
         except LossInputError as exc:
             if str(exc).startswith(f"term {key!r}"):
                 raise
             raise LossInputError(f"term {key!r}: {exc}") from exc
+        if self._per_element or type(value) is not Tensor or value.ndim != 0:
+            value = self._finish(key, value, outputs, batch)
+        return value
+
+    def _call(self, loss: Callable[..., Any], key: str, outputs: Any, batch: Any) -> Any:
+        """Select the inputs (any selector kind) and call the loss on them."""
+        if self.input is None and self.target is None:
+            return loss(outputs, batch)
+        if isinstance(self.input, tuple):
+            xs = self._inputs(key, outputs, batch)
+            if self.target is not None:
+                xs += (_pick(key, "target", self.target, "batch", batch, outputs),)
+            return loss(*xs)
+        x = self._input(key, outputs, batch)
+        if self.target is None:
+            return loss(x)
+        return loss(x, _pick(key, "target", self.target, "batch", batch, outputs))
+
+    def _finish(self, key: str, value: Any, outputs: Any, batch: Any) -> Tensor:
+        """Check what the loss returned; reduce it under a mask or sample weights."""
         if not isinstance(value, Tensor):
             raise LossInputError(
                 f"term {key!r}: the loss returned a {type(value).__name__}, expected a tensor"
             )
         if self._per_element:
-            value = self._reduce(key, value, outputs, batch)
-        elif value.ndim != 0:
+            return self._reduce(key, value, outputs, batch)
+        if value.ndim != 0:
             raise LossInputError(
                 f"term {key!r}: the loss returned a tensor of shape {tuple(value.shape)}, "
                 "expected a scalar (0-dim); reduce it (e.g. `.mean()`) or use "
