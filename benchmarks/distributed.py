@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--every", type=int, default=10, help="steps between log reductions")
     args = parser.parse_args()
-    args.rounds, args.steps = (8, 15) if args.quick else (16, 40)
+    args.rounds, args.steps = (12, 30) if args.quick else (24, 40)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])

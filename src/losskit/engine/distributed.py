@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler
 
+from losskit.balancers import FAMO, Gradient, GradNorm, RandomWeights
 from losskit.criterion import Criterion
 from losskit.errors import ConfigError
 from losskit.tracking import _distributed
@@ -109,8 +110,6 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def _explicit(criterion: Criterion, optimizers: int) -> bool:
-    from losskit.balancers import Gradient
-
     return optimizers > 1 or isinstance(criterion.balancer, Gradient)
 
 
@@ -130,6 +129,10 @@ class Replicas:
         self.world = world()
         self.criterion = criterion
         self.explicit = self.world > 1 and _explicit(criterion, optimizers)
+        # Learnable loss weights (or a gradient balancer) need a reduction of their own.
+        self._criterion_reduces = isinstance(criterion.balancer, Gradient) or any(
+            p.requires_grad for p in criterion.parameters()
+        )
         self._loaders: dict[int, DataLoader[Any]] = {}
         if self.world > 1:
             _refuse_unsupported(model, criterion, optimizers)
@@ -175,6 +178,8 @@ class Replicas:
         """After the window's last backward, before the optimizer steps: finish the reduction."""
         if self.world == 1:
             return
+        if not self.explicit and not self._criterion_reduces:
+            return  # DDP reduced every gradient; the criterion has nothing to average
         synchronize_gradients(self.criterion, params if self.explicit else ())
 
 
@@ -228,8 +233,6 @@ def _shard(loader: DataLoader[Any]) -> DataLoader[Any]:
 
 
 def _refuse_unsupported(model: nn.Module, criterion: Criterion, optimizers: int) -> None:
-    from losskit.balancers import FAMO, Gradient, GradNorm, RandomWeights
-
     balancer = criterion.balancer
     if is_fsdp(model) and isinstance(balancer, (Gradient, GradNorm)):
         what = (
@@ -357,8 +360,6 @@ def synchronize_gradients(criterion: Criterion, params: Iterable[Tensor] = ()) -
         >>> crit = lk.Criterion({"a": lk.Term("mse")})
         >>> synchronize_gradients(crit)   # single process: nothing to do
     """
-    from losskit.balancers import Gradient
-
     balancer = criterion.balancer
     shared: set[int] = set()
     if isinstance(balancer, Gradient):
