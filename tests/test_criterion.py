@@ -466,3 +466,18 @@ def test_compile_in_place_is_honoured() -> None:
     res = crit({"p": p}, {"y": torch.zeros(5)})
     assert counter.frame_count == 1  # the call went through the compiled module
     torch.testing.assert_close(res.total, p.detach().pow(2).mean())
+
+
+def test_a_subclass_overriding_forward_is_called() -> None:
+    class Doubled(lk.Criterion):
+        def forward(
+            self, outputs: object, batch: object = None, *, keys: object = None
+        ) -> lk.LossResult:  # type: ignore[override]
+            res = super().forward(outputs, batch)
+            return lk.LossResult(
+                res.total * 2, res.keys(), tuple(res.parts.values()), torch.ones(1)
+            )
+
+    crit = Doubled({"reg": lk.Term("mse", input="p", target="y")})
+    res = crit({"p": torch.zeros(3)}, {"y": torch.ones(3)})
+    torch.testing.assert_close(res.total, torch.tensor(2.0))

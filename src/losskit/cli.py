@@ -372,7 +372,10 @@ def bench_command(
                 chosen.setdefault(term.loss, dict(term.options))
         if not chosen:
             raise LossKitError("name the losses to bench (or give --config)")
-        dims = tuple(int(d) for d in shape.replace("x", ",").split(",") if d.strip())
+        try:
+            dims = tuple(int(d) for d in shape.replace("x", ",").split(",") if d.strip())
+        except ValueError as exc:
+            raise LossKitError(f"--shape must be sizes like 4096,80: {exc}") from exc
         report = bench(
             chosen,
             dims,
@@ -386,8 +389,6 @@ def bench_command(
         paths = report.write(out if out is not None else Path("runs/bench"))
     except LossKitError as exc:
         raise _fail(exc) from exc
-    except ValueError as exc:
-        raise _fail(LossKitError(f"--shape must be sizes like 4096,80: {exc}")) from exc
     console = Console()
     console.print(report.table())
     console.print(f"json: {paths['json']}\nplot: {paths['plot']}", highlight=False)

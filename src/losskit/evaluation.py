@@ -141,7 +141,10 @@ def evaluate(
         sample count (dim 0), so a loss averaged over other units (valid tokens of a mask) is
         the sample-weighted mean of its per-batch values. Under ``torch.distributed`` every
         rank gets the means over all ranks' samples (one all-reduce; ranks whose names differ
-        raise :class:`~losskit.errors.RankMismatchError` instead of hanging).
+        raise :class:`~losskit.errors.RankMismatchError` instead of hanging). The means are
+        exact over the samples the ranks were given: a ``DistributedSampler`` (as the Trainer
+        uses under DDP) pads a dataset whose size the world size does not divide by repeating
+        a few samples, and those count twice.
 
     Example::
 

@@ -181,3 +181,29 @@ def test_double_backward_on_the_chunked_path_says_what_to_do() -> None:
     value = LinearCrossEntropyLoss()(h, w, y)
     with pytest.raises(LossInputError, match=r"plain backward\(\) only.*chunked=False"):
         torch.autograd.grad(value, h, create_graph=True)
+
+
+def test_a_second_backward_pass_on_the_chunked_path_says_what_to_do() -> None:
+    h = torch.randn(6, 4, requires_grad=True)
+    w = torch.randn(10, 4, requires_grad=True)
+    y = torch.randint(0, 10, (6,))
+    value = LinearCrossEntropyLoss()(h, w, y)
+    (first,) = torch.autograd.grad(value, h, retain_graph=True)
+    torch.testing.assert_close(first, torch.autograd.grad(F.cross_entropy(h @ w.T, y), h)[0])
+    with pytest.raises(LossInputError, match=r"one backward pass.*chunked=False"):
+        value.backward()
+
+
+@pytest.mark.parametrize("balancer", ["gradnorm", "mgda"])
+def test_balancers_needing_one_backward_per_key_refuse_a_chunked_term(balancer: str) -> None:
+    terms = {
+        "lm": lk.Term("linear_cross_entropy", input=("hidden", "weight"), target="labels"),
+        "aux": lk.Term("mse", input="aux", target="y"),
+    }
+    spec = {"name": balancer, "shared": torch.nn.Linear(4, 4)}
+    with pytest.raises(ConfigError, match=r"\['lm'\].*chunked=False"):
+        lk.Criterion(terms, balancer=spec)
+    terms["lm"] = lk.Term(
+        "linear_cross_entropy", input=("hidden", "weight"), target="labels", chunked=False
+    )
+    lk.Criterion(terms, balancer=spec)  # the logits path takes any number of passes

@@ -313,3 +313,17 @@ def test_weights_changed_in_place_are_read_again(monkeypatch: pytest.MonkeyPatch
         tracker.update(lk.LossResult(torch.tensor(value), ("a",), (torch.tensor(1.0),), weights))
     (record,) = tracker.flush()
     assert record.points["weight/a"] == (1.0, 2.0, 3.0)
+
+
+def test_monitor_only_values_are_logged_after_a_plain_result_with_the_same_keys() -> None:
+    # A layout cached for keys ("fit",) must not drop a later result's monitored "mae".
+    plain = lk.Criterion({"fit": lk.Term("mse")})
+    watched = lk.Criterion({"fit": lk.Term("mse"), "mae": lk.Term("l1", monitor=True)})
+    pred, y = torch.zeros(2), torch.tensor([1.0, 3.0])
+    tracker = Tracker(every=10)
+    tracker.update(plain(pred, y))
+    tracker.update(watched(pred, y))
+    tracker.flush()
+    latest = tracker.latest()
+    assert latest["loss/mae"] == pytest.approx(2.0)  # one update carried it
+    assert latest["loss/fit"] == pytest.approx(5.0)

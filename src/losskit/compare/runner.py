@@ -125,8 +125,13 @@ def run_jobs(
         max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
     ) as pool:
         futures = {pool.submit(_execute, job.config, str(job.folder)): job for job in todo}
-        for future in as_completed(futures):
-            future.result()  # a failed run raises here, naming its error
-            if on_done is not None:
-                on_done(futures[future])
+        try:
+            for future in as_completed(futures):
+                future.result()  # a failed run raises here, naming its error
+                if on_done is not None:
+                    on_done(futures[future])
+        except BaseException:
+            # Stop at the first failure (or Ctrl-C): queued runs are cancelled, not waited for.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return todo

@@ -17,10 +17,13 @@ offer is derived exactly from it, at the cost of ``O(N H)`` work, never ``O(N V)
   per-row losses. This uses torch's chunked op without reduction, which recomputes the chunks in
   backward instead of precomputing them in forward (about 1.4x the time of the loss alone).
 
-Where the chunked path cannot apply (under ``torch.jit.trace``, or ``chunked=False``), the loss
-computes the logits and says so once with a :class:`~losskit.errors.LossKitWarning`. The chunked
-op supports plain ``backward()`` only: not ``create_graph=True``, forward-mode AD or
-``torch.func.grad``; use ``chunked=False`` for those.
+Where the chunked path cannot apply (under ``torch.jit.trace``) the loss computes the logits and
+says so once with a :class:`~losskit.errors.LossKitWarning`; ``chunked=False`` computes them on
+request. The chunked op supports one plain ``backward()`` per forward: not ``create_graph=True``,
+a second pass over a retained graph, forward-mode AD or ``torch.func.grad``. So gradient-level
+balancers and GradNorm refuse a chunked term at construction, and per-key gradient diagnostics
+(``gradient_health``, ``Trainer(diagnostics_every=...)``) fail with a message naming
+``chunked=False``, which those need.
 
 Example::
 
@@ -83,6 +86,13 @@ class _PlainBackwardOnly(torch.autograd.Function):
                 "create_graph=True (double backward, gradient penalties); build the loss with "
                 "chunked=False for that (it computes the (N, V) logits)"
             )
+        if getattr(ctx, "used", False):  # a second pass: retain_graph, per-key gradients
+            raise LossInputError(
+                f"{ctx.name}: torch's chunked path supports one backward pass per forward; "
+                "gradient-level balancers, GradNorm and gradient diagnostics (one pass per "
+                "key) need chunked=False (it computes the (N, V) logits)"
+            )
+        ctx.used = True
         return grad, None
 
 
@@ -155,6 +165,7 @@ class LinearCrossEntropyLoss(ContractedLoss, nn.Module):
         self.reduction: Reduction = check_reduction(owner, reduction)
         self.chunked = bool(chunked)
         self.options = options
+        self.single_backward = self.chunked  # read by Criterion: one backward pass per forward
         self._warned = False
         self._init_check(check)
 

@@ -170,7 +170,7 @@ class Tracker:
         if buffer is None:
             buffer = self._buffers[split] = SplitBuffer(self._declared)
         row: list[Value]
-        if isinstance(values, LossResult) and not extra:
+        if isinstance(values, LossResult) and not extra and not values._monitored:
             known = self._result_layouts.get(values.keys())
             if known is not None and known[1] and buffer.reads(known[0]):
                 # CPU values are read now: cheaper than detaching them, and nothing to wait for.
