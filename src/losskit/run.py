@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -191,47 +192,54 @@ def run(
     """
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     run_dir = Path(out or cfg.run.out or f"runs/{cfg.run.name}")
-    distributed.setup()  # under torchrun: join the process group; rank 0 writes the files
-    main = distributed.is_main()
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(run_dir / "config.json", cfg.model_dump(mode="json"))
-    threads = torch.get_num_threads()
-    if cfg.run.threads is not None:
-        torch.set_num_threads(cfg.run.threads)
+    # Under torchrun: join the process group (left as found at the end); rank 0 writes files.
+    created = distributed.setup()
     try:
-        trainer, train, val = build(cfg, progress=progress, run_dir=run_dir)
-        checkpoint = run_dir / "last.pt"
-        if not resume and main:  # a fresh run in an old folder starts its log and checkpoints anew
-            for stale in ("metrics.jsonl", "last.pt", "best.pt", "summary.json", "report.html"):
-                (run_dir / stale).unlink(missing_ok=True)
-        fit = trainer.fit(
-            train,
-            val,
-            epochs=cfg.run.epochs,
-            resume=checkpoint if resume and checkpoint.exists() else None,
-        )
+        main = distributed.is_main()
+        if main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _write_json(run_dir / "config.json", cfg.model_dump(mode="json"))
+        threads = torch.get_num_threads()
+        if cfg.run.threads is not None:
+            torch.set_num_threads(cfg.run.threads)
+        try:
+            trainer, train, val = build(cfg, progress=progress, run_dir=run_dir)
+            checkpoint = run_dir / "last.pt"
+            if (
+                not resume and main
+            ):  # a fresh run in an old folder starts its log and checkpoints anew
+                for stale in ("metrics.jsonl", "last.pt", "best.pt", "summary.json", "report.html"):
+                    (run_dir / stale).unlink(missing_ok=True)
+            fit = trainer.fit(
+                train,
+                val,
+                epochs=cfg.run.epochs,
+                resume=checkpoint if resume and checkpoint.exists() else None,
+            )
+        finally:
+            torch.set_num_threads(threads)
+        weights = {
+            k.removeprefix("weight/"): w for k, w in fit.train.items() if k.startswith("weight/")
+        }
+        summary: dict[str, Any] = {
+            "name": cfg.run.name,
+            "epochs": fit.epochs,
+            "steps": fit.steps,
+            "seconds": round(fit.seconds, 3),
+            "monitor": cfg.trainer.monitor,
+            "best_value": fit.best_value,
+            "best_epoch": fit.best_epoch,
+            "stopped_early": fit.stopped_early,
+            "final": {"train": fit.train, "val": fit.val},
+            "weights": weights,
+        }
+        for name in cfg.trainer.metrics:
+            value = fit.val.get(f"metric/{name}")
+            if value is not None:
+                summary[f"val_{name}"] = value
+        if main:
+            _write_json(run_dir / "summary.json", summary)
+        return RunResult(run_dir=run_dir, fit=fit, summary=summary)
     finally:
-        torch.set_num_threads(threads)
-    weights = {
-        k.removeprefix("weight/"): w for k, w in fit.train.items() if k.startswith("weight/")
-    }
-    summary: dict[str, Any] = {
-        "name": cfg.run.name,
-        "epochs": fit.epochs,
-        "steps": fit.steps,
-        "seconds": round(fit.seconds, 3),
-        "monitor": cfg.trainer.monitor,
-        "best_value": fit.best_value,
-        "best_epoch": fit.best_epoch,
-        "stopped_early": fit.stopped_early,
-        "final": {"train": fit.train, "val": fit.val},
-        "weights": weights,
-    }
-    for name in cfg.trainer.metrics:
-        value = fit.val.get(f"metric/{name}")
-        if value is not None:
-            summary[f"val_{name}"] = value
-    if main:
-        _write_json(run_dir / "summary.json", summary)
-    return RunResult(run_dir=run_dir, fit=fit, summary=summary)
+        if created and dist.is_initialized():
+            dist.destroy_process_group()

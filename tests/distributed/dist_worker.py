@@ -259,6 +259,60 @@ def killed_scenario(root: Path) -> dict[str, Any]:
     return {"survived": True}
 
 
+def guard_scenarios(root: Path) -> dict[str, Any]:
+    """Review guards: a hand-written loop that forgets synchronize_gradients, DDP with unused
+    parameters, an unwrapped Replicas, setup() on an existing group."""
+    out: dict[str, Any] = {"setup_again": distributed.setup()}
+    rank = dist.get_rank()
+    batch = Pairs(8, seed=rank)[0:8]  # type: ignore[index]
+    # A gradient balancer in a hand-written DDP loop without synchronize_gradients.
+    torch.manual_seed(0)
+    model = Net()
+    crit = make_criterion(model, "upgrad")
+    replicas = distributed.Replicas(model, crit)
+    with replicas.micro_step(last=True):
+        res = crit(replicas.model(batch), batch)
+        res.backward()
+    balancer = crit.balancer
+    out["context_dropped"] = res._context is None
+    out["pending"] = len(balancer._pending_results)  # type: ignore[attr-defined]
+    try:
+        crit.step()
+    except lk.errors.LossKitError as exc:
+        out["unsynchronized"] = str(exc)
+    distributed.synchronize_gradients(crit, model.parameters())
+    crit.step()  # nothing pending now
+    out["trunk_grad"] = model.trunk[0].weight.grad.detach().clone()  # type: ignore[union-attr]
+    # DDP: a term created disabled (automatic), a term disabled at run time (explicit option).
+    for name, start, option in (("auto", False, None), ("runtime", True, True)):
+        torch.manual_seed(0)
+        model = Net()
+        crit = lk.Criterion(
+            {
+                "a": lk.Term("mse", input="a", target="ya"),
+                "b": lk.Term("mse", input="b", target="yb", enabled=start),
+            }
+        )
+        replicas = distributed.Replicas(model, crit, find_unused_parameters=option)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for step in range(3):
+            if step == 1 and start:
+                crit.disable("b")
+            res = crit(replicas.model(batch), batch)
+            res.backward()
+            opt.step()
+            opt.zero_grad()
+        out[name] = {
+            "find_unused": replicas.model.find_unused_parameters,  # type: ignore[union-attr]
+            "params": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        }
+    plain = lk.Criterion({"a": lk.Term("mse", input="a", target="ya")})
+    out["plain_find_unused"] = distributed.Replicas(Net(), plain).model.find_unused_parameters  # type: ignore[union-attr]
+    unwrapped = Net()
+    out["unwrapped"] = distributed.Replicas(unwrapped, plain, wrap=False).model is unwrapped
+    return out
+
+
 SCENARIOS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "trainer": trainer_scenarios,
     "balancers": balancer_scenarios,
@@ -267,8 +321,9 @@ SCENARIOS: dict[str, Callable[[Path], dict[str, Any]]] = {
 SCENARIOS_KILLED = {"killed": killed_scenario}
 SCENARIOS.update(SCENARIOS_KILLED)
 SCENARIOS["all"] = lambda root: {
-    n: run(root) for n, run in SCENARIOS.items() if n not in ("all", "killed")
+    n: run(root) for n, run in SCENARIOS.items() if n not in ("all", "killed", "guards")
 }
+SCENARIOS["guards"] = guard_scenarios  # launched on its own by test_guards.py
 
 
 def worker(rank: int, name: str, root: str, port: int) -> None:

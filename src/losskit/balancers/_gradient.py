@@ -373,6 +373,8 @@ class Gradient(BalancerBase):
                     del p.jac
         if world_size(None) > 1:
             self._defer(jacobians, [keys[i] for i in live], weights, shared, result, grad_scaler)
+            if not retain_graph:
+                result._context = None  # its features hold activations until synchronize
             return
         rows = self._aggregate(jacobians, [keys[i] for i in live], factor, grad_scaler, shared)
         if len(live) == len(keys):
@@ -418,6 +420,20 @@ class Gradient(BalancerBase):
         index = torch.tensor([result.keys().index(k) for k in live], device=device)
         self._pending_weights.index_copy_(0, rows, weights.index_select(0, index).float())
         self._pending_results.append(result)
+
+    def step(self) -> None:
+        """Refuse to move on while per-key gradients deferred under torch.distributed wait for
+        :func:`losskit.engine.distributed.synchronize_gradients` (the optimizer would have
+        stepped without the shared parameters' update, and the deferred results hold memory)."""
+        if self._pending:
+            raise ConfigError(
+                f"the gradient balancer {self.method!r} under torch.distributed defers the "
+                f"shared parameters' gradients of {len(self._pending_results)} backward "
+                "pass(es) to the optimizer step: call "
+                "losskit.engine.distributed.synchronize_gradients(criterion, model.parameters()) "
+                "before every optimizer.step() (the Trainer and the Lightning and Accelerate "
+                "integrations do)"
+            )
 
     def synchronize(self) -> list[Tensor]:
         """Average the deferred per-key gradients over the ranks and write the aggregated update

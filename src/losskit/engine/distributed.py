@@ -48,11 +48,13 @@ from losskit.tracking import _distributed
 
 __all__ = [
     "Replicas",
+    "default_backend",
     "full_state",
     "is_fsdp",
     "is_main",
     "is_wrapped",
     "load_full_state",
+    "rank_device",
     "setup",
     "synchronize_gradients",
     "unwrap",
@@ -60,24 +62,52 @@ __all__ = [
 ]
 
 
+def default_backend(cuda: bool) -> str:
+    """The process-group backend :func:`setup` picks: ``gloo`` for CPU tensors and, with CUDA,
+    ``nccl`` for CUDA tensors (``"cpu:gloo,cuda:nccl"``), so CPU collectives (the sampler seed,
+    DDP's broadcast of CPU parameters) work on a GPU host too.
+
+    Example::
+
+        >>> default_backend(cuda=True), default_backend(cuda=False)
+        ('cpu:gloo,cuda:nccl', 'gloo')
+    """
+    return "cpu:gloo,cuda:nccl" if cuda else "gloo"
+
+
 def setup(backend: str | None = None) -> bool:
-    """Join the process group ``torchrun`` describes, unless one exists; True when distributed.
+    """Join the process group ``torchrun`` describes, unless one exists; True when this call
+    created it (the caller then destroys it with ``torch.distributed.destroy_process_group``).
 
     ``torchrun`` (and ``accelerate launch``) set ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and
-    ``MASTER_PORT``; with ``WORLD_SIZE`` above 1 the default group is initialised with ``nccl``
-    when CUDA is available and ``gloo`` otherwise (or ``backend``), and each process takes the
-    GPU of its ``LOCAL_RANK``.
+    ``MASTER_PORT``; with ``WORLD_SIZE`` above 1 the default group is initialised with
+    ``backend``, or :func:`default_backend` (``gloo`` for CPU tensors, plus ``nccl`` for CUDA
+    tensors when CUDA is available), and each process takes the GPU of its ``LOCAL_RANK``.
     """
     if _distributed.initialized():
-        return dist.get_world_size() > 1
+        return False
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1 or not dist.is_available():
         return False
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend or ("nccl" if cuda else "gloo"))
+    dist.init_process_group(backend or default_backend(cuda))
     return True
+
+
+def rank_device(device: torch.device) -> torch.device:
+    """``device``, or this rank's GPU (set by :func:`setup`) for an index-less ``cuda`` under
+    several processes, where ``cuda`` alone would put every rank on GPU 0.
+
+    Example::
+
+        >>> rank_device(torch.device("cpu"))
+        device(type='cpu')
+    """
+    if world() > 1 and str(device) == "cuda":  # no index
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def world() -> int:
@@ -86,8 +116,12 @@ def world() -> int:
 
 
 def is_main() -> bool:
-    """Whether this process is rank 0 (the one that writes files)."""
-    return _distributed.rank() == 0
+    """Whether this process is rank 0 (the one that writes files): the process group's rank, or
+    ``torchrun``'s ``RANK`` when there is no group (before :func:`setup`, or after ``losskit
+    run`` destroyed the one it created)."""
+    if _distributed.initialized():
+        return _distributed.rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def is_fsdp(model: nn.Module) -> bool:
@@ -109,6 +143,14 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
+def leaves_parameters_unused(criterion: Criterion, optimizers: int) -> bool:
+    """Whether DDP needs ``find_unused_parameters=True`` from the start: a term that starts
+    disabled, or several optimizers (each route's backward reaches only its own heads)."""
+    return optimizers > 1 or any(
+        not getattr(term, "enabled_at_start", True) for term in criterion.terms.values()
+    )
+
+
 def _explicit(criterion: Criterion, optimizers: int) -> bool:
     return optimizers > 1 or isinstance(criterion.balancer, Gradient)
 
@@ -120,12 +162,27 @@ class Replicas:
     unchanged and the contexts do nothing.
 
     Args:
-        model: the module to train (wrapped in DDP unless it already is, or is FSDP2).
+        model: the module to train (wrapped in DDP unless it already is, or is FSDP2, or
+            ``wrap`` is False).
         criterion: its criterion (its balancer decides how gradients are reduced).
         optimizers: how many optimizers step per window (several: explicit reduction).
+        find_unused_parameters: DDP's option of that name; None (automatic) turns it on when a
+            term starts disabled or several optimizers step routes (either leaves parameters
+            without a gradient). Give True when terms are disabled at run time
+            (``criterion.disable(k)``): DDP otherwise fails at the next step.
+        wrap: False keeps ``model`` as given (a model an integration's framework prepared:
+            Accelerate's DDP, FSDP or DeepSpeed engine must not be wrapped again).
     """
 
-    def __init__(self, model: nn.Module, criterion: Criterion, optimizers: int = 1) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        criterion: Criterion,
+        optimizers: int = 1,
+        *,
+        find_unused_parameters: bool | None = None,
+        wrap: bool = True,
+    ) -> None:
         self.world = world()
         self.criterion = criterion
         self.explicit = self.world > 1 and _explicit(criterion, optimizers)
@@ -136,12 +193,19 @@ class Replicas:
         self._loaders: dict[int, DataLoader[Any]] = {}
         if self.world > 1:
             _refuse_unsupported(model, criterion, optimizers)
-        if self.world == 1 or is_wrapped(model):
+        if self.world == 1 or not wrap or is_wrapped(model):
             self.model = model
         else:
             device = next((p.device for p in model.parameters()), torch.device("cpu"))
             ids = [device.index] if device.type == "cuda" else None
-            self.model = DistributedDataParallel(model, device_ids=ids)
+            unused = (
+                find_unused_parameters
+                if find_unused_parameters is not None
+                else leaves_parameters_unused(criterion, optimizers)
+            )
+            self.model = DistributedDataParallel(
+                model, device_ids=ids, find_unused_parameters=unused
+            )
 
     def loader(self, loader: Iterable[Any], epoch: int) -> Iterable[Any]:
         """This rank's share of ``loader`` for ``epoch``.

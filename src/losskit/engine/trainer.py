@@ -424,8 +424,9 @@ class Trainer:
         started = time.perf_counter()
         if self.seed is not None:
             seed_everything(self.seed)
+        distributed.setup()  # first: it picks this rank's GPU (LOCAL_RANK)
+        self.device = distributed.rank_device(self.device)
         self.model.to(self.device)
-        distributed.setup()
         self.replicas = distributed.Replicas(self.model, self.criterion, len(self.optimizers))
         per_epoch = math.ceil(len(train) / self.accumulate) if isinstance(train, Sized) else 0
         self.tracker = self._make_tracker(per_epoch * epochs or 0)

@@ -45,9 +45,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from losskit.balancers import Gradient
 from losskit.criterion import Criterion
 from losskit.engine import distributed
-from losskit.errors import MissingDependencyError
+from losskit.errors import ConfigError, MissingDependencyError
 from losskit.result import LossResult
 from losskit.tracking import Tracker
 
@@ -82,11 +83,18 @@ class AcceleratedCriterion:
         *,
         tracker: Tracker | None = None,
     ) -> None:
+        if isinstance(criterion.balancer, Gradient) and accelerator.mixed_precision == "fp16":
+            raise ConfigError(
+                f"the gradient balancer {criterion.balancer.method!r} does its own backward pass, "
+                "which Accelerate's fp16 loss scaler does not see (its unscale would shrink the "
+                "update): use Accelerator(mixed_precision='bf16') or 'no' (float32)"
+            )
         self.accelerator = accelerator
         self.model = model
         self.criterion = criterion.to(accelerator.device)
         self.tracker = tracker if tracker is not None else Tracker(criterion=criterion)
-        self.replicas = distributed.Replicas(model, criterion)
+        # Accelerate prepared the model (DDP, FSDP, DeepSpeed): never wrapped a second time.
+        self.replicas = distributed.Replicas(model, criterion, wrap=False)
         self._window: list[tuple[LossResult, int | None]] = []
 
     def __call__(

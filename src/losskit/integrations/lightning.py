@@ -191,7 +191,15 @@ class LossKitMixin:
             parent(optimizer)
 
     def on_train_start(self) -> None:
-        """Start counting optimizer steps where the trainer is (a resumed run included)."""
+        """Start counting optimizer steps where the trainer is (a resumed run included); refuse
+        a gradient-level balancer under fp16 mixed precision."""
+        precision = str(getattr(self.trainer, "precision", ""))  # type: ignore[attr-defined]
+        if self._losskit_gradient_level() and precision in ("16", "16-mixed"):
+            raise ConfigError(
+                f"a gradient-level balancer does its own backward pass, which Lightning's fp16 "
+                f"loss scaler (precision={precision!r}) does not see (its unscale would shrink "
+                "the update): use precision='bf16-mixed' or '32-true'"
+            )
         self._losskit_seen_step = int(self.trainer.global_step)  # type: ignore[attr-defined]
         parent = getattr(super(), "on_train_start", None)
         if parent is not None:
