@@ -51,15 +51,16 @@ def _default_forward(model: Any, batch: Any) -> Any:
     return model(batch)
 
 
-def _to_device(batch: Any, device: torch.device | None) -> Any:
+def to_device(batch: Any, device: torch.device | None) -> Any:
+    """``batch`` (tensors in mappings, lists, tuples) moved to ``device`` (``None``: as is)."""
     if device is None:
         return batch
     if isinstance(batch, Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
-        return {k: _to_device(v, device) for k, v in batch.items()}
+        return {k: to_device(v, device) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device) for v in batch)
+        return type(batch)(to_device(v, device) for v in batch)
     return batch
 
 
@@ -167,7 +168,7 @@ def evaluate(
         model.eval()
     try:
         for raw in data:
-            batch = _to_device(raw, target_device)
+            batch = to_device(raw, target_device)
             n = _leading(batch)
             if n is None:
                 raise LossInputError(

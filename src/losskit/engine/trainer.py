@@ -38,7 +38,7 @@ from losskit.diagnostics.gradients import gradient_health
 from losskit.engine import distributed
 from losskit.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from losskit.errors import ConfigError
-from losskit.evaluation import evaluate
+from losskit.evaluation import evaluate, to_device
 from losskit.result import LossResult
 from losskit.tracking import Tracker, sinks
 
@@ -75,16 +75,6 @@ class FitSummary:
     seconds: float
     run_dir: Path | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device) for v in batch)
-    return batch
 
 
 def _batch_size(batch: Any) -> int:
@@ -441,7 +431,7 @@ class Trainer:
                 iterator: Iterator[Any] = iter(self.replicas.loader(train, self.epoch))
                 steps_in_epoch = 0
                 while window := list(itertools.islice(iterator, self.accumulate)):
-                    self.train_window([_to_device(b, self.device) for b in window])
+                    self.train_window([to_device(b, self.device) for b in window])
                     steps_in_epoch += 1
                     if steps_in_epoch % self.log_every == 0:
                         self.tracker.flush()
