@@ -387,18 +387,23 @@ def elementwise_loss(
 # --- softmax focal: a reduction over classes, then elementwise ------------------------------------
 
 
+def _softmax_focal_targets(
+    t: Tensor, w: Tensor | None, ignore_index: int | None, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """Targets safe to index with (ignored ones set to 0) and each position's weight w_t."""
+    if ignore_index is None:
+        return t, torch.ones_like(t, dtype=dtype) if w is None else w.to(dtype)[t]
+    valid = t != ignore_index
+    safe = torch.where(valid, t, 0)
+    return safe, valid.to(dtype) if w is None else torch.where(valid, w.to(dtype)[safe], 0.0)
+
+
 def _softmax_focal_parts(
     x: Tensor, t: Tensor, w: Tensor | None, ignore_index: int | None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """For ``x`` ``(N, C, S)`` and ``t`` ``(N, S)``: safe targets, log-sum-exp, log p_t, w_t."""
     x = x.to(compute_dtype(x.dtype))
-    if ignore_index is None:
-        safe = t
-        wt = torch.ones_like(t, dtype=x.dtype) if w is None else w.to(x.dtype)[t]
-    else:
-        valid = t != ignore_index
-        safe = torch.where(valid, t, 0)
-        wt = valid.to(x.dtype) if w is None else torch.where(valid, w.to(x.dtype)[safe], 0.0)
+    safe, wt = _softmax_focal_targets(t, w, ignore_index, x.dtype)
     lse = torch.logsumexp(x, 1)
     log_p = x.gather(1, safe.unsqueeze(1)).squeeze(1) - lse
     return safe, lse, log_p, wt
@@ -423,13 +428,7 @@ def _softmax_focal_backward(
     ignore_index: int | None,
 ) -> Tensor:
     xc = x.to(compute_dtype(x.dtype))
-    if ignore_index is None:
-        safe = t
-        wt = torch.ones_like(t, dtype=xc.dtype) if w is None else w.to(xc.dtype)[t]
-    else:
-        valid = t != ignore_index
-        safe = torch.where(valid, t, 0)
-        wt = valid.to(xc.dtype) if w is None else torch.where(valid, w.to(xc.dtype)[safe], 0.0)
+    safe, wt = _softmax_focal_targets(t, w, ignore_index, xc.dtype)
     # d/dlog_p [-(1-p)^g log_p] = (1-p)^g (g p log_p / (1-p) - 1); log_p / (1-p) -> -1 as p -> 1,
     # so gamma < 1 stays finite where the target probability saturates.
     one_minus_p = -torch.expm1(log_p)
