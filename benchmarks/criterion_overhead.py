@@ -2,15 +2,20 @@
 
 Both variants train the same three-headed MLP (cross-entropy, Huber, MSE) with Adam and log
 every term every step: the Criterion through ``res.log()``, the hand-written step through a dict
-of detached tensors (what a careful user writes; ``.item()`` would cost far more). Blocks of steps
-alternate between the variants in one process; the median of the per-round time ratios is
-reported, so drifts in machine load cancel.
+of detached tensors (what a careful user writes; ``.item()`` would cost far more).
 
-Each variant runs as several instances (``--instances``, each its own model and optimizer,
-created interleaved) whose times are summed per round: where a model's tensors land in memory
-shifts one instance's step time by 1-3% on this CPU, the same for hand-written code and for the
-Criterion, so a single pair of instances measures that luck as much as the overhead. A second
-hand-written group gives the noise floor (its ratio to the first should be 1).
+Both variants step the same model and optimizer: where a model's tensors land in memory shifts
+its step time by 1-3% on this CPU (two hand-written copies on separate models measured 0.97-1.03
+against each other), which separate models would count as overhead or gain. Several such
+instances (``--instances``) average what remains of it. A second hand-written step on the same
+instances gives the noise floor (its ratio to the first should be 1).
+
+The groups take turns step by step (one step of every instance, the order reversed every
+round) and every step is timed on its own; the figure is the ratio of the groups' median steps.
+Taking turns this finely, both groups see the same machine: a shared host's load moved the
+step time of this benchmark by up to 2x over minutes, and blocks of steps met different loads.
+A preempted step moves one sample, not a median. The spread is the quartiles of the same ratio
+over ten consecutive slices of the run.
 
     python benchmarks/criterion_overhead.py [--quick]
 
@@ -50,13 +55,10 @@ class ThreeHeads(nn.Module):
 def make_steps(
     batch: dict[str, Tensor], features: int, hidden: int, classes: int
 ) -> dict[str, Callable[[], dict[str, Tensor]]]:
-    """One hand-written step and one Criterion step, on two copies of the same model."""
+    """A hand-written step and a Criterion step, both training one model with one optimizer."""
     torch.manual_seed(0)
-    model_a = ThreeHeads(features, hidden, classes)
-    model_b = ThreeHeads(features, hidden, classes)
-    model_b.load_state_dict(model_a.state_dict())
-    opt_a = torch.optim.Adam(model_a.parameters(), lr=1e-3)
-    opt_b = torch.optim.Adam(model_b.parameters(), lr=1e-3)
+    model = ThreeHeads(features, hidden, classes)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     crit = lk.Criterion(
         {
             "cls": lk.Term("cross_entropy", input="logits", target="label"),
@@ -66,14 +68,14 @@ def make_steps(
     )
 
     def by_hand() -> dict[str, Tensor]:
-        out = model_a(batch["x"])
+        out = model(batch["x"])
         cls = F.cross_entropy(out["logits"], batch["label"])
         reg = F.huber_loss(out["value"], batch["y"])
         recon = F.mse_loss(out["recon"], batch["x"])
         total = cls + 0.5 * reg + 0.1 * recon
-        opt_a.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         total.backward()
-        opt_a.step()
+        opt.step()
         return {
             "loss": total.detach(),
             "loss/cls": cls.detach(),
@@ -82,33 +84,31 @@ def make_steps(
         }
 
     def with_criterion() -> dict[str, Tensor]:
-        res = crit(model_b(batch["x"]), batch)
-        opt_b.zero_grad(set_to_none=True)
+        res = crit(model(batch["x"]), batch)
+        opt.zero_grad(set_to_none=True)
         res.backward()
-        opt_b.step()
+        opt.step()
         crit.step()
         return res.log()
 
     return {"hand": by_hand, "criterion": with_criterion}
 
 
-def _group(steps: list[Callable[[], dict[str, Tensor]]]) -> Callable[[int], None]:
-    def run(n: int) -> None:
-        for step in steps:
-            for _ in range(n):
-                step()
-
-    return run
+def _timed(step: Callable[[], dict[str, Tensor]]) -> float:
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer, shorter blocks (< 1 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (< 1 min)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--instances", type=int, default=4, help="instances per variant")
+    parser.add_argument("--rounds", type=int, help="rounds (default 1500, --quick 400)")
     args = parser.parse_args()
-    rounds, steps = (24, 10) if args.quick else (80, 15)
+    rounds = args.rounds or (400 if args.quick else 1500)
     features, classes = 32, 10
     g = torch.Generator().manual_seed(0)
     batch = {
@@ -117,40 +117,43 @@ def main() -> None:
         "y": torch.randn(args.batch, generator=g),
     }
     instances = [make_steps(batch, features, args.hidden, classes) for _ in range(args.instances)]
-    floor = [make_steps(batch, features, args.hidden, classes) for _ in range(args.instances)]
     groups = {
-        "hand": _group([i["hand"] for i in instances]),
-        "criterion": _group([i["criterion"] for i in instances]),
-        "hand (copy)": _group([i["hand"] for i in floor]),
+        "hand": [i["hand"] for i in instances],
+        "criterion": [i["criterion"] for i in instances],
+        "hand (copy)": [i["hand"] for i in instances],
     }
-    for group in groups.values():  # warm-up
-        group(5 * steps)
+    for steps in groups.values():  # warm-up, past the criterion's synchronous first checks
+        for step in steps:
+            for _ in range(25):
+                step()
     times: dict[str, list[float]] = {name: [] for name in groups}
     for index in range(rounds):
-        # Adjacent blocks in alternating order: each round's ratio sees the same machine load.
         order = list(groups) if index % 2 == 0 else list(reversed(groups))
         for name in order:
-            start = time.perf_counter()
-            groups[name](steps)
-            times[name].append((time.perf_counter() - start) / (steps * args.instances))
-    ratios = [c / h for c, h in zip(times["criterion"], times["hand"])]
-    ratio = statistics.median(ratios)
-    quartiles = statistics.quantiles(ratios, n=4)
-    noise = statistics.median(c / h for c, h in zip(times["hand (copy)"], times["hand"]))
+            times[name].extend(_timed(step) for step in groups[name])
+
+    def ratio(name: str, lo: int = 0, hi: int = len(times["hand"])) -> float:
+        return statistics.median(times[name][lo:hi]) / statistics.median(times["hand"][lo:hi])
+
+    overall, noise = ratio("criterion"), ratio("hand (copy)")
+    width = len(times["hand"]) // 10
+    quartiles = statistics.quantiles(
+        [ratio("criterion", i * width, (i + 1) * width) for i in range(10)], n=4
+    )
     hand = statistics.median(times["hand"])
     ours = statistics.median(times["criterion"])
     print(f"{'variant':<14}{'median step (us)':>18}")
     for name in groups:
         print(f"{name:<14}{statistics.median(times[name]) * 1e6:>18.1f}")
     print(
-        f"ratio criterion/hand (median of {rounds} paired rounds, {args.instances} instances "
-        f"each): {ratio:.3f} [quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f}] "
+        f"ratio criterion/hand (median steps, {rounds} rounds, {args.instances} instances "
+        f"each): {overall:.3f} [quartiles over slices {quartiles[0]:.3f}-{quartiles[2]:.3f}] "
         f"(target <= 1.03); noise floor hand copy/hand {noise:.3f}"
     )
     print(
         json.dumps(
             {
-                "ratio": round(ratio, 4),
+                "ratio": round(overall, 4),
                 "ratio_q1": round(quartiles[0], 4),
                 "ratio_q3": round(quartiles[2], 4),
                 "noise_floor": round(noise, 4),
@@ -159,6 +162,7 @@ def main() -> None:
                 "batch": args.batch,
                 "hidden": args.hidden,
                 "instances": args.instances,
+                "rounds": rounds,
                 "threads": torch.get_num_threads(),
             }
         )

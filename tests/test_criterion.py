@@ -481,3 +481,87 @@ def test_a_subclass_overriding_forward_is_called() -> None:
     crit = Doubled({"reg": lk.Term("mse", input="p", target="y")})
     res = crit({"p": torch.zeros(3)}, {"y": torch.ones(3)})
     torch.testing.assert_close(res.total, torch.tensor(2.0))
+
+
+def _settled(crit: lk.Criterion, outputs: dict[str, torch.Tensor], batch: object) -> None:
+    """Run ``crit`` past its synchronous checks and its losses' value checks."""
+    for _ in range(max(crit.check_steps, 3) + 1):
+        crit(outputs, batch)
+        crit.step()
+
+
+def test_steady_state_equals_the_checked_path() -> None:
+    # Past the first calls the criterion and its torch.nn losses skip their settled checks:
+    # the same total, parts and gradients as a criterion that checks every call.
+    torch.manual_seed(0)
+    model, batch = ThreeHeads(), _batch()
+    fast, checked = _criterion(), _criterion(check="always")
+    _settled(fast, model(batch["x"]), batch)
+    _settled(checked, model(batch["x"]), batch)
+    a, b = fast(model(batch["x"]), batch), checked(model(batch["x"]), batch)
+    torch.testing.assert_close(a.total, b.total, rtol=0, atol=0)
+    assert a.log().keys() == b.log().keys()
+    for key in ("cls", "reg", "l2"):
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    model.zero_grad()
+    a.backward()
+    grads = _grads(model)
+    model.zero_grad()
+    b.backward()
+    for got, expected in zip(grads, _grads(model)):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_steady_state_still_checks_a_new_shape_and_runs_new_hooks() -> None:
+    crit = lk.Criterion(
+        {
+            "reg": lk.Term("mse", input="p", target="y"),
+            "cls": lk.Term("cross_entropy", input="logits", target="label", check="always"),
+        }
+    )
+    outputs = {"p": torch.zeros(4), "logits": torch.randn(4, 3)}
+    batch = {"y": torch.ones(4), "label": torch.tensor([0, 1, 2, 0])}
+    _settled(crit, outputs, batch)
+    # A shape that never passed: the contract looks again and names the term.
+    with pytest.raises(lk.LossInputError, match=r"term 'reg': MSELoss \('mse'\): target has shape"):
+        crit(outputs, {**batch, "y": torch.ones(4, 1)})
+    # check="always" keeps checking values: probabilities passed as logits.
+    probabilities = {**outputs, "logits": torch.full((4, 3), 1 / 3)}
+    with pytest.raises(lk.LossInputError, match=r"term 'cls'.*like probabilities"):
+        crit(probabilities, batch)
+    # Hooks registered now, on a loss, on the criterion and on every module, all run.
+    seen: list[str] = []
+    handles = [
+        crit.term("reg").loss.register_forward_hook(  # type: ignore[union-attr]
+            lambda module, args, out: seen.append("loss")
+        ),
+        crit.register_forward_hook(lambda module, args, out: seen.append("criterion")),
+        nn.modules.module.register_module_forward_pre_hook(
+            lambda module, args: seen.append(type(module).__name__)
+        ),
+    ]
+    try:
+        res = crit(outputs, batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert seen == ["Criterion", "MSELoss", "loss", "CrossEntropyLoss", "criterion"]
+    torch.testing.assert_close(res["reg"], torch.tensor(1.0))
+    seen.clear()
+    crit(outputs, batch)
+    assert seen == []
+
+
+def test_steady_state_flags_a_nan_by_key() -> None:
+    torch.manual_seed(0)
+    model, batch = ThreeHeads(), _batch()
+    crit = _criterion()
+    _settled(crit, model(batch["x"]), batch)
+    out = model(batch["x"])
+    out["value"] = out["value"].clone()
+    out["value"][2] = float("nan")
+    crit(out, batch)  # past the first calls: no host sync, flagged for the next check
+    with pytest.raises(lk.NonFiniteLossError, match=r"term\(s\) 'reg' became non-finite") as info:
+        crit.check_finite()
+    assert "'cls'" not in str(info.value)
+    assert "'l2'" not in str(info.value)

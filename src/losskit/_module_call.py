@@ -14,7 +14,16 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.modules import module as _module
 
-__all__ = ["plain_call"]
+__all__ = ["GLOBAL_HOOKS", "plain_call"]
+
+GLOBAL_HOOKS = (
+    _module._global_forward_hooks,
+    _module._global_forward_pre_hooks,
+    _module._global_backward_hooks,
+    _module._global_backward_pre_hooks,
+)
+"""The registries of global module hooks (mutated in place, never rebound, by torch):
+``any(GLOBAL_HOOKS)`` says whether one is registered, without a Python frame."""
 
 
 def plain_call(module: nn.Module) -> bool:
@@ -36,8 +45,5 @@ def plain_call(module: nn.Module) -> bool:
         or module._backward_hooks
         or module._backward_pre_hooks
         or module._compiled_call_impl is not None
-        or _module._global_forward_hooks
-        or _module._global_forward_pre_hooks
-        or _module._global_backward_hooks
-        or _module._global_backward_pre_hooks
+        or any(GLOBAL_HOOKS)
     )

@@ -36,7 +36,7 @@ from losskit.balancers import BalancerSpec, GradientBalancer, GradNorm, Mean, cr
 from losskit.errors import ConfigError, LossKitWarning, NonFiniteLossError
 from losskit.result import LossResult
 from losskit.schedules import Constant
-from losskit.term import Term
+from losskit.term import Term, compute_terms
 
 __all__ = ["Criterion", "TermLike"]
 
@@ -188,9 +188,10 @@ class Criterion(nn.Module):
                     f"one backward pass, but the {type(resolved).__name__} balancer takes one "
                     "per key; build them with chunked=False or use a loss-level balancer"
                 )
-        self.nonfinite = nonfinite
-        self.check = check
-        self.check_steps = check_steps
+        self._flagging = self._steady = False
+        self._nonfinite: NonFinite = nonfinite
+        self._check: Check = check
+        self._check_steps = check_steps
         self._progress = _Progress()
         self._enabled = {k for k, t in self.terms.items() if t.enabled_at_start}
         self._active: tuple[str, ...] = ()
@@ -207,6 +208,45 @@ class Criterion(nn.Module):
         # no kernel, and one fold every _FOLD steps keeps the list short.
         self._pending: list[Tensor] = []
         self._refresh()
+
+    # -- checking -------------------------------------------------------------------------
+    @property
+    def nonfinite(self) -> NonFinite:
+        """What a non-finite term does: ``"raise"``, ``"warn"`` or ``"skip"``."""
+        return self._nonfinite
+
+    @nonfinite.setter
+    def nonfinite(self, value: NonFinite) -> None:
+        if value not in ("raise", "warn", "skip"):
+            raise ConfigError(f"nonfinite must be 'raise', 'warn' or 'skip', got {value!r}")
+        if value == "skip" and self._check == "off":
+            raise ConfigError("nonfinite='skip' needs checking: set check='always' or 'first'")
+        self._nonfinite = value
+        self._settle()
+
+    @property
+    def check(self) -> Check:
+        """When terms are checked for non-finite values: ``"first"``, ``"always"`` or ``"off"``."""
+        return self._check
+
+    @check.setter
+    def check(self, value: Check) -> None:
+        if value not in ("first", "always", "off"):
+            raise ConfigError(f"check must be 'first', 'always' or 'off', got {value!r}")
+        if value == "off" and self._nonfinite == "skip":
+            raise ConfigError("nonfinite='skip' needs checking: keep check='always' or 'first'")
+        self._check = value
+        self._settle()
+
+    @property
+    def check_steps(self) -> int:
+        """How many calls ``check="first"`` checks synchronously."""
+        return self._check_steps
+
+    @check_steps.setter
+    def check_steps(self, value: int) -> None:
+        self._check_steps = value
+        self._settle()
 
     # -- monitor-only terms ----------------------------------------------------------------
     def _split_monitors(self, pairs: list[tuple[str, Term]]) -> list[tuple[str, Term]]:
@@ -300,6 +340,7 @@ class Criterion(nn.Module):
                 self._pending.clear()
                 self._plan = tuple((k, self.term(k)) for k in active)
             self._active, self._weight_values = active, values
+            self._settle()
 
     def get_extra_state(self) -> dict[str, Any]:
         return {
@@ -317,14 +358,28 @@ class Criterion(nn.Module):
             raise ConfigError(f"state_dict names terms this criterion lacks: {sorted(unknown)}")
         self._enabled = set(state["enabled"])
         self._refresh()
+        self._settle()
 
     # -- forward -------------------------------------------------------------------------
     def __call__(
         self, outputs: Any, batch: Any = None, *, keys: Sequence[str] | None = None
     ) -> LossResult:
-        if plain_call(self) and not self._monitor_plan and type(self).forward is _FORWARD:
-            # No hooks, not compiled in place: what forward does, without __call__'s bookkeeping.
-            return self._trained(outputs, batch, keys)
+        if self._steady and keys is None and plain_call(self) and not torch.compiler.is_compiling():
+            # The hot path, in this one frame: every enabled term, fixed weights, past the
+            # synchronous checks (what _trained and _combined do in that state).
+            parts = compute_terms(self._plan, outputs, batch)
+            stacked = torch.stack(parts)
+            weights = self._weights
+            if stacked.dtype is weights.dtype and stacked.device == weights.device:
+                steady = LossResult(
+                    torch.dot(stacked, weights), self._active, tuple(parts), self._weight_views
+                )
+                if self._flagging:  # the lazy non-finite flag
+                    self._pending.append(stacked.detach())
+                    if len(self._pending) >= _FOLD:
+                        self._fold()
+                return steady
+            return self._combined(self._active, tuple(parts), stacked, None, outputs, batch)
         result: LossResult = super().__call__(outputs, batch, keys=keys)
         return result
 
@@ -339,9 +394,8 @@ class Criterion(nn.Module):
         result = self._trained(outputs, batch, keys)
         if self._monitor_plan:
             with torch.no_grad():  # monitor-only terms: values, no graph
-                result._monitored = tuple(
-                    (key, term.compute(key, outputs, batch)) for key, term in self._monitor_plan
-                )
+                values = compute_terms(self._monitor_plan, outputs, batch)
+                result._monitored = tuple(zip(self.monitored_keys, values))
         return result
 
     def _trained(self, outputs: Any, batch: Any, keys: Sequence[str] | None) -> LossResult:
@@ -352,11 +406,19 @@ class Criterion(nn.Module):
             keys, plan, index = self._subset(tuple(keys))
         if not keys:
             raise ConfigError("every term selected is disabled: nothing to compute")
-        computed = []
-        for key, term in plan:  # a loop, not a comprehension: one frame less per call
-            computed.append(term.compute(key, outputs, batch))
-        parts = tuple(computed)
-        stacked = torch.stack(parts)
+        parts = tuple(compute_terms(plan, outputs, batch))
+        return self._combined(keys, parts, torch.stack(parts), index, outputs, batch)
+
+    def _combined(
+        self,
+        keys: tuple[str, ...],
+        parts: tuple[Tensor, ...],
+        stacked: Tensor,
+        index: Tensor | None,
+        outputs: Any,
+        batch: Any,
+    ) -> LossResult:
+        """The total of computed parts: devices, dtypes, subsets, checks and balancers."""
         weights = self._weights
         if weights.device != stacked.device:
             self._weights = weights = weights.to(stacked.device)
@@ -365,7 +427,7 @@ class Criterion(nn.Module):
             self._nonfinite_sum = self._nonfinite_sum.to(stacked.device)
             self._subsets.clear()
             if index is not None:
-                keys, plan, index = self._subset(keys)
+                keys, _, index = self._subset(keys)
         views = self._weight_views
         if index is not None:
             weights = weights.index_select(0, index)
@@ -373,6 +435,7 @@ class Criterion(nn.Module):
         compiling = torch.compiler.is_compiling()
         if not compiling:
             self._progress.calls += 1
+            self._settle()
         sync = self.check == "always" or self.nonfinite == "skip"
         sync = sync or (self.check == "first" and self._progress.calls <= self.check_steps)
         if sync and not compiling:
@@ -409,6 +472,25 @@ class Criterion(nn.Module):
                 stacked = stacked.float()  # a half-precision total would round the weights
             weights = weights.to(stacked.dtype)
         return LossResult(torch.dot(stacked, weights), keys, parts, views)
+
+    def _settle(self) -> None:
+        """Whether ``__call__`` may take the steady state itself, and whether it flags.
+
+        The steady state: past the synchronous checks (or none asked for), fixed weights (no
+        adaptive balancer), no monitor-only terms and ``forward`` not overridden by a subclass.
+        """
+        self._flagging = self._check != "off"
+        self._steady = (
+            bool(self._active)
+            and not self._adaptive
+            and self._nonfinite != "skip"
+            and (
+                self._check == "off"
+                or (self._check == "first" and self._progress.calls >= self._check_steps)
+            )
+            and not self._monitor_plan
+            and type(self).forward is _forward
+        )
 
     def _balanced(
         self,
@@ -499,4 +581,4 @@ class Criterion(nn.Module):
         return f"nonfinite={self.nonfinite!r}, check={self.check!r}"
 
 
-_FORWARD = Criterion.forward  # a subclass that overrides forward goes through __call__
+_forward = Criterion.forward  # a subclass that overrides forward goes through __call__

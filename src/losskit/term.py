@@ -13,18 +13,18 @@ Example::
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import torch
 from torch import Tensor, nn
 
 from losskit import losses
-from losskit._module_call import plain_call
+from losskit._module_call import GLOBAL_HOOKS, plain_call
 from losskit.errors import ConfigError, LossInputError
 from losskit.schedules import Constant, Schedule
 
-__all__ = ["Selector", "Term", "WeightLike"]
+__all__ = ["Selector", "Term", "WeightLike", "compute_terms"]
 
 Selector: TypeAlias = str | int | Callable[[Any, Any], Tensor]
 """Where a term finds a tensor: a key, a position, or ``fn(outputs, batch) -> Tensor``."""
@@ -106,6 +106,10 @@ def _as_schedule(weight: WeightLike) -> Schedule:
         f"a term weight must be a number or a schedule (callable step -> float), "
         f"got {type(weight).__name__}"
     )
+
+
+# (input key, target key, loss module or None, contract check state, forward without the check)
+_Fast: TypeAlias = tuple[str, str, nn.Module | None, Any, Callable[..., Tensor] | None]
 
 
 class Term(nn.Module):
@@ -199,12 +203,16 @@ class Term(nn.Module):
         self._per_element = per_element
         self._module_loss = isinstance(loss, nn.Module)
         # The common case -- a key into the outputs, a key into the batch, no mask -- in one
-        # tuple, so compute() reads both with two dict lookups and no helper calls.
-        self._keys: tuple[str, str] | None = (
-            (input, target)
-            if isinstance(input, str) and isinstance(target, str) and not per_element
-            else None
-        )
+        # tuple, so compute_terms() reads both with two dict lookups and no helper calls. For a
+        # torch.nn loss of the catalogue it also holds the contract's check state and the forward
+        # without the check: once values are settled, a call whose shapes and dtypes are the
+        # ones that passed last time needs no second look (the contract's own fast path, inline).
+        self._fast: _Fast | None = None
+        if isinstance(input, str) and isinstance(target, str) and not per_element:
+            module = loss if isinstance(loss, nn.Module) else None
+            unchecked = getattr(type(loss), "unchecked_forward", None)
+            state = loss.__dict__.get("_check_state") if unchecked is not None else None
+            self._fast = (input, target, module, state, unchecked if state is not None else None)
 
     def selected(self, key: str, outputs: Any, batch: Any) -> dict[str, Tensor]:
         """The tensors this term reads, by role (``input``, ``target``, ``mask``, ...)."""
@@ -243,31 +251,13 @@ class Term(nn.Module):
 
     def compute(self, key: str, outputs: Any, batch: Any) -> Tensor:
         """The unweighted value of this term (named ``key`` in errors) on one batch."""
+        return compute_terms(((key, self),), outputs, batch)[0]
+
+    def _call(self, key: str, outputs: Any, batch: Any) -> Any:
+        """Select the inputs (any selector kind) and call the loss on them."""
         loss = self._loss
         if self._module_loss and plain_call(loss):  # type: ignore[arg-type]
             loss = loss.forward  # type: ignore[attr-defined]  # what loss(...) would run
-        keys = self._keys
-        try:
-            if (
-                keys is not None
-                and type(outputs) is dict
-                and type(batch) is dict
-                and type(x := outputs.get(keys[0])) is Tensor
-                and type(y := batch.get(keys[1])) is Tensor
-            ):
-                value = loss(x, y)
-            else:
-                value = self._call(loss, key, outputs, batch)
-        except LossInputError as exc:
-            if str(exc).startswith(f"term {key!r}"):
-                raise
-            raise LossInputError(f"term {key!r}: {exc}") from exc
-        if self._per_element or type(value) is not Tensor or value.ndim != 0:
-            value = self._finish(key, value, outputs, batch)
-        return value
-
-    def _call(self, loss: Callable[..., Any], key: str, outputs: Any, batch: Any) -> Any:
-        """Select the inputs (any selector kind) and call the loss on them."""
         if self.input is None and self.target is None:
             return loss(outputs, batch)
         if isinstance(self.input, tuple):
@@ -330,3 +320,65 @@ class Term(nn.Module):
         if self.monitor:
             parts.append("monitor=True")
         return ", ".join(parts)
+
+
+def compute_terms(plan: Iterable[tuple[str, Term]], outputs: Any, batch: Any) -> list[Tensor]:
+    """The unweighted values of ``(key, term)`` pairs on one batch, in order.
+
+    What :meth:`Term.compute` does for each, in one frame: a criterion computes all its terms
+    every step, and for the common term -- a key into the outputs, a key into the batch, no mask
+    -- this reads both with two dictionary lookups and calls the loss module's ``forward``
+    directly (see :func:`~losskit._module_call.plain_call`); a catalogue ``torch.nn`` loss whose
+    contract has settled and whose inputs have the shapes and dtypes that passed last time is
+    called without its contract wrapper (see
+    :attr:`~losskit.losses.contracts.ContractedLoss.unchecked_forward`).
+
+    Example::
+
+        >>> import torch
+        >>> a, b = Term("mse", input="p", target="y"), Term("l1", input="p", target="y")
+        >>> outputs, batch = {"p": torch.zeros(2)}, {"y": torch.tensor([1.0, 3.0])}
+        >>> compute_terms([("a", a), ("b", b)], outputs, batch)
+        [tensor(5.), tensor(2.)]
+    """
+    values = []
+    by_key = type(outputs) is dict and type(batch) is dict
+    global_hooks = any(GLOBAL_HOOKS)
+    for key, term in plan:
+        fast = term._fast
+        try:
+            if (
+                by_key
+                and fast is not None
+                and type(x := outputs.get(fast[0])) is Tensor
+                and type(y := batch.get(fast[1])) is Tensor
+            ):
+                module = fast[2]
+                if (
+                    module is None
+                    or global_hooks  # plain_call(module), inline: a call per term costs
+                    or module._forward_hooks
+                    or module._forward_pre_hooks
+                    or module._backward_hooks
+                    or module._backward_pre_hooks
+                    or module._compiled_call_impl is not None
+                ):
+                    value = term._loss(x, y)
+                elif (
+                    (state := fast[3]) is not None
+                    and state.settled
+                    and (x.shape, x.dtype, y.shape, y.dtype) == state.passed
+                ):
+                    value = fast[4](module, x, y)  # type: ignore[misc]  # set with the state
+                else:
+                    value = module.forward(x, y)
+            else:
+                value = term._call(key, outputs, batch)
+        except LossInputError as exc:
+            if str(exc).startswith(f"term {key!r}"):
+                raise
+            raise LossInputError(f"term {key!r}: {exc}") from exc
+        if type(value) is not Tensor or value.ndim != 0 or term._per_element:
+            value = term._finish(key, value, outputs, batch)
+        values.append(value)
+    return values

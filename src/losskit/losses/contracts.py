@@ -20,7 +20,7 @@ the loss would broadcast them to (8, 8); give both the same shape (e.g. target.s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeAlias
 
@@ -335,6 +335,13 @@ class ContractedLoss:
 
     contract: ClassVar[Contract]
     loss_name: ClassVar[str]
+    unchecked_forward: ClassVar[Callable[..., Tensor] | None] = None
+    """``forward`` without the contract check, as ``unchecked_forward(module, input, target)``.
+
+    Set by losses whose ``forward`` is the check followed by a plain computation (the
+    ``torch.nn`` losses of the catalogue), for a caller that found the check settled and the
+    signature unchanged itself -- what :meth:`check_inputs` would conclude on its first line.
+    """
 
     def _init_check(self, check: Check) -> None:
         if check not in ("first", "always", "off"):

@@ -269,6 +269,7 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
         "forward": forward,
         "contract": contract,
         "loss_name": name,
+        "unchecked_forward": None if name in _MULTI_INPUT else staticmethod(base.forward),
         "__module__": __name__,
         "__qualname__": base.__name__,
         "__doc__": f"``torch.nn.{base.__name__}`` checked against losskit's input contract.",
