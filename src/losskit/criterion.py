@@ -31,12 +31,12 @@ from typing import Any, Literal, TypeAlias, cast
 import torch
 from torch import Tensor, nn
 
-from losskit._module_call import plain_call
+from losskit._module_call import GLOBAL_HOOKS
 from losskit.balancers import BalancerSpec, GradientBalancer, GradNorm, Mean, create
 from losskit.errors import ConfigError, LossKitWarning, NonFiniteLossError
 from losskit.result import LossResult
 from losskit.schedules import Constant
-from losskit.term import Term, compute_terms
+from losskit.term import PlanEntry, Term, compute_terms
 
 __all__ = ["Criterion", "TermLike"]
 
@@ -82,6 +82,35 @@ class _Progress:
     step: int = 0  # optimizer steps taken: the schedules' position
     calls: int = 0  # forward calls, for check="first"
     checked_at: int = 0  # the step of the last non-finite check
+
+
+def _entry(key: str, term: Term) -> PlanEntry:
+    return key, term, term._fast
+
+
+class _Steady:
+    """What the criterion's steady-state call reads, gathered in a plain object.
+
+    ``nn.Module`` defines ``__getattr__``, so every attribute of a module takes a slow lookup
+    (no specialisation by the interpreter); a dozen of them per call showed in a training step.
+    The hook registries are torch's own dicts, mutated in place, so holding them is exact.
+    """
+
+    __slots__ = ("flagging", "hooks", "keys", "pending", "plan", "views", "weights")
+
+    def __init__(self, crit: Criterion) -> None:
+        self.plan = crit._plan
+        self.keys = crit._active
+        self.weights = crit._weights
+        self.views = crit._weight_views
+        self.pending = crit._pending
+        self.flagging = crit._flagging
+        self.hooks = (
+            crit._forward_hooks,
+            crit._forward_pre_hooks,
+            crit._backward_hooks,
+            crit._backward_pre_hooks,
+        )
 
 
 def _summarise(tensor: Tensor) -> str:
@@ -188,16 +217,17 @@ class Criterion(nn.Module):
                     f"one backward pass, but the {type(resolved).__name__} balancer takes one "
                     "per key; build them with chunked=False or use a loss-level balancer"
                 )
-        self._flagging = self._steady = False
+        self._flagging = False
+        self._steady: _Steady | None = None
         self._nonfinite: NonFinite = nonfinite
         self._check: Check = check
         self._check_steps = check_steps
         self._progress = _Progress()
         self._enabled = {k for k, t in self.terms.items() if t.enabled_at_start}
         self._active: tuple[str, ...] = ()
-        self._plan: tuple[tuple[str, Term], ...] = ()
+        self._plan: tuple[PlanEntry, ...] = ()
         self._subsets: dict[
-            tuple[str, ...], tuple[tuple[str, ...], tuple[tuple[str, Term], ...], Tensor]
+            tuple[str, ...], tuple[tuple[str, ...], tuple[PlanEntry, ...], Tensor]
         ] = {}
         self._weight_values: list[float] = []
         self._constant_weights = all(isinstance(t.weight, Constant) for t in self.terms.values())
@@ -261,15 +291,15 @@ class Criterion(nn.Module):
                 f"every term ({[k for k, _ in pairs]}) is monitor-only: a Criterion needs at "
                 "least one term to train on"
             )
-        self._monitor_plan: tuple[tuple[str, Term], ...] = tuple(
-            (k, t) for k, t in self.monitors.items() if isinstance(t, Term)
+        self._monitor_plan: tuple[PlanEntry, ...] = tuple(
+            (k, t, t._fast) for k, t in self.monitors.items() if isinstance(t, Term)
         )
         return trained
 
     @property
     def monitored_keys(self) -> tuple[str, ...]:
         """The keys of the monitor-only terms (logged, never trained on), in order."""
-        return tuple(k for k, _ in self._monitor_plan)
+        return tuple(entry[0] for entry in self._monitor_plan)
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -338,7 +368,7 @@ class Criterion(nn.Module):
             if active != self._active:
                 self._nonfinite_sum = torch.zeros(len(active), dtype=torch.float64, device=device)
                 self._pending.clear()
-                self._plan = tuple((k, self.term(k)) for k in active)
+                self._plan = tuple(_entry(k, self.term(k)) for k in active)
             self._active, self._weight_values = active, values
             self._settle()
 
@@ -364,24 +394,32 @@ class Criterion(nn.Module):
     def __call__(
         self, outputs: Any, batch: Any = None, *, keys: Sequence[str] | None = None
     ) -> LossResult:
-        if self._steady and keys is None and plain_call(self) and not torch.compiler.is_compiling():
+        steady = self._steady
+        if (
+            steady is not None
+            and keys is None
+            and not (any(steady.hooks) or any(GLOBAL_HOOKS))
+            and self._compiled_call_impl is None
+            and not torch.compiler.is_compiling()
+        ):
             # The hot path, in this one frame: every enabled term, fixed weights, past the
-            # synchronous checks (what _trained and _combined do in that state).
-            parts = compute_terms(self._plan, outputs, batch)
+            # synchronous checks (what _trained and _combined do in that state), reading what
+            # it needs from `steady` (an nn.Module's own attributes are slow to look up).
+            parts = compute_terms(steady.plan, outputs, batch)
             stacked = torch.stack(parts)
-            weights = self._weights
+            weights = steady.weights
             if stacked.dtype is weights.dtype and stacked.device == weights.device:
-                steady = LossResult(
-                    torch.dot(stacked, weights), self._active, tuple(parts), self._weight_views
+                result = LossResult(
+                    torch.dot(stacked, weights), steady.keys, tuple(parts), steady.views
                 )
-                if self._flagging:  # the lazy non-finite flag
-                    self._pending.append(stacked.detach())
-                    if len(self._pending) >= _FOLD:
+                if steady.flagging:  # the lazy non-finite flag
+                    steady.pending.append(stacked.detach())
+                    if len(steady.pending) >= _FOLD:
                         self._fold()
-                return steady
-            return self._combined(self._active, tuple(parts), stacked, None, outputs, batch)
-        result: LossResult = super().__call__(outputs, batch, keys=keys)
-        return result
+                return result
+            return self._combined(steady.keys, tuple(parts), stacked, None, outputs, batch)
+        called: LossResult = super().__call__(outputs, batch, keys=keys)
+        return called
 
     def forward(
         self, outputs: Any, batch: Any = None, *, keys: Sequence[str] | None = None
@@ -474,13 +512,13 @@ class Criterion(nn.Module):
         return LossResult(torch.dot(stacked, weights), keys, parts, views)
 
     def _settle(self) -> None:
-        """Whether ``__call__`` may take the steady state itself, and whether it flags.
+        """Whether ``__call__`` may take the steady state itself (and what it reads there).
 
         The steady state: past the synchronous checks (or none asked for), fixed weights (no
         adaptive balancer), no monitor-only terms and ``forward`` not overridden by a subclass.
         """
         self._flagging = self._check != "off"
-        self._steady = (
+        steady = (
             bool(self._active)
             and not self._adaptive
             and self._nonfinite != "skip"
@@ -491,6 +529,7 @@ class Criterion(nn.Module):
             and not self._monitor_plan
             and type(self).forward is _forward
         )
+        self._steady = _Steady(self) if steady else None
 
     def _balanced(
         self,
@@ -514,7 +553,7 @@ class Criterion(nn.Module):
 
     def _subset(
         self, keys: tuple[str, ...]
-    ) -> tuple[tuple[str, ...], tuple[tuple[str, Term], ...], Tensor]:
+    ) -> tuple[tuple[str, ...], tuple[PlanEntry, ...], Tensor]:
         cached = self._subsets.get(keys)
         if cached is None:
             for key in keys:
@@ -525,7 +564,8 @@ class Criterion(nn.Module):
                 dtype=torch.long,
                 device=self._weights.device,
             )
-            cached = self._subsets[keys] = (chosen, tuple((k, self.term(k)) for k in chosen), index)
+            plan = tuple(_entry(k, self.term(k)) for k in chosen)
+            cached = self._subsets[keys] = (chosen, plan, index)
         return cached
 
     # -- non-finite handling ---------------------------------------------------------------

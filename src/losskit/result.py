@@ -28,12 +28,9 @@ __all__ = ["LossResult"]
 
 
 @functools.lru_cache(maxsize=256)
-def _log_names(keys: tuple[str, ...], prefix: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    return (
-        f"{prefix}loss",
-        tuple(f"{prefix}loss/{k}" for k in keys),
-        tuple(f"{prefix}weight/{k}" for k in keys),
-    )
+def _log_names(keys: tuple[str, ...], prefix: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """``loss`` and, per key, ``(loss/<key>, weight/<key>)``, with ``prefix``."""
+    return f"{prefix}loss", tuple((f"{prefix}loss/{k}", f"{prefix}weight/{k}") for k in keys)
 
 
 class LossResult:
@@ -118,10 +115,12 @@ class LossResult:
 
         ``prefix`` is prepended to every name (``log("val/")`` gives ``val/loss/<key>``).
         """
-        total_name, loss_names, weight_names = _log_names(self._keys, prefix)
+        total_name, names = _log_names(self._keys, prefix)
         values = {total_name: self.total.detach()}
-        values.update(zip(loss_names, [part.detach() for part in self._parts]))
-        values.update(zip(weight_names, self._weight_views))
+        for (loss_name, _), part in zip(names, self._parts):
+            values[loss_name] = part.detach()
+        for (_, weight_name), weight in zip(names, self._weight_views):
+            values[weight_name] = weight
         for key, value in self._monitored:  # monitor-only terms: a loss, no weight
             values[f"{prefix}loss/{key}"] = value
         return values

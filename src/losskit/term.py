@@ -24,7 +24,7 @@ from losskit._module_call import GLOBAL_HOOKS, plain_call
 from losskit.errors import ConfigError, LossInputError
 from losskit.schedules import Constant, Schedule
 
-__all__ = ["Selector", "Term", "WeightLike", "compute_terms"]
+__all__ = ["PlanEntry", "Selector", "Term", "WeightLike", "compute_terms"]
 
 Selector: TypeAlias = str | int | Callable[[Any, Any], Tensor]
 """Where a term finds a tensor: a key, a position, or ``fn(outputs, batch) -> Tensor``."""
@@ -108,8 +108,13 @@ def _as_schedule(weight: WeightLike) -> Schedule:
     )
 
 
-# (input key, target key, loss module or None, contract check state, forward without the check)
-_Fast: TypeAlias = tuple[str, str, nn.Module | None, Any, Callable[..., Tensor] | None]
+# How compute_terms() calls a term that reads one output key and one batch key: the keys, the
+# loss, a module loss's hook registries (None for a plain callable; torch mutates them in place,
+# so holding them spares the slow nn.Module attribute lookups), and for a catalogue torch.nn loss
+# its contract's check state and its forward without the check.
+_Fast: TypeAlias = tuple[str, str, Any, "tuple[dict[Any, Any], ...] | None", Any, Any]
+PlanEntry: TypeAlias = "tuple[str, Term, _Fast | None]"
+"""``(key, term, term's fast-call tuple)``: one entry of :func:`compute_terms`' plan."""
 
 
 class Term(nn.Module):
@@ -209,10 +214,17 @@ class Term(nn.Module):
         # ones that passed last time needs no second look (the contract's own fast path, inline).
         self._fast: _Fast | None = None
         if isinstance(input, str) and isinstance(target, str) and not per_element:
-            module = loss if isinstance(loss, nn.Module) else None
+            hooks = None
+            if isinstance(loss, nn.Module):
+                hooks = (
+                    loss._forward_hooks,
+                    loss._forward_pre_hooks,
+                    loss._backward_hooks,
+                    loss._backward_pre_hooks,
+                )
             unchecked = getattr(type(loss), "unchecked_forward", None)
             state = loss.__dict__.get("_check_state") if unchecked is not None else None
-            self._fast = (input, target, module, state, unchecked if state is not None else None)
+            self._fast = (input, target, loss, hooks, state, unchecked)
 
     def selected(self, key: str, outputs: Any, batch: Any) -> dict[str, Tensor]:
         """The tensors this term reads, by role (``input``, ``target``, ``mask``, ...)."""
@@ -251,7 +263,7 @@ class Term(nn.Module):
 
     def compute(self, key: str, outputs: Any, batch: Any) -> Tensor:
         """The unweighted value of this term (named ``key`` in errors) on one batch."""
-        return compute_terms(((key, self),), outputs, batch)[0]
+        return compute_terms(((key, self, self._fast),), outputs, batch)[0]
 
     def _call(self, key: str, outputs: Any, batch: Any) -> Any:
         """Select the inputs (any selector kind) and call the loss on them."""
@@ -322,30 +334,31 @@ class Term(nn.Module):
         return ", ".join(parts)
 
 
-def compute_terms(plan: Iterable[tuple[str, Term]], outputs: Any, batch: Any) -> list[Tensor]:
-    """The unweighted values of ``(key, term)`` pairs on one batch, in order.
+def compute_terms(plan: Iterable[PlanEntry], outputs: Any, batch: Any) -> list[Tensor]:
+    """The unweighted values of the terms of ``(key, term, term._fast)`` entries, in order.
 
     What :meth:`Term.compute` does for each, in one frame: a criterion computes all its terms
     every step, and for the common term -- a key into the outputs, a key into the batch, no mask
     -- this reads both with two dictionary lookups and calls the loss module's ``forward``
-    directly (see :func:`~losskit._module_call.plain_call`); a catalogue ``torch.nn`` loss whose
-    contract has settled and whose inputs have the shapes and dtypes that passed last time is
-    called without its contract wrapper (see
-    :attr:`~losskit.losses.contracts.ContractedLoss.unchecked_forward`).
+    directly when ``module(...)`` would add nothing (see
+    :func:`~losskit._module_call.plain_call`); a catalogue ``torch.nn`` loss whose contract has
+    settled and whose inputs have the shapes and dtypes that passed last time is called without
+    its contract wrapper (see :attr:`~losskit.losses.contracts.ContractedLoss.unchecked_forward`).
+    Everything it reads per term is in the entry's tuple: an attribute of an ``nn.Module`` takes
+    the slow lookup path (``nn.Module`` defines ``__getattr__``), several per term add up.
 
     Example::
 
         >>> import torch
         >>> a, b = Term("mse", input="p", target="y"), Term("l1", input="p", target="y")
         >>> outputs, batch = {"p": torch.zeros(2)}, {"y": torch.tensor([1.0, 3.0])}
-        >>> compute_terms([("a", a), ("b", b)], outputs, batch)
+        >>> compute_terms([("a", a, a._fast), ("b", b, b._fast)], outputs, batch)
         [tensor(5.), tensor(2.)]
     """
     values = []
     by_key = type(outputs) is dict and type(batch) is dict
     global_hooks = any(GLOBAL_HOOKS)
-    for key, term in plan:
-        fast = term._fast
+    for key, term, fast in plan:
         try:
             if (
                 by_key
@@ -353,32 +366,28 @@ def compute_terms(plan: Iterable[tuple[str, Term]], outputs: Any, batch: Any) ->
                 and type(x := outputs.get(fast[0])) is Tensor
                 and type(y := batch.get(fast[1])) is Tensor
             ):
-                module = fast[2]
-                if (
-                    module is None
-                    or global_hooks  # plain_call(module), inline: a call per term costs
-                    or module._forward_hooks
-                    or module._forward_pre_hooks
-                    or module._backward_hooks
-                    or module._backward_pre_hooks
-                    or module._compiled_call_impl is not None
-                ):
-                    value = term._loss(x, y)
+                loss, hooks = fast[2], fast[3]
+                if hooks is None:  # a plain callable
+                    value = loss(x, y)
+                elif global_hooks or any(hooks) or loss._compiled_call_impl is not None:
+                    value = loss(x, y)  # what plain_call(loss) rules out: through __call__
                 elif (
-                    (state := fast[3]) is not None
+                    (state := fast[4]) is not None
                     and state.settled
                     and (x.shape, x.dtype, y.shape, y.dtype) == state.passed
                 ):
-                    value = fast[4](module, x, y)  # type: ignore[misc]  # set with the state
+                    value = fast[5](loss, x, y)
                 else:
-                    value = module.forward(x, y)
+                    value = loss.forward(x, y)
+                if type(value) is not Tensor or value.ndim != 0:
+                    value = term._finish(key, value, outputs, batch)
             else:
                 value = term._call(key, outputs, batch)
+                if type(value) is not Tensor or value.ndim != 0 or term._per_element:
+                    value = term._finish(key, value, outputs, batch)
         except LossInputError as exc:
             if str(exc).startswith(f"term {key!r}"):
                 raise
             raise LossInputError(f"term {key!r}: {exc}") from exc
-        if type(value) is not Tensor or value.ndim != 0 or term._per_element:
-            value = term._finish(key, value, outputs, batch)
         values.append(value)
     return values
