@@ -80,6 +80,7 @@ class _Progress:
     """Counters updated every step; a plain object because nn.Module's __setattr__ is slow."""
 
     step: int = 0  # optimizer steps taken: the schedules' position
+    moving: bool = True  # whether step() has more to do: scheduled weights, adaptive balancer
     calls: int = 0  # forward calls, for check="first"
     checked_at: int = 0  # the step of the last non-finite check
 
@@ -231,6 +232,7 @@ class Criterion(nn.Module):
         ] = {}
         self._weight_values: list[float] = []
         self._constant_weights = all(isinstance(t.weight, Constant) for t in self.terms.values())
+        self._progress.moving = self._adaptive or not self._constant_weights
         self._weights = torch.zeros(0)
         self._weight_views: tuple[Tensor, ...] = ()
         self._nonfinite_sum = torch.zeros(0, dtype=torch.float64)
@@ -334,11 +336,13 @@ class Criterion(nn.Module):
 
     def step(self) -> None:
         """Advance the step count once per optimizer step: schedules move to the next value."""
-        self._progress.step += 1
-        if not self._constant_weights:
-            self._refresh()
-        if self._adaptive:
-            self.balancer.step()
+        progress = self._progress
+        progress.step += 1
+        if progress.moving:  # scheduled weights to refresh or an adaptive balancer to step
+            if not self._constant_weights:
+                self._refresh()
+            if self._adaptive:
+                self.balancer.step()
 
     def _require_key(self, key: str) -> None:
         if key not in self.terms:
