@@ -565,3 +565,15 @@ def test_steady_state_flags_a_nan_by_key() -> None:
         crit.check_finite()
     assert "'cls'" not in str(info.value)
     assert "'l2'" not in str(info.value)
+
+
+def test_steady_state_honours_a_subclass_forward() -> None:
+    # A subclass of a catalogue torch.nn loss that overrides forward is never bypassed.
+    class Doubled(type(lk.losses.get("mse"))):  # type: ignore[misc]
+        def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return 2 * super().forward(input, target)  # type: ignore[no-any-return]
+
+    crit = lk.Criterion({"reg": lk.Term(Doubled(), input="p", target="y")})
+    outputs, batch = {"p": torch.zeros(4)}, {"y": torch.ones(4)}
+    _settled(crit, outputs, batch)
+    torch.testing.assert_close(crit(outputs, batch).total, torch.tensor(2.0))

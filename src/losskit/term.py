@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from losskit import losses
 from losskit._module_call import GLOBAL_HOOKS, plain_call
 from losskit.errors import ConfigError, LossInputError
+from losskit.losses.contracts import unchecked_forward
 from losskit.schedules import Constant, Schedule
 
 __all__ = ["PlanEntry", "Selector", "Term", "WeightLike", "compute_terms"]
@@ -222,7 +223,7 @@ class Term(nn.Module):
                     loss._backward_hooks,
                     loss._backward_pre_hooks,
                 )
-            unchecked = getattr(type(loss), "unchecked_forward", None)
+            unchecked = unchecked_forward(loss)
             state = loss.__dict__.get("_check_state") if unchecked is not None else None
             self._fast = (input, target, loss, hooks, state, unchecked)
 

@@ -36,6 +36,7 @@ __all__ = [
     "InputKind",
     "ShapeRelation",
     "TargetKind",
+    "unchecked_forward",
 ]
 
 InputKind: TypeAlias = Literal[
@@ -341,6 +342,8 @@ class ContractedLoss:
     Set by losses whose ``forward`` is the check followed by a plain computation (the
     ``torch.nn`` losses of the catalogue), for a caller that found the check settled and the
     signature unchanged itself -- what :meth:`check_inputs` would conclude on its first line.
+    Read it through :func:`unchecked_forward`, which also makes sure no subclass or instance
+    overrides the ``forward`` it pairs with.
     """
 
     def _init_check(self, check: Check) -> None:
@@ -382,3 +385,36 @@ class ContractedLoss:
             state.calls += 1
             state.settled = state.mode == "first" and state.calls >= FIRST_CALLS
             self.contract.check_values(self.display_name, input, target, **context)
+
+
+def unchecked_forward(loss: object) -> Callable[..., Tensor] | None:
+    """``loss``'s :attr:`ContractedLoss.unchecked_forward`, if it has one that applies.
+
+    None unless the class that defines it is also the one whose ``forward`` ``loss`` runs: a
+    subclass (or an instance) that overrides ``forward`` must not be bypassed.
+
+    Example::
+
+        >>> import torch
+        >>> from losskit import losses
+        >>> unchecked_forward(losses.get("mse")) is torch.nn.MSELoss.forward
+        True
+        >>> class Scaled(type(losses.get("mse"))):
+        ...     def forward(self, input, target):
+        ...         return 2 * super().forward(input, target)
+        >>> unchecked_forward(Scaled()) is None
+        True
+    """
+    if "forward" in getattr(loss, "__dict__", {}):
+        return None
+    klass: type[Any]
+    for klass in type(loss).__mro__:
+        if "unchecked_forward" in vars(klass):
+            found: Callable[..., Tensor] | None = klass.unchecked_forward
+            paired = getattr(klass, "forward", None)
+            return (
+                found
+                if paired is not None and getattr(type(loss), "forward", None) is paired
+                else None
+            )
+    return None
