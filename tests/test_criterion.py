@@ -577,3 +577,23 @@ def test_steady_state_honours_a_subclass_forward() -> None:
     outputs, batch = {"p": torch.zeros(4)}, {"y": torch.ones(4)}
     _settled(crit, outputs, batch)
     torch.testing.assert_close(crit(outputs, batch).total, torch.tensor(2.0))
+
+
+def test_steady_state_of_a_deep_copy_runs_the_copys_hooks() -> None:
+    # The steady state holds the hook registries of the criterion and its losses: a copy must
+    # hold its own, so a hook on the copy runs and the original stays untouched.
+    import copy
+
+    crit = lk.Criterion({"reg": lk.Term(nn.L1Loss(), input="p", target="y")})
+    outputs, batch = {"p": torch.zeros(4)}, {"y": torch.ones(4)}
+    _settled(crit, outputs, batch)
+    clone = copy.deepcopy(crit)
+    seen: list[str] = []
+    clone.term("reg").loss.register_forward_hook(  # type: ignore[union-attr]
+        lambda module, args, out: seen.append("loss")
+    )
+    clone.register_forward_pre_hook(lambda module, args: seen.append("criterion"))
+    torch.testing.assert_close(clone(outputs, batch).total, torch.tensor(1.0))
+    assert seen == ["criterion", "loss"]
+    crit(outputs, batch)
+    assert seen == ["criterion", "loss"]
