@@ -597,3 +597,15 @@ def test_steady_state_of_a_deep_copy_runs_the_copys_hooks() -> None:
     assert seen == ["criterion", "loss"]
     crit(outputs, batch)
     assert seen == ["criterion", "loss"]
+
+
+def test_changing_check_at_run_time_leaves_the_steady_state() -> None:
+    crit = lk.Criterion({"a": lk.Term("mse", input="p", target="y")}, nonfinite="skip")
+    with pytest.raises(lk.ConfigError, match="nonfinite='skip' needs checking"):
+        crit.check = "off"
+    crit.nonfinite = "raise"
+    outputs, batch = {"p": torch.zeros(4)}, {"y": torch.ones(4)}
+    _settled(crit, outputs, batch)
+    crit.check = "always"  # from now on every call is checked synchronously
+    with pytest.raises(lk.NonFiniteLossError, match="'a' are non-finite"):
+        crit({"p": torch.full((4,), float("nan"))}, batch)

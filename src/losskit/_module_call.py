@@ -11,10 +11,12 @@ records the same operations, without the module's scope name.)
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 from torch.nn.modules import module as _module
 
-__all__ = ["GLOBAL_HOOKS", "plain_call"]
+__all__ = ["GLOBAL_HOOKS", "hook_registries", "plain_call"]
 
 GLOBAL_HOOKS = (
     _module._global_forward_hooks,
@@ -24,6 +26,29 @@ GLOBAL_HOOKS = (
 )
 """The registries of global module hooks (mutated in place, never rebound, by torch):
 ``any(GLOBAL_HOOKS)`` says whether one is registered, without a Python frame."""
+
+
+def hook_registries(module: nn.Module) -> tuple[dict[Any, Any], ...]:
+    """``module``'s own forward and backward hook registries (torch mutates them in place).
+
+    Held once, ``any(registries)`` tells whether the module has a hook now without reading the
+    module's attributes (each a slow lookup: ``nn.Module`` defines ``__getattr__``).
+
+    Example::
+
+        >>> import torch
+        >>> layer = torch.nn.Linear(2, 2)
+        >>> registries = hook_registries(layer)
+        >>> handle = layer.register_forward_pre_hook(lambda m, i: None)
+        >>> any(registries)
+        True
+    """
+    return (
+        module._forward_hooks,
+        module._forward_pre_hooks,
+        module._backward_hooks,
+        module._backward_pre_hooks,
+    )
 
 
 def plain_call(module: nn.Module) -> bool:
@@ -40,10 +65,5 @@ def plain_call(module: nn.Module) -> bool:
         False
     """
     return not (
-        module._forward_hooks
-        or module._forward_pre_hooks
-        or module._backward_hooks
-        or module._backward_pre_hooks
-        or module._compiled_call_impl is not None
-        or any(GLOBAL_HOOKS)
+        any(hook_registries(module)) or module._compiled_call_impl is not None or any(GLOBAL_HOOKS)
     )

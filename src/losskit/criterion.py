@@ -31,7 +31,7 @@ from typing import Any, Literal, TypeAlias, cast
 import torch
 from torch import Tensor, nn
 
-from losskit._module_call import GLOBAL_HOOKS
+from losskit._module_call import GLOBAL_HOOKS, hook_registries
 from losskit.balancers import BalancerSpec, GradientBalancer, GradNorm, Mean, create
 from losskit.errors import ConfigError, LossKitWarning, NonFiniteLossError
 from losskit.result import LossResult
@@ -80,7 +80,6 @@ class _Progress:
     """Counters updated every step; a plain object because nn.Module's __setattr__ is slow."""
 
     step: int = 0  # optimizer steps taken: the schedules' position
-    moving: bool = True  # whether step() has more to do: scheduled weights, adaptive balancer
     calls: int = 0  # forward calls, for check="first"
     checked_at: int = 0  # the step of the last non-finite check
 
@@ -105,13 +104,8 @@ class _Steady:
         self.weights = crit._weights
         self.views = crit._weight_views
         self.pending = crit._pending
-        self.flagging = crit._flagging
-        self.hooks = (
-            crit._forward_hooks,
-            crit._forward_pre_hooks,
-            crit._backward_hooks,
-            crit._backward_pre_hooks,
-        )
+        self.flagging = crit._check != "off"
+        self.hooks = hook_registries(crit)
 
 
 def _summarise(tensor: Tensor) -> str:
@@ -189,12 +183,7 @@ class Criterion(nn.Module):
     ) -> None:
         super().__init__()
         resolved = create(balancer)
-        if nonfinite not in ("raise", "warn", "skip"):
-            raise ConfigError(f"nonfinite must be 'raise', 'warn' or 'skip', got {nonfinite!r}")
-        if check not in ("first", "always", "off"):
-            raise ConfigError(f"check must be 'first', 'always' or 'off', got {check!r}")
-        if nonfinite == "skip" and check == "off":
-            raise ConfigError("nonfinite='skip' needs checking: use check='always' or 'first'")
+        self._configure(nonfinite, check, check_steps)
         self.terms = nn.ModuleDict()
         for key, term in self._split_monitors(_terms_from(terms)):
             try:
@@ -218,11 +207,7 @@ class Criterion(nn.Module):
                     f"one backward pass, but the {type(resolved).__name__} balancer takes one "
                     "per key; build them with chunked=False or use a loss-level balancer"
                 )
-        self._flagging = False
         self._steady: _Steady | None = None
-        self._nonfinite: NonFinite = nonfinite
-        self._check: Check = check
-        self._check_steps = check_steps
         self._progress = _Progress()
         self._enabled = {k for k, t in self.terms.items() if t.enabled_at_start}
         self._active: tuple[str, ...] = ()
@@ -232,7 +217,6 @@ class Criterion(nn.Module):
         ] = {}
         self._weight_values: list[float] = []
         self._constant_weights = all(isinstance(t.weight, Constant) for t in self.terms.values())
-        self._progress.moving = self._adaptive or not self._constant_weights
         self._weights = torch.zeros(0)
         self._weight_views: tuple[Tensor, ...] = ()
         self._nonfinite_sum = torch.zeros(0, dtype=torch.float64)
@@ -242,6 +226,17 @@ class Criterion(nn.Module):
         self._refresh()
 
     # -- checking -------------------------------------------------------------------------
+    def _configure(self, nonfinite: NonFinite, check: Check, check_steps: int) -> None:
+        if nonfinite not in ("raise", "warn", "skip"):
+            raise ConfigError(f"nonfinite must be 'raise', 'warn' or 'skip', got {nonfinite!r}")
+        if check not in ("first", "always", "off"):
+            raise ConfigError(f"check must be 'first', 'always' or 'off', got {check!r}")
+        if nonfinite == "skip" and check == "off":
+            raise ConfigError("nonfinite='skip' needs checking: use check='always' or 'first'")
+        self._nonfinite: NonFinite = nonfinite
+        self._check: Check = check
+        self._check_steps = check_steps
+
     @property
     def nonfinite(self) -> NonFinite:
         """What a non-finite term does: ``"raise"``, ``"warn"`` or ``"skip"``."""
@@ -249,11 +244,7 @@ class Criterion(nn.Module):
 
     @nonfinite.setter
     def nonfinite(self, value: NonFinite) -> None:
-        if value not in ("raise", "warn", "skip"):
-            raise ConfigError(f"nonfinite must be 'raise', 'warn' or 'skip', got {value!r}")
-        if value == "skip" and self._check == "off":
-            raise ConfigError("nonfinite='skip' needs checking: set check='always' or 'first'")
-        self._nonfinite = value
+        self._configure(value, self._check, self._check_steps)
         self._settle()
 
     @property
@@ -263,11 +254,7 @@ class Criterion(nn.Module):
 
     @check.setter
     def check(self, value: Check) -> None:
-        if value not in ("first", "always", "off"):
-            raise ConfigError(f"check must be 'first', 'always' or 'off', got {value!r}")
-        if value == "off" and self._nonfinite == "skip":
-            raise ConfigError("nonfinite='skip' needs checking: keep check='always' or 'first'")
-        self._check = value
+        self._configure(self._nonfinite, value, self._check_steps)
         self._settle()
 
     @property
@@ -277,7 +264,7 @@ class Criterion(nn.Module):
 
     @check_steps.setter
     def check_steps(self, value: int) -> None:
-        self._check_steps = value
+        self._configure(self._nonfinite, self._check, value)
         self._settle()
 
     # -- monitor-only terms ----------------------------------------------------------------
@@ -294,7 +281,7 @@ class Criterion(nn.Module):
                 "least one term to train on"
             )
         self._monitor_plan: tuple[PlanEntry, ...] = tuple(
-            (k, t, t._fast) for k, t in self.monitors.items() if isinstance(t, Term)
+            _entry(k, t) for k, t in self.monitors.items() if isinstance(t, Term)
         )
         return trained
 
@@ -336,13 +323,11 @@ class Criterion(nn.Module):
 
     def step(self) -> None:
         """Advance the step count once per optimizer step: schedules move to the next value."""
-        progress = self._progress
-        progress.step += 1
-        if progress.moving:  # scheduled weights to refresh or an adaptive balancer to step
-            if not self._constant_weights:
-                self._refresh()
-            if self._adaptive:
-                self.balancer.step()
+        self._progress.step += 1
+        if not self._constant_weights:
+            self._refresh()
+        if self._adaptive:
+            self.balancer.step()
 
     def _require_key(self, key: str) -> None:
         if key not in self.terms:
@@ -462,7 +447,8 @@ class Criterion(nn.Module):
     ) -> LossResult:
         """The total of computed parts: devices, dtypes, subsets, checks and balancers."""
         weights = self._weights
-        if weights.device != stacked.device:
+        moved = weights.device != stacked.device
+        if moved:
             self._weights = weights = weights.to(stacked.device)
             self._weight_views = weights.unbind()
             self._fold()
@@ -477,7 +463,8 @@ class Criterion(nn.Module):
         compiling = torch.compiler.is_compiling()
         if not compiling:
             self._progress.calls += 1
-            self._settle()
+            if moved or self._progress.calls == self._check_steps:
+                self._settle()  # the weights the steady state reads moved, or its checks ended
         sync = self.check == "always" or self.nonfinite == "skip"
         sync = sync or (self.check == "first" and self._progress.calls <= self.check_steps)
         if sync and not compiling:
@@ -521,7 +508,6 @@ class Criterion(nn.Module):
         The steady state: past the synchronous checks (or none asked for), fixed weights (no
         adaptive balancer), no monitor-only terms and ``forward`` not overridden by a subclass.
         """
-        self._flagging = self._check != "off"
         steady = (
             bool(self._active)
             and not self._adaptive

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from losskit import losses
-from losskit._module_call import GLOBAL_HOOKS, plain_call
+from losskit._module_call import GLOBAL_HOOKS, hook_registries, plain_call
 from losskit.errors import ConfigError, LossInputError
 from losskit.losses.contracts import unchecked_forward
 from losskit.schedules import Constant, Schedule
@@ -215,14 +215,7 @@ class Term(nn.Module):
         # ones that passed last time needs no second look (the contract's own fast path, inline).
         self._fast: _Fast | None = None
         if isinstance(input, str) and isinstance(target, str) and not per_element:
-            hooks = None
-            if isinstance(loss, nn.Module):
-                hooks = (
-                    loss._forward_hooks,
-                    loss._forward_pre_hooks,
-                    loss._backward_hooks,
-                    loss._backward_pre_hooks,
-                )
+            hooks = hook_registries(loss) if isinstance(loss, nn.Module) else None
             unchecked = unchecked_forward(loss)
             state = loss.__dict__.get("_check_state") if unchecked is not None else None
             self._fast = (input, target, loss, hooks, state, unchecked)
