@@ -490,7 +490,7 @@ def _settled(crit: lk.Criterion, outputs: dict[str, torch.Tensor], batch: object
         crit.step()
 
 
-def test_steady_state_equals_the_checked_path() -> None:
+def test_past_the_first_checks_equals_the_checked_path() -> None:
     # Past the first calls the criterion and its torch.nn losses skip their settled checks:
     # the same total, parts and gradients as a criterion that checks every call.
     torch.manual_seed(0)
@@ -512,7 +512,7 @@ def test_steady_state_equals_the_checked_path() -> None:
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
-def test_steady_state_still_checks_a_new_shape_and_runs_new_hooks() -> None:
+def test_past_the_first_checks_a_new_shape_is_checked_and_new_hooks_run() -> None:
     crit = lk.Criterion(
         {
             "reg": lk.Term("mse", input="p", target="y"),
@@ -552,7 +552,7 @@ def test_steady_state_still_checks_a_new_shape_and_runs_new_hooks() -> None:
     assert seen == []
 
 
-def test_steady_state_flags_a_nan_by_key() -> None:
+def test_past_the_first_checks_a_nan_is_flagged_by_key() -> None:
     torch.manual_seed(0)
     model, batch = ThreeHeads(), _batch()
     crit = _criterion()
@@ -567,7 +567,7 @@ def test_steady_state_flags_a_nan_by_key() -> None:
     assert "'l2'" not in str(info.value)
 
 
-def test_steady_state_honours_a_subclass_forward() -> None:
+def test_a_subclass_of_a_catalogue_loss_keeps_its_forward() -> None:
     # A subclass of a catalogue torch.nn loss that overrides forward is never bypassed.
     class Doubled(type(lk.losses.get("mse"))):  # type: ignore[misc]
         def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -579,7 +579,7 @@ def test_steady_state_honours_a_subclass_forward() -> None:
     torch.testing.assert_close(crit(outputs, batch).total, torch.tensor(2.0))
 
 
-def test_steady_state_of_a_deep_copy_runs_the_copys_hooks() -> None:
+def test_a_deep_copy_runs_the_copys_hooks() -> None:
     # The steady state holds the hook registries of the criterion and its losses: a copy must
     # hold its own, so a hook on the copy runs and the original stays untouched.
     import copy
@@ -599,7 +599,7 @@ def test_steady_state_of_a_deep_copy_runs_the_copys_hooks() -> None:
     assert seen == ["criterion", "loss"]
 
 
-def test_changing_check_at_run_time_leaves_the_steady_state() -> None:
+def test_changing_check_at_run_time() -> None:
     crit = lk.Criterion({"a": lk.Term("mse", input="p", target="y")}, nonfinite="skip")
     with pytest.raises(lk.ConfigError, match="nonfinite='skip' needs checking"):
         crit.check = "off"

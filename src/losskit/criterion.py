@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,12 +32,11 @@ from typing import Any, Literal, TypeAlias, cast
 import torch
 from torch import Tensor, nn
 
-from losskit._module_call import GLOBAL_HOOKS, hook_registries
-from losskit.balancers import BalancerSpec, GradientBalancer, GradNorm, Mean, create
+from losskit.balancers import BalancerSpec, GradientBalancer, capabilities, create
 from losskit.errors import ConfigError, LossKitWarning, NonFiniteLossError
 from losskit.result import LossResult
 from losskit.schedules import Constant
-from losskit.term import PlanEntry, Term, compute_terms
+from losskit.term import Term
 
 __all__ = ["Criterion", "TermLike"]
 
@@ -77,35 +77,14 @@ def _terms_from(
 
 @dataclass
 class _Progress:
-    """Counters updated every step; a plain object because nn.Module's __setattr__ is slow."""
+    """Counters updated every step (a plain object: they are not module state)."""
 
     step: int = 0  # optimizer steps taken: the schedules' position
     calls: int = 0  # forward calls, for check="first"
     checked_at: int = 0  # the step of the last non-finite check
 
 
-def _entry(key: str, term: Term) -> PlanEntry:
-    return key, term, term._fast
-
-
-class _Steady:
-    """What the criterion's steady-state call reads, gathered in a plain object.
-
-    ``nn.Module`` defines ``__getattr__``, so every attribute of a module takes a slow lookup
-    (no specialisation by the interpreter); a dozen of them per call showed in a training step.
-    The hook registries are torch's own dicts, mutated in place, so holding them is exact.
-    """
-
-    __slots__ = ("flagging", "hooks", "keys", "pending", "plan", "views", "weights")
-
-    def __init__(self, crit: Criterion) -> None:
-        self.plan = crit._plan
-        self.keys = crit._active
-        self.weights = crit._weights
-        self.views = crit._weight_views
-        self.pending = crit._pending
-        self.flagging = crit._check != "off"
-        self.hooks = hook_registries(crit)
+Plan: TypeAlias = tuple[tuple[str, Term], ...]
 
 
 def _summarise(tensor: Tensor) -> str:
@@ -166,9 +145,9 @@ class Criterion(nn.Module):
         ['loss', 'loss/fit', 'loss/mae', 'weight/fit']
     """
 
-    # Plain attributes, not buffers: every forward reads them and nn.Module's buffer lookup is
-    # slow; forward moves them to the parts' device on first use, and their values are derived
-    # from the step count kept in the extra state, so they need no place in state_dict.
+    # Plain attributes, not buffers: forward moves them to the parts' device on first use, and
+    # their values are derived from the step count kept in the extra state, so they need no
+    # place in state_dict.
     _weights: Tensor
     _nonfinite_sum: Tensor
 
@@ -195,11 +174,8 @@ class Criterion(nn.Module):
                 ) from exc
         resolved.bind(self.keys)
         self.balancer = resolved
-        # Sum and Mean fold into the precomputed weight vector: the default path stays as is.
-        self._adaptive = not getattr(resolved, "static", False)
-        self._divide = isinstance(resolved, Mean)
-        self._gradient = isinstance(resolved, GradientBalancer)
-        if self._gradient or isinstance(resolved, GradNorm):
+        self._capabilities = capabilities(resolved)
+        if self._capabilities.backward_per_key:
             single = [k for k, t in self.terms.items() if getattr(t.loss, "single_backward", 0)]
             if single:
                 raise ConfigError(
@@ -207,18 +183,15 @@ class Criterion(nn.Module):
                     f"one backward pass, but the {type(resolved).__name__} balancer takes one "
                     "per key; build them with chunked=False or use a loss-level balancer"
                 )
-        self._steady: _Steady | None = None
         self._progress = _Progress()
         self._enabled = {k for k, t in self.terms.items() if t.enabled_at_start}
         self._active: tuple[str, ...] = ()
-        self._plan: tuple[PlanEntry, ...] = ()
-        self._subsets: dict[
-            tuple[str, ...], tuple[tuple[str, ...], tuple[PlanEntry, ...], Tensor]
-        ] = {}
+        self._plan: Plan = ()
+        self._subsets: dict[tuple[str, ...], tuple[tuple[str, ...], Plan, Tensor]] = {}
         self._weight_values: list[float] = []
         self._constant_weights = all(isinstance(t.weight, Constant) for t in self.terms.values())
         self._weights = torch.zeros(0)
-        self._weight_views: tuple[Tensor, ...] = ()
+        self._weight_views: tuple[Tensor, ...] | None = None  # _weights unbound, when asked
         self._nonfinite_sum = torch.zeros(0, dtype=torch.float64)
         # Detached per-step vectors not yet added into _nonfinite_sum: appending a reference costs
         # no kernel, and one fold every _FOLD steps keeps the list short.
@@ -236,6 +209,11 @@ class Criterion(nn.Module):
         self._nonfinite: NonFinite = nonfinite
         self._check: Check = check
         self._check_steps = check_steps
+        # Calls up to this count look at the values synchronously (a host sync each).
+        synchronous = check == "always" or nonfinite == "skip"
+        self._synchronous_until = (
+            float("inf") if synchronous else check_steps if check == "first" else 0
+        )
 
     @property
     def nonfinite(self) -> NonFinite:
@@ -245,7 +223,6 @@ class Criterion(nn.Module):
     @nonfinite.setter
     def nonfinite(self, value: NonFinite) -> None:
         self._configure(value, self._check, self._check_steps)
-        self._settle()
 
     @property
     def check(self) -> Check:
@@ -255,7 +232,6 @@ class Criterion(nn.Module):
     @check.setter
     def check(self, value: Check) -> None:
         self._configure(self._nonfinite, value, self._check_steps)
-        self._settle()
 
     @property
     def check_steps(self) -> int:
@@ -265,14 +241,10 @@ class Criterion(nn.Module):
     @check_steps.setter
     def check_steps(self, value: int) -> None:
         self._configure(self._nonfinite, self._check, value)
-        self._settle()
 
     # -- monitor-only terms ----------------------------------------------------------------
     def _split_monitors(self, pairs: list[tuple[str, Term]]) -> list[tuple[str, Term]]:
-        """Keep monitor-only terms apart (in ``self.monitors``); return the trained ones.
-
-        A criterion without monitors pays one attribute test per call for the feature.
-        """
+        """Keep monitor-only terms apart (in ``self.monitors``); return the trained ones."""
         self.monitors = nn.ModuleDict({k: t for k, t in pairs if t.monitor})
         trained = [(k, t) for k, t in pairs if not t.monitor]
         if not trained:
@@ -280,8 +252,8 @@ class Criterion(nn.Module):
                 f"every term ({[k for k, _ in pairs]}) is monitor-only: a Criterion needs at "
                 "least one term to train on"
             )
-        self._monitor_plan: tuple[PlanEntry, ...] = tuple(
-            _entry(k, t) for k, t in self.monitors.items() if isinstance(t, Term)
+        self._monitor_plan: Plan = tuple(
+            (k, t) for k, t in self.monitors.items() if isinstance(t, Term)
         )
         return trained
 
@@ -326,7 +298,7 @@ class Criterion(nn.Module):
         self._progress.step += 1
         if not self._constant_weights:
             self._refresh()
-        if self._adaptive:
+        if not self._capabilities.fixed_weights:
             self.balancer.step()
 
     def _require_key(self, key: str) -> None:
@@ -346,20 +318,17 @@ class Criterion(nn.Module):
         if active == self._active and self._constant_weights:
             return
         values = [self.term(k).weight(self._progress.step) for k in active]
-        if self._divide and active:
-            values = [v / len(active) for v in values]
         if active != self._active or values != self._weight_values:
             # A new tensor (not an in-place copy): graphs built before this step keep theirs.
             device = self._weights.device
             self._weights = torch.tensor(values, dtype=torch.float32, device=device)
-            self._weight_views = self._weights.unbind()
+            self._weight_views = None
             self._subsets.clear()
             if active != self._active:
                 self._nonfinite_sum = torch.zeros(len(active), dtype=torch.float64, device=device)
                 self._pending.clear()
-                self._plan = tuple(_entry(k, self.term(k)) for k in active)
+                self._plan = tuple((k, self.term(k)) for k in active)
             self._active, self._weight_values = active, values
-            self._settle()
 
     def get_extra_state(self) -> dict[str, Any]:
         return {
@@ -377,39 +346,8 @@ class Criterion(nn.Module):
             raise ConfigError(f"state_dict names terms this criterion lacks: {sorted(unknown)}")
         self._enabled = set(state["enabled"])
         self._refresh()
-        self._settle()
 
     # -- forward -------------------------------------------------------------------------
-    def __call__(
-        self, outputs: Any, batch: Any = None, *, keys: Sequence[str] | None = None
-    ) -> LossResult:
-        steady = self._steady
-        if (
-            steady is not None
-            and keys is None
-            and not (any(steady.hooks) or any(GLOBAL_HOOKS))
-            and self._compiled_call_impl is None
-            and not torch.compiler.is_compiling()
-        ):
-            # The hot path, in this one frame: every enabled term, fixed weights, past the
-            # synchronous checks (what _trained and _combined do in that state), reading what
-            # it needs from `steady` (an nn.Module's own attributes are slow to look up).
-            parts = compute_terms(steady.plan, outputs, batch)
-            stacked = torch.stack(parts)
-            weights = steady.weights
-            if stacked.dtype is weights.dtype and stacked.device == weights.device:
-                result = LossResult(
-                    torch.dot(stacked, weights), steady.keys, tuple(parts), steady.views
-                )
-                if steady.flagging:  # the lazy non-finite flag
-                    steady.pending.append(stacked.detach())
-                    if len(steady.pending) >= _FOLD:
-                        self._fold()
-                return result
-            return self._combined(steady.keys, tuple(parts), stacked, None, outputs, batch)
-        called: LossResult = super().__call__(outputs, batch, keys=keys)
-        return called
-
     def forward(
         self, outputs: Any, batch: Any = None, *, keys: Sequence[str] | None = None
     ) -> LossResult:
@@ -418,132 +356,91 @@ class Criterion(nn.Module):
         ``keys`` restricts the computation to those terms (the enabled ones among them), e.g. the
         terms one optimizer steps on; their weights are the same as in the full total.
         """
-        result = self._trained(outputs, batch, keys)
+        if keys is None:
+            chosen, plan, index = self._active, self._plan, None
+        else:
+            chosen, plan, index = self._subset(tuple(keys))
+        if not chosen:
+            raise ConfigError("every term selected is disabled: nothing to compute")
+        parts = tuple(term.compute(key, outputs, batch) for key, term in plan)
+        monitored: tuple[tuple[str, Tensor], ...] = ()
         if self._monitor_plan:
             with torch.no_grad():  # monitor-only terms: values, no graph
-                values = compute_terms(self._monitor_plan, outputs, batch)
-                result._monitored = tuple(zip(self.monitored_keys, values))
-        return result
-
-    def _trained(self, outputs: Any, batch: Any, keys: Sequence[str] | None) -> LossResult:
-        """The total, parts and weights of the enabled (trained) terms."""
-        if keys is None:
-            keys, plan, index = self._active, self._plan, None
-        else:
-            keys, plan, index = self._subset(tuple(keys))
-        if not keys:
-            raise ConfigError("every term selected is disabled: nothing to compute")
-        parts = tuple(compute_terms(plan, outputs, batch))
-        return self._combined(keys, parts, torch.stack(parts), index, outputs, batch)
+                monitored = tuple(
+                    (key, term.compute(key, outputs, batch)) for key, term in self._monitor_plan
+                )
+        return self._combined(chosen, parts, index, outputs, batch, monitored)
 
     def _combined(
         self,
         keys: tuple[str, ...],
         parts: tuple[Tensor, ...],
-        stacked: Tensor,
         index: Tensor | None,
         outputs: Any,
         batch: Any,
+        monitored: tuple[tuple[str, Tensor], ...],
     ) -> LossResult:
-        """The total of computed parts: devices, dtypes, subsets, checks and balancers."""
+        """The total of computed parts: devices, dtypes, subsets, checks and the balancer."""
+        stacked = torch.stack(parts)
         weights = self._weights
-        moved = weights.device != stacked.device
-        if moved:
+        if weights.device != stacked.device:
             self._weights = weights = weights.to(stacked.device)
-            self._weight_views = weights.unbind()
+            self._weight_views = None
             self._fold()
             self._nonfinite_sum = self._nonfinite_sum.to(stacked.device)
             self._subsets.clear()
             if index is not None:
                 keys, _, index = self._subset(keys)
-        views = self._weight_views
         if index is not None:
             weights = weights.index_select(0, index)
-            views = weights.unbind()
         compiling = torch.compiler.is_compiling()
         if not compiling:
             self._progress.calls += 1
-            if moved or self._progress.calls == self._check_steps:
-                self._settle()  # the weights the steady state reads moved, or its checks ended
-        sync = self.check == "always" or self.nonfinite == "skip"
-        sync = sync or (self.check == "first" and self._progress.calls <= self.check_steps)
-        if sync and not compiling:
+        combined = stacked
+        if self._progress.calls <= self._synchronous_until and not compiling:
             finite = torch.isfinite(stacked.detach())
             if not bool(finite.all()):
                 bad = [k for k, ok in zip(keys, finite.tolist()) if not ok]
                 self._handle_nonfinite(bad, parts, outputs, batch)
-                if self.nonfinite == "skip" and self._adaptive:
+                if self.nonfinite == "skip":
                     # The balancer sees the offending terms as detached zeros with weight 0.
                     flags = finite.tolist()
-                    clean = [
-                        p if ok else torch.zeros_like(p.detach()) for p, ok in zip(parts, flags)
-                    ]
+                    combined = torch.stack(
+                        [p if ok else torch.zeros_like(p.detach()) for p, ok in zip(parts, flags)]
+                    )
                     weights = weights * finite.to(weights.dtype)
-                    return self._balanced(keys, parts, torch.stack(clean), weights, outputs)
-                if self.nonfinite == "skip":
-                    weights = weights * finite.to(weights.dtype)
-                    kept = [p * w for p, w, ok in zip(parts, weights, finite.tolist()) if ok]
-                    total = torch.stack(kept).sum() if kept else stacked.new_zeros(()).detach()
-                    return LossResult(total, keys, parts, weights)
-        elif self.check != "off":
-            if index is None and not compiling:
-                self._pending.append(stacked.detach())
-                if len(self._pending) >= _FOLD:
-                    self._fold()
-            elif index is None:
-                self._nonfinite_sum.add_(stacked.detach())
-            else:
-                self._nonfinite_sum.index_add_(0, index, stacked.detach().double())
-        if self._adaptive:
-            return self._balanced(keys, parts, stacked, weights, outputs)
-        if stacked.dtype != weights.dtype:
-            if stacked.dtype in (torch.float16, torch.bfloat16):
-                stacked = stacked.float()  # a half-precision total would round the weights
-            weights = weights.to(stacked.dtype)
-        return LossResult(torch.dot(stacked, weights), keys, parts, views)
+        elif self._check != "off":
+            self._flag(stacked.detach(), index, compiling)
+        if combined.dtype in (torch.float16, torch.bfloat16):
+            combined = combined.float()  # a half-precision total would round the weights
+        if weights.dtype != combined.dtype:
+            weights = weights.to(combined.dtype)
+        total, effective = self.balancer.combine(combined, weights, keys)
+        if effective is self._weights:  # unchanged since the last call: the same views
+            views = self._weight_views
+            if views is None:
+                views = self._weight_views = effective.detach().unbind()
+        else:
+            views = effective.detach().unbind()
+        backward = None
+        if self._capabilities.owns_backward and torch.is_grad_enabled():
+            balancer = cast(GradientBalancer, self.balancer)
+            context = (balancer.features(outputs), effective.detach())
+            backward = functools.partial(balancer.backward, context=context)
+        return LossResult(total, keys, parts, views, monitored=monitored, backward=backward)
 
-    def _settle(self) -> None:
-        """Whether ``__call__`` may take the steady state itself (and what it reads there).
+    def _flag(self, values: Tensor, index: Tensor | None, compiling: bool) -> None:
+        """Add this call's terms to the device-side non-finite flag (no host sync)."""
+        if index is None and not compiling:
+            self._pending.append(values)
+            if len(self._pending) >= _FOLD:
+                self._fold()
+        elif index is None:
+            self._nonfinite_sum.add_(values)
+        else:
+            self._nonfinite_sum.index_add_(0, index, values.double())
 
-        The steady state: past the synchronous checks (or none asked for), fixed weights (no
-        adaptive balancer), no monitor-only terms and ``forward`` not overridden by a subclass.
-        """
-        steady = (
-            bool(self._active)
-            and not self._adaptive
-            and self._nonfinite != "skip"
-            and (
-                self._check == "off"
-                or (self._check == "first" and self._progress.calls >= self._check_steps)
-            )
-            and not self._monitor_plan
-            and type(self).forward is _forward
-        )
-        self._steady = _Steady(self) if steady else None
-
-    def _balanced(
-        self,
-        keys: tuple[str, ...],
-        parts: tuple[Tensor, ...],
-        stacked: Tensor,
-        weights: Tensor,
-        outputs: Any,
-    ) -> LossResult:
-        """The total and weights of an adaptive balancer (and its backward, gradient-level)."""
-        if stacked.dtype in (torch.float16, torch.bfloat16):
-            stacked = stacked.float()
-        if weights.dtype != stacked.dtype:
-            weights = weights.to(stacked.dtype)
-        total, effective = self.balancer.combine(stacked, weights, keys)
-        result = LossResult(total, keys, parts, effective)
-        if self._gradient and torch.is_grad_enabled():
-            balancer = cast(GradientBalancer, self.balancer)  # checked once, in __init__
-            result._attach(balancer, (balancer.features(outputs), effective.detach()))
-        return result
-
-    def _subset(
-        self, keys: tuple[str, ...]
-    ) -> tuple[tuple[str, ...], tuple[PlanEntry, ...], Tensor]:
+    def _subset(self, keys: tuple[str, ...]) -> tuple[tuple[str, ...], Plan, Tensor]:
         cached = self._subsets.get(keys)
         if cached is None:
             for key in keys:
@@ -554,7 +451,7 @@ class Criterion(nn.Module):
                 dtype=torch.long,
                 device=self._weights.device,
             )
-            plan = tuple(_entry(k, self.term(k)) for k in chosen)
+            plan = tuple((k, self.term(k)) for k in chosen)
             cached = self._subsets[keys] = (chosen, plan, index)
         return cached
 
@@ -609,6 +506,3 @@ class Criterion(nn.Module):
 
     def extra_repr(self) -> str:
         return f"nonfinite={self.nonfinite!r}, check={self.check!r}"
-
-
-_forward = Criterion.forward  # a subclass that overrides forward goes through __call__

@@ -16,15 +16,42 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from losskit.balancers import GradientBalancer
+__all__ = ["Backward", "LossResult"]
 
-__all__ = ["LossResult"]
+
+class Backward(Protocol):
+    """A backward pass that replaces ``total.backward()`` (a gradient-level balancer's).
+
+    Called with the result and returns the weights it applied, or None when they are reported
+    later through :meth:`LossResult.report_weights`.
+    """
+
+    def __call__(
+        self,
+        result: LossResult,
+        *,
+        scale: float,
+        grad_scaler: torch.amp.GradScaler | None,
+        retain_graph: bool,
+    ) -> Tensor | None: ...
+
+
+def _spent(
+    result: LossResult,
+    *,
+    scale: float,
+    grad_scaler: torch.amp.GradScaler | None,
+    retain_graph: bool,
+) -> Tensor | None:
+    raise RuntimeError(
+        "this result's backward pass already ran and released what it held; pass "
+        "retain_graph=True to the first backward() to run it again"
+    )
 
 
 @functools.lru_cache(maxsize=256)
@@ -42,7 +69,7 @@ class LossResult:
     ``.item()``, so logging every step costs no host synchronisation.
     """
 
-    __slots__ = ("_balancer", "_context", "_keys", "_monitored", "_parts", "_weight_views", "total")
+    __slots__ = ("_backward", "_keys", "_monitored", "_parts", "_weights", "total")
 
     def __init__(
         self,
@@ -50,23 +77,24 @@ class LossResult:
         keys: tuple[str, ...],
         parts: tuple[Tensor, ...],
         weights: Tensor | tuple[Tensor, ...],
+        *,
+        monitored: tuple[tuple[str, Tensor], ...] = (),
+        backward: Backward | None = None,
     ) -> None:
-        """``weights`` is a vector with one entry per key, or those entries already unbound."""
+        """``weights`` has one entry per key (a vector, or its entries detached and unbound);
+        ``monitored`` holds ``(key, value)`` of the
+        monitor-only terms; ``backward`` replaces ``total.backward()`` (see :class:`Backward`)."""
         self.total = total
         self._keys = keys
         self._parts = parts
-        self._weight_views = weights.detach().unbind() if isinstance(weights, Tensor) else weights
-        self._balancer: GradientBalancer | None = None  # `_context` is set with it, by _attach
-        self._monitored: tuple[tuple[str, Tensor], ...] = ()  # monitor-only terms, no graph
+        self._weights = weights.detach().unbind() if isinstance(weights, Tensor) else weights
+        self._monitored = monitored
+        self._backward = backward
 
-    def _attach(self, balancer: GradientBalancer, context: Any) -> None:
-        """Hand :meth:`backward` over to a gradient-level balancer with what it captured."""
-        self._balancer = balancer
-        self._context: Any = context
-
-    def _set_weights(self, weights: Tensor) -> None:
-        """Report the weights a gradient-level balancer applied (after :meth:`backward`)."""
-        self._weight_views = weights.detach().unbind()
+    def report_weights(self, weights: Tensor) -> None:
+        """Set the weights a gradient-level balancer applied, when it knows them only after
+        :meth:`backward` (one entry per key of this result)."""
+        self._weights = weights.detach().unbind()
 
     def __getitem__(self, key: str) -> Tensor:
         try:
@@ -106,7 +134,7 @@ class LossResult:
     @property
     def weights(self) -> dict[str, Tensor]:
         """The weight each key had in ``total`` (a 0-dim tensor per key)."""
-        return dict(zip(self._keys, self._weight_views))
+        return dict(zip(self._keys, self._weights))
 
     def log(self, prefix: str = "") -> dict[str, Tensor]:
         """Detached values for logging: ``loss``, ``loss/<key>`` and ``weight/<key>``.
@@ -119,7 +147,7 @@ class LossResult:
         values = {total_name: self.total.detach()}
         for (loss_name, _), part in zip(names, self._parts):
             values[loss_name] = part.detach()
-        for (_, weight_name), weight in zip(names, self._weight_views):
+        for (_, weight_name), weight in zip(names, self._weights):
             values[weight_name] = weight
         for key, value in self._monitored:  # monitor-only terms: a loss, no weight
             values[f"{prefix}loss/{key}"] = value
@@ -139,19 +167,20 @@ class LossResult:
         balancer does the backward pass (only ``retain_graph`` is accepted) and
         :attr:`weights` then reports the weights it applied.
         """
-        if self._balancer is not None:
+        if self._backward is not None:
             unknown = set(kwargs) - {"retain_graph"}
             if unknown:
                 raise TypeError(
                     f"a gradient-level balancer's backward takes retain_graph only, got {unknown}"
                 )
-            self._balancer.backward(
-                self,
-                self._context,
-                scale=scale,
-                grad_scaler=grad_scaler,
-                retain_graph=bool(kwargs.get("retain_graph", False)),
+            retain = bool(kwargs.get("retain_graph", False))
+            applied = self._backward(
+                self, scale=scale, grad_scaler=grad_scaler, retain_graph=retain
             )
+            if not retain:
+                self._backward = _spent  # what it captured (activations) can be freed now
+            if applied is not None:
+                self.report_weights(applied)
             return
         loss = self.total if scale == 1.0 else self.total * scale
         if grad_scaler is not None:

@@ -13,19 +13,17 @@ Example::
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import torch
 from torch import Tensor, nn
 
 from losskit import losses
-from losskit._module_call import GLOBAL_HOOKS, hook_registries, plain_call
 from losskit.errors import ConfigError, LossInputError
-from losskit.losses.contracts import unchecked_forward
 from losskit.schedules import Constant, Schedule
 
-__all__ = ["PlanEntry", "Selector", "Term", "WeightLike", "compute_terms"]
+__all__ = ["Selector", "Term", "WeightLike"]
 
 Selector: TypeAlias = str | int | Callable[[Any, Any], Tensor]
 """Where a term finds a tensor: a key, a position, or ``fn(outputs, batch) -> Tensor``."""
@@ -48,9 +46,9 @@ def _describe(container: Any) -> str:
 
 def _pick(key: str, role: str, selector: Selector, where: str, source: Any, other: Any) -> Tensor:
     """Select ``role`` (input, target, mask, ...) for term ``key`` from ``source``."""
-    if type(selector) is str and type(source) is dict:  # the common case, kept cheap
+    if type(selector) is str and type(source) is dict:  # the common case first
         hit = source.get(selector)
-        if isinstance(hit, Tensor):
+        if type(hit) is Tensor:
             return hit
     found: Any
     if callable(selector):
@@ -109,15 +107,6 @@ def _as_schedule(weight: WeightLike) -> Schedule:
     )
 
 
-# How compute_terms() calls a term that reads one output key and one batch key: the keys, the
-# loss, a module loss's hook registries (None for a plain callable; torch mutates them in place,
-# so holding them spares the slow nn.Module attribute lookups), and for a catalogue torch.nn loss
-# its contract's check state and its forward without the check.
-_Fast: TypeAlias = tuple[str, str, Any, "tuple[dict[Any, Any], ...] | None", Any, Any]
-PlanEntry: TypeAlias = "tuple[str, Term, _Fast | None]"
-"""``(key, term, term's fast-call tuple)``: one entry of :func:`compute_terms`' plan."""
-
-
 class Term(nn.Module):
     """A loss and the selectors that feed it, with a weight (fixed or scheduled).
 
@@ -153,8 +142,6 @@ class Term(nn.Module):
         >>> term.compute("cls", out, batch)
         tensor(1.6094)
     """
-
-    _loss: Callable[..., Tensor]
 
     def __init__(
         self,
@@ -197,8 +184,6 @@ class Term(nn.Module):
         if not callable(loss):
             raise ConfigError(f"a term's loss must be callable, got {type(loss).__name__}")
         self.loss: Callable[..., Tensor] = loss
-        # The same callable in the instance dict: nn.Module's submodule lookup is slow per call.
-        self.__dict__["_loss"] = loss
         self.input = input
         self.target = target
         self.mask = mask
@@ -207,18 +192,8 @@ class Term(nn.Module):
         self.enabled_at_start = enabled
         self.monitor = monitor
         self._per_element = per_element
-        self._module_loss = isinstance(loss, nn.Module)
-        # The common case -- a key into the outputs, a key into the batch, no mask -- in one
-        # tuple, so compute_terms() reads both with two dict lookups and no helper calls. For a
-        # torch.nn loss of the catalogue it also holds the contract's check state and the forward
-        # without the check: once values are settled, a call whose shapes and dtypes are the
-        # ones that passed last time needs no second look (the contract's own fast path, inline).
-        self._fast: _Fast | None = None
-        if isinstance(input, str) and isinstance(target, str) and not per_element:
-            hooks = hook_registries(loss) if isinstance(loss, nn.Module) else None
-            unchecked = unchecked_forward(loss)
-            state = loss.__dict__.get("_check_state") if unchecked is not None else None
-            self._fast = (input, target, loss, hooks, state, unchecked)
+        # One input and one target: the loss is called on the two selections directly.
+        self._pair = input is not None and not isinstance(input, tuple) and target is not None
 
     def selected(self, key: str, outputs: Any, batch: Any) -> dict[str, Tensor]:
         """The tensors this term reads, by role (``input``, ``target``, ``mask``, ...)."""
@@ -257,13 +232,25 @@ class Term(nn.Module):
 
     def compute(self, key: str, outputs: Any, batch: Any) -> Tensor:
         """The unweighted value of this term (named ``key`` in errors) on one batch."""
-        return compute_terms(((key, self, self._fast),), outputs, batch)[0]
+        try:
+            if self._pair:
+                value = self.loss(
+                    _pick(key, "input", self.input, "outputs", outputs, batch),  # type: ignore[arg-type]
+                    _pick(key, "target", self.target, "batch", batch, outputs),  # type: ignore[arg-type]
+                )
+            else:
+                value = self._call(key, outputs, batch)
+            if type(value) is Tensor and value.ndim == 0 and not self._per_element:
+                return value
+            return self._finish(key, value, outputs, batch)
+        except LossInputError as exc:
+            if str(exc).startswith(f"term {key!r}"):
+                raise
+            raise LossInputError(f"term {key!r}: {exc}") from exc
 
     def _call(self, key: str, outputs: Any, batch: Any) -> Any:
         """Select the inputs (any selector kind) and call the loss on them."""
-        loss = self._loss
-        if self._module_loss and plain_call(loss):  # type: ignore[arg-type]
-            loss = loss.forward  # type: ignore[attr-defined]  # what loss(...) would run
+        loss = self.loss
         if self.input is None and self.target is None:
             return loss(outputs, batch)
         if isinstance(self.input, tuple):
@@ -326,62 +313,3 @@ class Term(nn.Module):
         if self.monitor:
             parts.append("monitor=True")
         return ", ".join(parts)
-
-
-def compute_terms(plan: Iterable[PlanEntry], outputs: Any, batch: Any) -> list[Tensor]:
-    """The unweighted values of the terms of ``(key, term, term._fast)`` entries, in order.
-
-    What :meth:`Term.compute` does for each, in one frame: a criterion computes all its terms
-    every step, and for the common term -- a key into the outputs, a key into the batch, no mask
-    -- this reads both with two dictionary lookups and calls the loss module's ``forward``
-    directly when ``module(...)`` would add nothing (see
-    :func:`~losskit._module_call.plain_call`); a catalogue ``torch.nn`` loss whose contract has
-    settled and whose inputs have the shapes and dtypes that passed last time is called without
-    its contract wrapper (see :attr:`~losskit.losses.contracts.ContractedLoss.unchecked_forward`).
-    Everything it reads per term is in the entry's tuple: an attribute of an ``nn.Module`` takes
-    the slow lookup path (``nn.Module`` defines ``__getattr__``), several per term add up.
-
-    Example::
-
-        >>> import torch
-        >>> a, b = Term("mse", input="p", target="y"), Term("l1", input="p", target="y")
-        >>> outputs, batch = {"p": torch.zeros(2)}, {"y": torch.tensor([1.0, 3.0])}
-        >>> compute_terms([("a", a, a._fast), ("b", b, b._fast)], outputs, batch)
-        [tensor(5.), tensor(2.)]
-    """
-    values = []
-    by_key = type(outputs) is dict and type(batch) is dict
-    global_hooks = any(GLOBAL_HOOKS)
-    for key, term, fast in plan:
-        try:
-            if (
-                by_key
-                and fast is not None
-                and type(x := outputs.get(fast[0])) is Tensor
-                and type(y := batch.get(fast[1])) is Tensor
-            ):
-                loss, hooks = fast[2], fast[3]
-                if hooks is None:  # a plain callable
-                    value = loss(x, y)
-                elif global_hooks or any(hooks) or loss._compiled_call_impl is not None:
-                    value = loss(x, y)  # what plain_call(loss) rules out: through __call__
-                elif (
-                    (state := fast[4]) is not None
-                    and state.settled
-                    and (x.shape, x.dtype, y.shape, y.dtype) == state.passed
-                ):
-                    value = fast[5](loss, x, y)
-                else:
-                    value = loss.forward(x, y)
-                if type(value) is not Tensor or value.ndim != 0:
-                    value = term._finish(key, value, outputs, batch)
-            else:
-                value = term._call(key, outputs, batch)
-                if type(value) is not Tensor or value.ndim != 0 or term._per_element:
-                    value = term._finish(key, value, outputs, batch)
-        except LossInputError as exc:
-            if str(exc).startswith(f"term {key!r}"):
-                raise
-            raise LossInputError(f"term {key!r}: {exc}") from exc
-        values.append(value)
-    return values

@@ -18,7 +18,15 @@ Example::
 from losskit.balancers._gradient import METHODS, Gradient
 from losskit.balancers._gradnorm import GradNorm
 from losskit.balancers._magnitude import Magnitude
-from losskit.balancers._protocol import Balancer, BalancerBase, BalancingError, GradientBalancer
+from losskit.balancers._protocol import (
+    Balancer,
+    BalancerBase,
+    BalancingError,
+    Capabilities,
+    GradientBalancer,
+    SynchronizedBalancer,
+    capabilities,
+)
 from losskit.balancers._registry import (
     BalancerSpec,
     available,
@@ -49,6 +57,7 @@ __all__ = [
     "BalancerBase",
     "BalancerSpec",
     "BalancingError",
+    "Capabilities",
     "GeometricMean",
     "GradNorm",
     "Gradient",
@@ -58,8 +67,10 @@ __all__ = [
     "RandomWeights",
     "Shared",
     "Sum",
+    "SynchronizedBalancer",
     "Uncertainty",
     "available",
+    "capabilities",
     "check_name",
     "create",
     "from_config",

@@ -14,7 +14,7 @@ import math
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +23,7 @@ from torchjd import aggregation
 from torchjd.autojac import backward as jac_backward
 from torchjd.autojac import mtl_backward
 
-from losskit.balancers._protocol import BalancerBase, BalancingError
+from losskit.balancers._protocol import BalancerBase, BalancingError, Capabilities
 from losskit.balancers._shared import Shared, _entries, shared_modules, trainable
 from losskit.errors import ConfigError, LossKitWarning, MissingDependencyError, NonFiniteLossError
 from losskit.tracking._distributed import all_reduce_sum, world_size
@@ -235,6 +235,13 @@ class Gradient(BalancerBase):
         1.0
     """
 
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        backward_per_key=True,
+        owns_backward=True,
+        synchronize=True,
+        fsdp_safe=False,
+        derivative_weights=False,
+    )
     aggregator: aggregation.Aggregator
 
     def __init__(
@@ -321,12 +328,12 @@ class Gradient(BalancerBase):
         scale: float,
         grad_scaler: torch.amp.GradScaler | None,
         retain_graph: bool,
-    ) -> None:
-        features, weights = context
+    ) -> Tensor | None:
+        features, weights = cast(tuple[Any, Tensor], context)
         keys = result.keys()
         parts = [result[k] for k in keys]
         if scale == 0.0:
-            return
+            return None
         device = parts[0].device
         factor = torch.full((), float(scale), device=device)
         if grad_scaler is not None:
@@ -334,7 +341,7 @@ class Gradient(BalancerBase):
         # Keys weighted 0 this step (scheduled off, skipped as non-finite) are left out.
         live = [i for i, (p, w) in enumerate(zip(parts, weights.tolist())) if p.requires_grad and w]
         if not live:
-            return
+            return None
         tensors = [parts[i].float() for i in live]
         scaled = (weights * factor).unbind()
         seeds = [scaled[i] for i in live]
@@ -342,8 +349,7 @@ class Gradient(BalancerBase):
         if not shared:
             # Every shared parameter is frozen: nothing to aggregate, the rest trains as usual.
             torch.autograd.backward(tensors, seeds, retain_graph=retain_graph)
-            result._set_weights(weights)
-            return
+            return weights
         if features:
             self._check_features(features, shared)
         try:
@@ -373,16 +379,13 @@ class Gradient(BalancerBase):
                     del p.jac
         if world_size(None) > 1:
             self._defer(jacobians, [keys[i] for i in live], weights, shared, result, grad_scaler)
-            if not retain_graph:
-                result._context = None  # its features hold activations until synchronize
-            return
+            return None  # reported by synchronize()
         rows = self._aggregate(jacobians, [keys[i] for i in live], factor, grad_scaler, shared)
         if len(live) == len(keys):
-            result._set_weights(rows * weights)
-        else:
-            effective = torch.zeros_like(weights)
-            effective[live] = rows * weights[live]
-            result._set_weights(effective)
+            return rows * weights
+        effective = torch.zeros_like(weights)
+        effective[live] = rows * weights[live]
+        return effective
 
     # -- several processes: aggregate once per optimizer step ------------------------------
     def _defer(
@@ -461,7 +464,7 @@ class Gradient(BalancerBase):
         effective = rows.to(term.dtype) * term
         for result in results:
             index = self.index(result.keys(), effective.device)
-            result._set_weights(effective.index_select(0, index))
+            result.report_weights(effective.index_select(0, index))
         return shared
 
     # -- the pieces ------------------------------------------------------------------------

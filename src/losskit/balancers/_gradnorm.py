@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
-from losskit.balancers._protocol import BalancerBase
+from losskit.balancers._protocol import BalancerBase, Capabilities
 from losskit.balancers._shared import Shared, _entries, trainable
 from losskit.errors import ConfigError
 from losskit.tracking._distributed import global_mean
@@ -47,6 +49,7 @@ class GradNorm(BalancerBase):
         True
     """
 
+    capabilities: ClassVar[Capabilities] = Capabilities(backward_per_key=True, fsdp_safe=False)
     task_weights: Tensor
     initial: Tensor
     pending: Tensor

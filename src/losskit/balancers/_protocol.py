@@ -1,14 +1,30 @@
 """The balancer protocol: how a Criterion turns its keyed terms into one total (and gradient).
 
 A balancer is bound once to the criterion's keys, combines the stacked terms of every call into a
-total and the per-key weights it applied, and advances its state once per optimizer step. A
-gradient-level balancer also owns the backward pass (:meth:`GradientBalancer.backward`), which
-``LossResult.backward`` hands over to it.
+total and the per-key weights it applied, and advances its state once per optimizer step. It
+declares what it needs from the criterion, the engine and the integrations in
+:class:`Capabilities` (read with :func:`capabilities`); they ask, never test its class. A
+gradient-level balancer (``owns_backward``) also does the backward pass
+(:meth:`GradientBalancer.backward`), which ``LossResult.backward`` calls.
+
+Example::
+
+    >>> import torch, losskit as lk
+    >>> class Doubled(lk.balancers.BalancerBase):
+    ...     capabilities = lk.balancers.Capabilities(fixed_weights=True)
+    ...     def combine(self, losses, weights, keys):
+    ...         return 2 * torch.dot(losses, weights), 2 * weights
+    >>> crit = lk.Criterion({"a": lk.Term("mse")}, balancer=Doubled())
+    >>> crit(torch.zeros(2), torch.ones(2)).total
+    tensor(2.)
+    >>> lk.balancers.capabilities(crit.balancer).fixed_weights
+    True
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -19,7 +35,60 @@ from losskit.errors import ConfigError, LossKitError
 if TYPE_CHECKING:
     from losskit.result import LossResult
 
-__all__ = ["Balancer", "BalancerBase", "BalancingError", "GradientBalancer"]
+__all__ = [
+    "Balancer",
+    "BalancerBase",
+    "BalancingError",
+    "Capabilities",
+    "GradientBalancer",
+    "SynchronizedBalancer",
+    "capabilities",
+]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a balancer needs, declared on its class (torchmetrics' class flags, as a record).
+
+    Attributes:
+        fixed_weights: its weights are a function of the term weights alone (no state, no
+            reading of loss values): ranks agree without any exchange.
+        backward_per_key: it backpropagates each key on its own (per-key gradients of shared
+            parameters), so it refuses losses that allow a single backward pass.
+        owns_backward: ``LossResult.backward`` calls its :meth:`GradientBalancer.backward`
+            instead of ``total.backward()``; it then reports the weights it applied.
+        synchronize: under ``torch.distributed`` it reduces its gradients itself, once per
+            optimizer step, through ``synchronize()`` (called by
+            :func:`losskit.engine.distributed.synchronize_gradients`); DDP must not average them.
+        fsdp_safe: it works on an FSDP2-sharded model (per-key gradients of sharded
+            parameters do not exist on one rank).
+        rank_consistent: every rank computes the same weights (False when it draws random
+            numbers from each process's generator).
+        derivative_weights: the reported weight of each key equals ``d total / d part``.
+    """
+
+    fixed_weights: bool = False
+    backward_per_key: bool = False
+    owns_backward: bool = False
+    synchronize: bool = False
+    fsdp_safe: bool = True
+    rank_consistent: bool = True
+    derivative_weights: bool = True
+
+
+def capabilities(balancer: object) -> Capabilities:
+    """What ``balancer`` declares in its ``capabilities`` attribute (defaults when it has none).
+
+    Example::
+
+        >>> import losskit as lk
+        >>> capabilities(lk.balancers.Sum()).fixed_weights
+        True
+        >>> capabilities(object()) == Capabilities()
+        True
+    """
+    declared = getattr(balancer, "capabilities", None)
+    return declared if isinstance(declared, Capabilities) else Capabilities()
 
 
 class BalancingError(LossKitError, RuntimeError):
@@ -34,7 +103,8 @@ class Balancer(Protocol):
     ``combine(losses, weights, keys)`` gets the stacked unweighted terms of the enabled ``keys``
     (graph attached) and their term weights (fixed or scheduled) and returns the total to
     backpropagate and the weight each key effectively had in it (d total / d term). ``step()`` is
-    called once per optimizer step by ``Criterion.step()``.
+    called once per optimizer step by ``Criterion.step()``. A ``capabilities`` attribute (a
+    :class:`Capabilities`) is optional: without one the defaults apply.
     """
 
     def bind(self, keys: tuple[str, ...]) -> None: ...
@@ -50,9 +120,11 @@ class Balancer(Protocol):
 class GradientBalancer(Balancer, Protocol):
     """A balancer that combines per-key gradients inside ``LossResult.backward``.
 
-    ``features(outputs)`` is called by the criterion on every call with gradients enabled and
-    returns what ``backward`` needs besides the terms (the shared representation); ``backward``
-    then writes the ``.grad`` fields and reports its weights with ``result._set_weights``.
+    Declared with ``Capabilities(owns_backward=True)``. ``features(outputs)`` is called by the
+    criterion on every call with gradients enabled and returns what ``backward`` needs besides
+    the terms (the shared representation); ``backward`` then writes the ``.grad`` fields and
+    returns the weights it applied (None when they are known only later, as under
+    ``torch.distributed``, where it reports them with :meth:`LossResult.report_weights`).
     """
 
     def features(self, outputs: Any) -> Any: ...
@@ -65,7 +137,19 @@ class GradientBalancer(Balancer, Protocol):
         scale: float,
         grad_scaler: torch.amp.GradScaler | None,
         retain_graph: bool,
-    ) -> None: ...
+    ) -> Tensor | None: ...
+
+
+@runtime_checkable
+class SynchronizedBalancer(Balancer, Protocol):
+    """A balancer that reduces its own gradients across ranks (``Capabilities(synchronize=True)``).
+
+    ``synchronize()`` is called once per optimizer step, before the optimizer, by
+    :func:`losskit.engine.distributed.synchronize_gradients`; it writes the shared parameters'
+    ``.grad`` and returns those parameters (DDP must leave them alone).
+    """
+
+    def synchronize(self) -> list[Tensor]: ...
 
 
 class BalancerBase(nn.Module):
@@ -75,8 +159,8 @@ class BalancerBase(nn.Module):
     criterion's ``state_dict()`` because the criterion registers its balancer as a submodule.
     """
 
-    #: whether ``combine`` is the plain weighted sum (the criterion then keeps its fast path)
-    static: ClassVar[bool] = False
+    #: what this balancer needs from the criterion, the engine and the integrations
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self) -> None:
         super().__init__()

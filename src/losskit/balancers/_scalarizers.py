@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torchjd import scalarization
 
-from losskit.balancers._protocol import BalancerBase
+from losskit.balancers._protocol import BalancerBase, Capabilities
 from losskit.errors import ConfigError, LossKitWarning
 from losskit.tracking._distributed import global_mean
 
@@ -223,6 +223,8 @@ class RandomWeights(_Scalarized):
         >>> round(float(res.weights["a"] + res.weights["b"]), 6)
         1.0
     """
+
+    capabilities: ClassVar[Capabilities] = Capabilities(rank_consistent=False)
 
     def _make(self, n: int) -> scalarization.Scalarizer:
         return scalarization.Random()

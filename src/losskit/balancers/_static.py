@@ -11,15 +11,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from losskit.balancers._protocol import BalancerBase
+from losskit.balancers._protocol import BalancerBase, Capabilities
 
 __all__ = ["Mean", "Sum"]
 
 
 class Sum(BalancerBase):
     """The weighted sum of the enabled terms (the default).
-
-    The criterion folds it into its precomputed weight vector, so it costs nothing per call.
 
     Example::
 
@@ -30,7 +28,7 @@ class Sum(BalancerBase):
         tensor(1.5000)
     """
 
-    static: ClassVar[bool] = True
+    capabilities: ClassVar[Capabilities] = Capabilities(fixed_weights=True)
 
     def combine(
         self, losses: Tensor, weights: Tensor, keys: tuple[str, ...]
@@ -39,7 +37,10 @@ class Sum(BalancerBase):
 
 
 class Mean(BalancerBase):
-    """The weighted sum divided by the number of enabled terms (reported weights include it).
+    """The weighted sum divided by the number of terms it combines (reported weights include it).
+
+    Over the enabled terms; with ``crit(..., keys=[...])`` (one optimizer's route) over the terms
+    of that call.
 
     Example::
 
@@ -50,7 +51,7 @@ class Mean(BalancerBase):
         (tensor(1.), tensor(0.5000))
     """
 
-    static: ClassVar[bool] = True
+    capabilities: ClassVar[Capabilities] = Capabilities(fixed_weights=True)
 
     def combine(
         self, losses: Tensor, weights: Tensor, keys: tuple[str, ...]

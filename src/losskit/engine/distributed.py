@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler
 
-from losskit.balancers import FAMO, Gradient, GradNorm, RandomWeights
+from losskit.balancers import SynchronizedBalancer, capabilities
 from losskit.criterion import Criterion
 from losskit.errors import ConfigError
 from losskit.tracking import _distributed
@@ -152,7 +152,7 @@ def leaves_parameters_unused(criterion: Criterion, optimizers: int) -> bool:
 
 
 def _explicit(criterion: Criterion, optimizers: int) -> bool:
-    return optimizers > 1 or isinstance(criterion.balancer, Gradient)
+    return optimizers > 1 or capabilities(criterion.balancer).synchronize
 
 
 class Replicas:
@@ -187,7 +187,7 @@ class Replicas:
         self.criterion = criterion
         self.explicit = self.world > 1 and _explicit(criterion, optimizers)
         # Learnable loss weights (or a gradient balancer) need a reduction of their own.
-        self._criterion_reduces = isinstance(criterion.balancer, Gradient) or any(
+        self._criterion_reduces = capabilities(criterion.balancer).synchronize or any(
             p.requires_grad for p in criterion.parameters()
         )
         self._loaders: dict[int, DataLoader[Any]] = {}
@@ -296,20 +296,21 @@ def _shard(loader: DataLoader[Any]) -> DataLoader[Any]:
     )
 
 
+def _name(balancer: object) -> str:
+    """How errors name a balancer: its registry name when it has one, else its class."""
+    return repr(getattr(balancer, "method", None) or type(balancer).__name__)
+
+
 def _refuse_unsupported(model: nn.Module, criterion: Criterion, optimizers: int) -> None:
     balancer = criterion.balancer
-    if is_fsdp(model) and isinstance(balancer, (Gradient, GradNorm)):
-        what = (
-            f"the gradient balancer {balancer.method!r}"
-            if isinstance(balancer, Gradient)
-            else "GradNorm"
-        )
+    declared = capabilities(balancer)
+    if is_fsdp(model) and not declared.fsdp_safe:
         raise ConfigError(
-            f"{what} cannot run on an FSDP2-sharded model: it needs per-key gradients of the "
-            "shared parameters on every rank, and FSDP2 keeps 1/world of each parameter per "
-            "rank and reduce-scatters gradients in its own backward hooks. Use DDP (the "
-            "Trainer's default for an unwrapped model) for it, or a loss-level balancer "
-            "(sum, magnitude, uncertainty, dwa) with FSDP2"
+            f"the balancer {_name(balancer)} cannot run on an FSDP2-sharded model: it needs "
+            "per-key gradients of the shared parameters on every rank, and FSDP2 keeps "
+            "1/world of each parameter per rank and reduce-scatters gradients in its own "
+            "backward hooks. Use DDP (the Trainer's default for an unwrapped model) for it, or "
+            "a loss-level balancer (sum, magnitude, uncertainty, dwa) with FSDP2"
         )
     if is_fsdp(model) and optimizers > 1:
         raise ConfigError(
@@ -317,14 +318,12 @@ def _refuse_unsupported(model: nn.Module, criterion: Criterion, optimizers: int)
             "which bypasses FSDP2's reduce-scatter hooks: use DDP (pass the unwrapped model) "
             "for routed training"
         )
-    if isinstance(balancer, RandomWeights):
+    if not declared.rank_consistent:
         raise ConfigError(
-            "the 'random' balancer draws its weights from each process's generator, so ranks "
-            "would apply different weights; under torch.distributed use another balancer "
+            f"the balancer {_name(balancer)} draws its weights from each process's generator, "
+            "so ranks would apply different weights; under torch.distributed use another balancer "
             "(or seed every rank identically and draw the weights yourself)"
         )
-    if isinstance(balancer, FAMO):
-        return  # FAMO.update averages the recomputed terms over the ranks
 
 
 def _owner(model: nn.Module, extra: nn.Module | None) -> nn.Module:
@@ -426,8 +425,8 @@ def synchronize_gradients(criterion: Criterion, params: Iterable[Tensor] = ()) -
     """
     balancer = criterion.balancer
     shared: set[int] = set()
-    if isinstance(balancer, Gradient):
-        shared = {id(p) for p in balancer.synchronize()}
+    if capabilities(balancer).synchronize:
+        shared = {id(p) for p in cast(SynchronizedBalancer, balancer).synchronize()}
     if world() == 1:
         return
     seen: set[int] = set(shared)

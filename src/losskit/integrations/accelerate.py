@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from losskit.balancers import Gradient
+from losskit.balancers import capabilities
 from losskit.criterion import Criterion
 from losskit.engine import distributed
 from losskit.errors import ConfigError, MissingDependencyError
@@ -83,9 +83,11 @@ class AcceleratedCriterion:
         *,
         tracker: Tracker | None = None,
     ) -> None:
-        if isinstance(criterion.balancer, Gradient) and accelerator.mixed_precision == "fp16":
+        owns_backward = capabilities(criterion.balancer).owns_backward
+        if owns_backward and accelerator.mixed_precision == "fp16":
             raise ConfigError(
-                f"the gradient balancer {criterion.balancer.method!r} does its own backward pass, "
+                f"the gradient balancer {type(criterion.balancer).__name__} does its own "
+                "backward pass, "
                 "which Accelerate's fp16 loss scaler does not see (its unscale would shrink the "
                 "update): use Accelerator(mixed_precision='bf16') or 'no' (float32)"
             )
@@ -129,7 +131,7 @@ class AcceleratedCriterion:
     def backward(self, res: LossResult) -> None:
         """``accelerator.backward(res.total)``, or the gradient balancer's backward pass with the
         same ``1 / gradient_accumulation_steps`` scale."""
-        if self.replicas.explicit or res._balancer is not None:
+        if self.replicas.explicit or capabilities(self.criterion.balancer).owns_backward:
             res.backward(scale=1.0 / self.accelerator.gradient_accumulation_steps)
         else:
             self.accelerator.backward(res.total)

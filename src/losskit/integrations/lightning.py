@@ -234,9 +234,9 @@ class LossKitMixin:
         return criterion
 
     def _losskit_gradient_level(self) -> bool:
-        from losskit.balancers import Gradient
+        from losskit.balancers import capabilities
 
-        return isinstance(self._losskit_criterion().balancer, Gradient)
+        return capabilities(self._losskit_criterion().balancer).owns_backward
 
     def _losskit_ddp_sync(self, enabled: bool) -> None:
         # DDP's all-reduce would average the unaggregated gradients; the balancer reduces.

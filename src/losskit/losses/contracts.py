@@ -20,7 +20,7 @@ the loss would broadcast them to (8, 8); give both the same shape (e.g. target.s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeAlias
 
@@ -36,7 +36,6 @@ __all__ = [
     "InputKind",
     "ShapeRelation",
     "TargetKind",
-    "unchecked_forward",
 ]
 
 InputKind: TypeAlias = Literal[
@@ -336,15 +335,6 @@ class ContractedLoss:
 
     contract: ClassVar[Contract]
     loss_name: ClassVar[str]
-    unchecked_forward: ClassVar[Callable[..., Tensor] | None] = None
-    """``forward`` without the contract check, as ``unchecked_forward(module, input, target)``.
-
-    Set by losses whose ``forward`` is the check followed by a plain computation (the
-    ``torch.nn`` losses of the catalogue), for a caller that found the check settled and the
-    signature unchanged itself -- what :meth:`check_inputs` would conclude on its first line.
-    Read it through :func:`unchecked_forward`, which also makes sure no subclass or instance
-    overrides the ``forward`` it pairs with.
-    """
 
     def _init_check(self, check: Check) -> None:
         if check not in ("first", "always", "off"):
@@ -385,36 +375,3 @@ class ContractedLoss:
             state.calls += 1
             state.settled = state.mode == "first" and state.calls >= FIRST_CALLS
             self.contract.check_values(self.display_name, input, target, **context)
-
-
-def unchecked_forward(loss: object) -> Callable[..., Tensor] | None:
-    """``loss``'s :attr:`ContractedLoss.unchecked_forward`, if it has one that applies.
-
-    None unless the class that defines it is also the one whose ``forward`` ``loss`` runs: a
-    subclass (or an instance) that overrides ``forward`` must not be bypassed.
-
-    Example::
-
-        >>> import torch
-        >>> from losskit import losses
-        >>> unchecked_forward(losses.get("mse")) is torch.nn.MSELoss.forward
-        True
-        >>> class Scaled(type(losses.get("mse"))):
-        ...     def forward(self, input, target):
-        ...         return 2 * super().forward(input, target)
-        >>> unchecked_forward(Scaled()) is None
-        True
-    """
-    if "forward" in getattr(loss, "__dict__", {}):
-        return None
-    klass: type[Any]
-    for klass in type(loss).__mro__:
-        if "unchecked_forward" in vars(klass):
-            found: Callable[..., Tensor] | None = klass.unchecked_forward
-            paired = getattr(klass, "forward", None)
-            return (
-                found
-                if paired is not None and getattr(type(loss), "forward", None) is paired
-                else None
-            )
-    return None

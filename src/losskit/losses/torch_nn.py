@@ -253,7 +253,7 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
 
     def forward_pair_checked(self: Any, input: Tensor, target: Tensor, *args: Any) -> Tensor:
         state = self.__dict__["_check_state"]
-        # The steady state inline: the shapes and dtypes that passed last time, values settled.
+        # What check_inputs decides first, without its frame: nothing to look at again.
         if not (
             state.settled
             and target is not None
@@ -269,7 +269,6 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
         "forward": forward,
         "contract": contract,
         "loss_name": name,
-        "unchecked_forward": None if name in _MULTI_INPUT else staticmethod(base.forward),
         "__module__": __name__,
         "__qualname__": base.__name__,
         "__doc__": f"``torch.nn.{base.__name__}`` checked against losskit's input contract.",

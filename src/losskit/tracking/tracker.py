@@ -113,7 +113,6 @@ class Tracker:
         self._buffers: dict[str, SplitBuffer] = {}
         self._layouts: dict[tuple[str, ...], Layout] = {}
         self._result_layouts: dict[tuple[str, ...], tuple[Layout, bool]] = {}
-        self._weight_cache: dict[Layout, tuple[tuple[Tensor, ...], int, list[float]]] = {}
         self._step = 0
         self._epoch = 0
         self._since_flush = 0
@@ -170,14 +169,14 @@ class Tracker:
         if buffer is None:
             buffer = self._buffers[split] = SplitBuffer(self._declared)
         row: list[Value]
-        if isinstance(values, LossResult) and not extra and not values._monitored:
+        if isinstance(values, LossResult) and not extra and not values.monitored:
             known = self._result_layouts.get(values.keys())
             if known is not None and known[1] and buffer.reads(known[0]):
                 # CPU values are read now: cheaper than detaching them, and nothing to wait for.
                 layout = known[0]
                 row = [values.total.item()]
                 row += [part.item() for part in values.parts.values()]
-                row += self._read_weights(layout, values)
+                row += [weight.item() for weight in values.weights.values()]
             else:
                 logged = values.log()
                 if known is None:
@@ -223,25 +222,6 @@ class Tracker:
         self._since_flush += 1
         if self.every is not None and self._since_flush >= self.every:
             self.flush()
-
-    def _read_weights(self, layout: Layout, res: LossResult) -> list[float]:
-        """The weights of ``res`` as numbers, read again only when they may have changed.
-
-        A Criterion hands out the same tuple of weight views, all of one vector, until a
-        weight changes; an in-place change of that vector bumps their shared version counter.
-        When the result does not carry such a tuple, every weight is read.
-        """
-        views = getattr(res, "_weight_views", None)
-        if not (isinstance(views, tuple) and views):
-            return [w.item() for w in res.weights.values()]
-        cached = self._weight_cache.get(layout)
-        if cached is not None and cached[0] is views and cached[1] == views[0]._version:
-            return cached[2]
-        read = [w.item() for w in views]
-        base = views[0]._base
-        if base is not None and all(v._base is base for v in views):
-            self._weight_cache[layout] = (views, views[0]._version, read)
-        return read
 
     def flush(self) -> list[Record]:
         """Reduce, write and return one interval record per split updated since the last flush.
