@@ -73,75 +73,6 @@ def test_total_and_gradients_equal_hand_written_weighted_sum() -> None:
         torch.testing.assert_close(a, b)
 
 
-def test_log_is_detached_with_stable_names() -> None:
-    model, batch = ThreeHeads(), _batch()
-    res = _criterion()(model(batch["x"]), batch)
-    log = res.log()
-    assert list(log) == [
-        "loss",
-        "loss/cls",
-        "loss/reg",
-        "loss/l2",
-        "weight/cls",
-        "weight/reg",
-        "weight/l2",
-    ]
-    assert all(not v.requires_grad and v.ndim == 0 for v in log.values())
-    torch.testing.assert_close(log["weight/reg"], torch.tensor(0.3))
-    assert list(res.log("val/"))[1] == "val/loss/cls"
-
-
-def test_selection_by_position_and_callable() -> None:
-    crit = lk.Criterion(
-        {
-            "a": lk.Term("mse", input=0, target=1),
-            "b": lk.Term(
-                "l1", input=lambda out, batch: out[1] * 2, target=lambda out, batch: batch[0]
-            ),
-        }
-    )
-    p, q = torch.randn(5), torch.randn(5)
-    y0, y1 = torch.randn(5), torch.randn(5)
-    res = crit((p, q), (y0, y1))
-    torch.testing.assert_close(res["a"], F.mse_loss(p, y1))
-    torch.testing.assert_close(res["b"], F.l1_loss(q * 2, y0))
-
-
-def test_tensor_pair_without_selectors() -> None:
-    crit = lk.Criterion({"mse": "mse", "l1": lk.Term("l1", weight=2.0)})
-    x, y = torch.randn(7), torch.randn(7)
-    torch.testing.assert_close(crit(x, y).total, F.mse_loss(x, y) + 2 * F.l1_loss(x, y))
-
-
-def test_missing_output_key_lists_available_keys() -> None:
-    crit = lk.Criterion({"cls": lk.Term("cross_entropy", input="logit", target="label")})
-    with pytest.raises(lk.LossInputError) as info:
-        crit({"logits": torch.zeros(2, 3)}, {"label": torch.zeros(2, dtype=torch.long)})
-    message = str(info.value)
-    assert "term 'cls'" in message
-    assert "'logit' not found in the outputs" in message
-    assert "['logits']" in message
-
-
-def test_missing_batch_key_points_to_where_it_is() -> None:
-    crit = lk.Criterion({"reg": lk.Term("mse", input="value", target="value")})
-    with pytest.raises(lk.LossInputError) as info:
-        crit({"value": torch.zeros(2)}, {"y": torch.zeros(2)})
-    assert "target key 'value' not found in the batch, which hold keys ['y']" in str(info.value)
-    assert "'value' is in the outputs" in str(info.value)
-
-
-def test_non_scalar_term_is_named() -> None:
-    crit = lk.Criterion(
-        {
-            "ok": lk.Term("mse"),
-            "bad": lk.Term(lambda out, batch: (out - batch).abs()),
-        }
-    )
-    with pytest.raises(lk.LossInputError, match=r"term 'bad'.*shape \(3,\), expected a scalar"):
-        crit(torch.zeros(3), torch.ones(3))
-
-
 @pytest.mark.parametrize(
     ("terms", "match"),
     [
@@ -156,11 +87,6 @@ def test_non_scalar_term_is_named() -> None:
 def test_bad_construction_is_refused(terms: object, match: str) -> None:
     with pytest.raises(lk.ConfigError, match=match):
         lk.Criterion(terms)  # type: ignore[arg-type]
-
-
-def test_unknown_loss_suggests_close_names() -> None:
-    with pytest.raises(lk.ConfigError, match="did you mean 'cross_entropy'"):
-        lk.Term("cross_entropi")
 
 
 def test_scheduled_weight_shows_in_log_the_same_step() -> None:
@@ -179,16 +105,6 @@ def test_scheduled_weight_shows_in_log_the_same_step() -> None:
         torch.testing.assert_close(res.total, log["weight/a"] * 1.0 + log["weight/b"] * 1.0)
         crit.step()
     assert seen == [(0.0, 0.0), (0.25, 0.5), (0.5, 1.0), (0.75, 1.0), (1.0, 0.0), (1.0, 0.5)]
-
-
-def test_weights_of_an_old_result_survive_a_step() -> None:
-    crit = lk.Criterion({"a": lk.Term("mse", weight=LinearWarmup(1.0, 2.0, steps=1))})
-    x = torch.zeros(3, requires_grad=True)
-    res = crit(x, torch.ones(3))
-    crit.step()
-    res.backward()  # the graph keeps the weight tensor it was built with
-    torch.testing.assert_close(res.weights["a"], torch.tensor(1.0))
-    torch.testing.assert_close(x.grad, torch.full((3,), -2 / 3))
 
 
 def test_state_dict_round_trip_resumes_schedules_and_enabled_set() -> None:
@@ -255,55 +171,6 @@ def test_mean_balancer_divides_by_enabled_terms() -> None:
     torch.testing.assert_close(res.weights["b"], torch.tensor(1.0))
     with pytest.raises(lk.ConfigError, match="balancer"):
         lk.Criterion({"a": "mse"}, balancer="magic")  # type: ignore[arg-type]
-
-
-def test_mask_and_sample_weight_match_hand_computed_weighted_mean() -> None:
-    g = torch.Generator().manual_seed(3)
-    logits, label = torch.randn(6, 4, generator=g), torch.randint(0, 4, (6,), generator=g)
-    mask = torch.tensor([True, False, True, True, False, True])
-    sw = torch.tensor([1.0, 2.0, 0.5, 1.0, 3.0, 2.0])
-    crit = lk.Criterion(
-        {
-            "cls": lk.Term(
-                "cross_entropy", input="logits", target="label", mask="m", sample_weight="w"
-            )
-        }
-    )
-    res = crit({"logits": logits}, {"label": label, "m": mask, "w": sw})
-    per = F.cross_entropy(logits, label, reduction="none")
-    w = mask.float() * sw
-    torch.testing.assert_close(res["cls"], (per * w).sum() / w.sum())
-
-
-def test_per_element_mask_on_a_module_loss() -> None:
-    pred, target = torch.randn(2, 3), torch.randn(2, 3)
-    mask = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
-    user_loss = nn.MSELoss()
-    crit = lk.Criterion({"r": lk.Term(user_loss, input="p", target="t", mask="m")})
-    res = crit({"p": pred}, {"t": target, "m": mask})
-    torch.testing.assert_close(res["r"], ((pred - target) ** 2 * mask).sum() / 3)
-    assert user_loss.reduction == "mean"  # the user's module is not changed
-
-
-def test_empty_mask_gives_zero_not_nan() -> None:
-    crit = lk.Criterion({"r": lk.Term("mse", input="p", target="t", mask="m")})
-    pred = torch.randn(4, requires_grad=True)
-    target = torch.tensor([1.0, 0.0, 2.0, 3.0])
-    res = crit({"p": pred}, {"t": target, "m": torch.zeros(4, dtype=torch.bool)})
-    torch.testing.assert_close(res.total, torch.tensor(0.0))
-    res.backward()
-    torch.testing.assert_close(pred.grad, torch.zeros(4))
-
-
-def test_mask_of_the_wrong_shape_is_never_broadcast() -> None:
-    crit = lk.Criterion({"r": lk.Term("mse", input="p", target="t", mask="m")})
-    with pytest.raises(lk.LossInputError, match=r"term 'r': mask has shape \(4, 1\)"):
-        crit({"p": torch.zeros(4)}, {"t": torch.zeros(4), "m": torch.ones(4, 1)})
-
-
-def test_mask_needs_an_unreducible_loss() -> None:
-    with pytest.raises(lk.ConfigError, match="reduction='none'"):
-        lk.Term(lambda x, y: (x - y).mean(), input="p", target="t", mask="m")
 
 
 def _nan_batch() -> tuple[ThreeHeads, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -427,14 +294,6 @@ def test_lazy_check_on_a_subset_names_the_right_key() -> None:
     with pytest.raises(lk.NonFiniteLossError, match=r"'b' became non-finite") as info:
         crit.check_finite()
     assert "'a'" not in str(info.value)
-
-
-def test_a_target_without_input_reads_the_outputs_themselves() -> None:
-    crit = lk.Criterion({"cls": lk.Term("cross_entropy", target="label")})
-    logits, label = torch.randn(4, 3), torch.tensor([0, 2, 1, 1])
-    torch.testing.assert_close(crit(logits, {"label": label}).total, F.cross_entropy(logits, label))
-    with pytest.raises(lk.LossInputError, match="no input selector, so the input is the model"):
-        crit({"logits": logits}, {"label": label})
 
 
 def test_hooks_on_a_loss_and_on_the_criterion_still_run() -> None:
@@ -565,18 +424,6 @@ def test_past_the_first_checks_a_nan_is_flagged_by_key() -> None:
         crit.check_finite()
     assert "'cls'" not in str(info.value)
     assert "'l2'" not in str(info.value)
-
-
-def test_a_subclass_of_a_catalogue_loss_keeps_its_forward() -> None:
-    # A subclass of a catalogue torch.nn loss that overrides forward is never bypassed.
-    class Doubled(type(lk.losses.get("mse"))):  # type: ignore[misc]
-        def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-            return 2 * super().forward(input, target)  # type: ignore[no-any-return]
-
-    crit = lk.Criterion({"reg": lk.Term(Doubled(), input="p", target="y")})
-    outputs, batch = {"p": torch.zeros(4)}, {"y": torch.ones(4)}
-    _settled(crit, outputs, batch)
-    torch.testing.assert_close(crit(outputs, batch).total, torch.tensor(2.0))
 
 
 def test_a_deep_copy_runs_the_copys_hooks() -> None:

@@ -36,5 +36,5 @@ def test_weights_and_state_are_bitwise_equal_on_every_rank_after_20_steps(
 
 def test_random_weights_are_refused_under_several_processes(ranks: list[Any]) -> None:
     for result in ranks:
-        assert "'random' balancer" in result["refused"]
+        assert "'RandomWeights' balancer" in result["refused"]
         assert "use another balancer" in result["refused"]

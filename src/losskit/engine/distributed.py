@@ -306,7 +306,7 @@ def _refuse_unsupported(model: nn.Module, criterion: Criterion, optimizers: int)
     declared = capabilities(balancer)
     if is_fsdp(model) and not declared.fsdp_safe:
         raise ConfigError(
-            f"the balancer {_name(balancer)} cannot run on an FSDP2-sharded model: it needs "
+            f"the {_name(balancer)} balancer cannot run on an FSDP2-sharded model: it needs "
             "per-key gradients of the shared parameters on every rank, and FSDP2 keeps "
             "1/world of each parameter per rank and reduce-scatters gradients in its own "
             "backward hooks. Use DDP (the Trainer's default for an unwrapped model) for it, or "
@@ -320,7 +320,7 @@ def _refuse_unsupported(model: nn.Module, criterion: Criterion, optimizers: int)
         )
     if not declared.rank_consistent:
         raise ConfigError(
-            f"the balancer {_name(balancer)} draws its weights from each process's generator, "
+            f"the {_name(balancer)} balancer draws its weights from each process's generator, "
             "so ranks would apply different weights; under torch.distributed use another balancer "
             "(or seed every rank identically and draw the weights yourself)"
         )
