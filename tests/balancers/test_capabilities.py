@@ -91,10 +91,15 @@ def test_built_ins_declare_their_needs(name: str, expected: Capabilities) -> Non
 def test_gradient_level_balancers_declare_their_backward() -> None:
     trunk = torch.nn.Linear(2, 2)
     gradient = capabilities(lk.balancers.Gradient("mgda", shared=trunk))
-    assert gradient.owns_backward and gradient.backward_per_key and gradient.synchronize
-    assert not gradient.fsdp_safe and not gradient.derivative_weights
+    assert gradient == Capabilities(
+        backward_per_key=True,
+        owns_backward=True,
+        synchronize=True,
+        fsdp_safe=False,
+        derivative_weights=False,
+    )
     gradnorm = capabilities(lk.balancers.GradNorm(shared=trunk))
-    assert gradnorm.backward_per_key and not gradnorm.owns_backward and not gradnorm.fsdp_safe
+    assert gradnorm == Capabilities(backward_per_key=True, fsdp_safe=False)
 
 
 def test_a_user_balancer_declaring_one_backward_per_key_refuses_a_single_backward_loss() -> None:
