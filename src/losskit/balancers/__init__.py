@@ -15,12 +15,14 @@ Example::
     True
 """
 
-from losskit.balancers._gradient import METHODS, Gradient
+from losskit.balancers._gradient import Gradient
 from losskit.balancers._gradnorm import GradNorm
 from losskit.balancers._magnitude import Magnitude
 from losskit.balancers._protocol import Balancer, BalancerBase, BalancingError, GradientBalancer
 from losskit.balancers._registry import (
+    BALANCERS,
     BalancerSpec,
+    GradientMethod,
     available,
     check_name,
     create,
@@ -40,10 +42,10 @@ from losskit.balancers._shared import Shared
 from losskit.balancers._static import Mean, Sum
 
 __all__ = [
+    "BALANCERS",
     "DWA",
     "FAMO",
     "IMTLL",
-    "METHODS",
     "STCH",
     "Balancer",
     "BalancerBase",
@@ -53,6 +55,7 @@ __all__ = [
     "GradNorm",
     "Gradient",
     "GradientBalancer",
+    "GradientMethod",
     "Magnitude",
     "Mean",
     "RandomWeights",
