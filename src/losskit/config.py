@@ -8,7 +8,7 @@ arguments of the ``torch.optim`` class they name. Each table is checked against 
 constructor's signature when the file is read, before anything is built: an unknown field gets
 a did-you-mean naming the section and the allowed fields, and a value of the wrong kind is
 refused by the parameter's type hint. pydantic checks the file's shape; values are the
-constructors' to check when the run is built.
+constructors' to check when the run is built (:func:`losskit.run.build`, before any step).
 
 Arguments a file cannot hold (modules, optimizers, callables) are supplied by the runner:
 :data:`SUPPLIED` says which, and from what part of the file.
@@ -23,14 +23,18 @@ Example::
     ...     "check": "always",
     ...     "trainer": {"min_delta": 0.01},
     ... })
-    >>> cfg.run.epochs, cfg.terms["cls"].loss, cfg.arguments, cfg.trainer.arguments
-    (10, 'cross_entropy', {'check': 'always'}, {'min_delta': 0.01})
+    >>> cfg.run.epochs, cfg.terms["cls"].weight, cfg.arguments["check"], cfg.trainer.min_delta
+    (10, 1.0, 'always', 0.01)
+
+Arguments a table leaves out hold their constructor's default (``cfg.trainer.patience`` is
+``None``), so a dumped config shows every setting the run used.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import sys
 import typing
 from collections.abc import Callable, Mapping
@@ -165,6 +169,32 @@ def _check_table(
     _check_kinds(func, {k: v for k, v in table.items() if k not in converted})
 
 
+def _is_data(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    return isinstance(value, (list, tuple)) and all(_is_data(v) for v in value)
+
+
+def _defaults(section: str, func: Callable[..., Any]) -> dict[str, Any]:
+    """The defaults of ``func``'s arguments a file can hold (so a dumped config shows them)."""
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    return {
+        p.name: list(p.default) if isinstance(p.default, tuple) else p.default
+        for p in parameters
+        if p.default is not p.empty and p.name not in SUPPLIED[section] and _is_data(p.default)
+    }
+
+
+def _fill(table: BaseModel, defaults: Mapping[str, Any]) -> None:
+    extra = table.__pydantic_extra__
+    assert extra is not None  # extra="allow"
+    for key, value in defaults.items():
+        extra.setdefault(key, value)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -243,6 +273,7 @@ class TermConfig(_Arguments):
         _check_table("terms", term, {k: v for k, v in self.arguments.items() if k in term_fields})
         if "weight" in self.arguments:
             make_weight(self.arguments["weight"])
+        _fill(self, {k: v for k, v in _defaults("terms", term).items() if k != "loss"})
         return self
 
     @property
@@ -314,10 +345,12 @@ class TrainerConfig(_Arguments):
 
     @model_validator(mode="after")
     def _fields(self) -> TrainerConfig:
-        _check_table("trainer", constructor("trainer"), self.arguments)
-        metrics = self.arguments.get("metrics", [])
+        trainer = constructor("trainer")
+        _check_table("trainer", trainer, self.arguments)
+        metrics = self.arguments.get("metrics") or []
         if not (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics)):
             raise ConfigError(f"metrics: expected a list of metric names, got {metrics!r}")
+        _fill(self, _defaults("trainer", trainer))
         return self
 
 
@@ -344,12 +377,14 @@ class RunConfig(_Arguments):
     @model_validator(mode="after")
     def _criterion_fields(self) -> RunConfig:
         arguments = self.arguments
-        _check_table("criterion", constructor("criterion"), arguments, extra=_SECTIONS)
+        criterion = constructor("criterion")
+        _check_table("criterion", criterion, arguments, extra=_SECTIONS)
         if "balancer" in arguments:
             try:
                 balancers.check_name(arguments["balancer"])  # raises with close matches
             except ConfigError as exc:
                 raise ConfigError(f"balancer: {exc}") from None
+        _fill(self, _defaults("criterion", criterion))
         return self
 
     def model_post_init(self, context: Any, /) -> None:

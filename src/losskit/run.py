@@ -157,7 +157,7 @@ def build(
         schedulers = {n: instantiate("scheduler", cls, o, **options) for n, o in optimizers.items()}
     input_key = cfg.model.input
     trainer_arguments = cfg.trainer.arguments
-    if "metrics" in trainer_arguments:
+    if trainer_arguments.get("metrics") is not None:
         trainer_arguments["metrics"] = {
             name: _resolve(name, components.METRICS, "trainer.metrics")
             for name in trainer_arguments["metrics"]
