@@ -54,7 +54,7 @@ def test_the_shipped_demo_config_is_valid() -> None:
         (("epochs = 1", "epochs = 0"), "run.epochs: Input should be greater than or equal to 1"),
         (
             ("[optimizer]", '[trainer]\namp = "fp8"\n[optimizer]'),
-            "trainer: amp: Input should be 'bf16' or 'fp16'",
+            "trainer.amp: Input should be 'bf16' or 'fp16'",
         ),
         (
             ('target = "label"', 'target = "label"\nweight = { schedule = "warm", steps = 3 }'),
@@ -75,6 +75,7 @@ def test_the_shipped_demo_config_is_valid() -> None:
             "trainer: unknown field 'min_delt'; did you mean 'min_delta'? allowed: accumulate,",
         ),
         (("[run]", 'chek = "always"\n[run]'), "unknown field 'chek'; did you mean 'check'?"),
+        (("[run]", 'check = "sometimes"\n[run]'), "check: Input should be 'first', 'always' or"),
         (('target = "label"', 'target = "label"\nwieght = 2'), "did you mean 'weight'?"),
         (('name = "adam"', 'name = "adam"\nbetas = [0.9, 0.99]\nbetta = 1'), "'betas'?"),
         (

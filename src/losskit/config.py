@@ -53,6 +53,7 @@ from pydantic import (
 )
 
 from losskit import balancers, components, losses, schedules
+from losskit._registry import Registry
 from losskit._signature import accepted, check_keywords
 from losskit.errors import ConfigError
 
@@ -107,6 +108,15 @@ _CONVERTED: dict[str, frozenset[str]] = {
 }
 
 
+_CONSTRUCTORS: Registry[Any] = Registry("config section")
+_CONSTRUCTORS.register("terms", "losskit.term:Term", description="each [terms.KEY] table")
+_CONSTRUCTORS.register(
+    "criterion", "losskit.criterion:Criterion", description="the file's top-level keys"
+)
+_CONSTRUCTORS.register("trainer", "losskit.engine.trainer:Trainer", description="[trainer]")
+_NAMED = {"optimizer": components.OPTIMIZERS, "scheduler": components.LR_SCHEDULERS}
+
+
 def constructor(section: str, name: str | None = None) -> Callable[..., Any]:
     """The callable a section's table is passed to (``name``: the optimizer's or scheduler's).
 
@@ -115,22 +125,17 @@ def constructor(section: str, name: str | None = None) -> Callable[..., Any]:
         >>> constructor("trainer").__name__, constructor("optimizer", "sgd").__name__
         ('Trainer', 'SGD')
     """
-    if section == "terms":
-        from losskit.term import Term
+    if section in _NAMED:
+        return _NAMED[section].get(name or "")
+    return _CONSTRUCTORS.get(section)
 
-        return Term
-    if section == "criterion":
-        from losskit.criterion import Criterion
 
-        return Criterion
-    if section == "trainer":
-        from losskit.engine.trainer import Trainer
+class _FieldError(ConfigError):
+    """A problem with one field of a table; :func:`load_config` shows it at ``table.field``."""
 
-        return Trainer
-    if section in ("optimizer", "scheduler"):
-        registry = components.OPTIMIZERS if section == "optimizer" else components.LR_SCHEDULERS
-        return registry.get(name or "")
-    raise ConfigError(f"no constructor for section {section!r}")
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @functools.cache
@@ -153,7 +158,7 @@ def _check_kinds(func: Callable[..., Any], table: Mapping[str, Any]) -> None:
         try:
             adapter.validate_python(value)
         except ValidationError as exc:
-            raise ConfigError(f"{key}: {exc.errors()[0]['msg']} (got {value!r})") from None
+            raise _FieldError(key, f"{exc.errors()[0]['msg']} (got {value!r})") from None
 
 
 def _check_table(
@@ -272,7 +277,10 @@ class TermConfig(_Arguments):
         )
         _check_table("terms", term, {k: v for k, v in self.arguments.items() if k in term_fields})
         if "weight" in self.arguments:
-            make_weight(self.arguments["weight"])
+            try:
+                make_weight(self.arguments["weight"])
+            except ConfigError as exc:
+                raise _FieldError("weight", str(exc)) from None
         _fill(self, {k: v for k, v in _defaults("terms", term).items() if k != "loss"})
         return self
 
@@ -349,7 +357,7 @@ class TrainerConfig(_Arguments):
         _check_table("trainer", trainer, self.arguments)
         metrics = self.arguments.get("metrics") or []
         if not (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics)):
-            raise ConfigError(f"metrics: expected a list of metric names, got {metrics!r}")
+            raise _FieldError("metrics", f"expected a list of metric names, got {metrics!r}")
         _fill(self, _defaults("trainer", trainer))
         return self
 
@@ -383,7 +391,7 @@ class RunConfig(_Arguments):
             try:
                 balancers.check_name(arguments["balancer"])  # raises with close matches
             except ConfigError as exc:
-                raise ConfigError(f"balancer: {exc}") from None
+                raise _FieldError("balancer", str(exc)) from None
         _fill(self, _defaults("criterion", criterion))
         return self
 
@@ -432,8 +440,13 @@ def import_object(path: str) -> Any:
 
 
 def _describe_error(error: Any) -> str:
-    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    parts = [str(part) for part in error["loc"]]
     message = str(error["msg"]).removeprefix("Value error, ")
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, _FieldError):
+        parts.append(cause.field)
+        message = str(cause)
+    location = ".".join(parts) or "(top level)"
     if error["type"] == "extra_forbidden":
         message = "unknown field"
     return f"{location}: {message}"
