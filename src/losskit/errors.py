@@ -16,6 +16,7 @@ __all__ = [
     "MissingDependencyError",
     "NonFiniteLossError",
     "RankMismatchError",
+    "UnknownNameError",
 ]
 
 
@@ -25,6 +26,18 @@ class LossKitError(Exception):
 
 class ConfigError(LossKitError, ValueError):
     """A criterion, term, schedule or config file was set up with values that cannot work."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name that no registry holds (a loss, balancer, schedule, optimizer, ...).
+
+    A :class:`ConfigError` for callers of losskit and a :class:`KeyError` for code that looks
+    names up like keys; the message names the registry and the closest known names.
+    """
+
+    def __str__(self) -> str:
+        # KeyError would quote the message; show it as written.
+        return BaseException.__str__(self)
 
 
 class LossInputError(LossKitError, ValueError):

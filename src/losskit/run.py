@@ -17,7 +17,7 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,23 +25,26 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from losskit import balancers
-from losskit.config import OptimizerConfig, RunConfig, import_object, load_config, make_weight
-from losskit.criterion import Criterion
-from losskit.demo import DigitsNet, accuracy, digits_data
+from losskit import balancers, components
+from losskit._registry import Registry
+from losskit._signature import check_keywords
+from losskit.config import (
+    OptimizerConfig,
+    RunConfig,
+    TermConfig,
+    constructor,
+    import_object,
+    load_config,
+    make_weight,
+)
 from losskit.engine import distributed
 from losskit.engine.trainer import FitSummary, Trainer, seed_everything
 from losskit.errors import ConfigError
-from losskit.term import Term
 from losskit.tracking.sinks._files import replace_text
 
-__all__ = ["BUILTIN_DATA", "BUILTIN_METRICS", "BUILTIN_MODELS", "RunResult", "build", "run"]
-
-BUILTIN_MODELS: dict[str, Callable[..., nn.Module]] = {"digits_mlp": DigitsNet}
-BUILTIN_DATA: dict[str, Callable[..., tuple[Dataset[Any], Dataset[Any]]]] = {"digits": digits_data}
-BUILTIN_METRICS: dict[str, Callable[[Any, Any], torch.Tensor]] = {"accuracy": accuracy}
+__all__ = ["RunResult", "build", "instantiate", "run"]
 
 
 @dataclass
@@ -53,15 +56,14 @@ class RunResult:
     summary: dict[str, Any]
 
 
-def _resolve(source: str, builtins: Mapping[str, Any], what: str) -> Any:
+def _resolve(source: str, registry: Registry[Any], what: str) -> Callable[..., Any]:
     if ":" in source:
-        return import_object(source)
-    if source not in builtins:
-        raise ConfigError(
-            f"{what}.source {source!r} is neither a built-in ({sorted(builtins)}) nor "
-            "'package.module:factory'"
-        )
-    return builtins[source]
+        found: Callable[..., Any] = import_object(source)
+        return found
+    try:
+        return registry.get(source)
+    except ConfigError as exc:
+        raise ConfigError(f"{what}: {exc}, or give 'package.module:factory'") from None
 
 
 def _submodule(model: nn.Module, path: str) -> nn.Module:
@@ -74,35 +76,66 @@ def _submodule(model: nn.Module, path: str) -> nn.Module:
         ) from None
 
 
+def instantiate(where: str, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """``func(*args, **kwargs)``; an error it raises becomes a ``ConfigError`` naming ``where``.
+
+    Example::
+
+        >>> instantiate("[optimizer]", torch.optim.SGD, [torch.zeros(1)], lr=-1.0)
+        Traceback (most recent call last):
+        ...
+        losskit.errors.ConfigError: [optimizer]: SGD: Invalid learning rate: -1.0
+    """
+    try:
+        return func(*args, **kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {getattr(func, '__name__', func)}: {exc}") from exc
+
+
+def _built(where: str, source: str, registry: Registry[Any], options: dict[str, Any]) -> Any:
+    factory = _resolve(source, registry, f"{where}.source")
+    try:
+        check_keywords(factory, options, where=f"{where}.options", noun="field")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (of {source!r})") from None
+    return instantiate(where, factory, **options)
+
+
+def _term(key: str, term: TermConfig) -> Any:
+    arguments = {**term.options, **term.arguments}
+    if "weight" in arguments:
+        arguments["weight"] = make_weight(arguments["weight"])
+    if isinstance(arguments.get("input"), list):  # TOML has arrays, Term takes a tuple
+        arguments["input"] = tuple(arguments["input"])
+    return instantiate(f"terms.{key}", constructor("terms"), term.loss, **arguments)
+
+
 def build(
     cfg: RunConfig, *, progress: bool = True, run_dir: Path | None = None
 ) -> tuple[Trainer, DataLoader[Any], DataLoader[Any]]:
-    """The trainer and the training and validation loaders a configuration describes."""
+    """The trainer and the training and validation loaders a configuration describes.
+
+    Each table goes to its constructor as keyword arguments (see :mod:`losskit.config`); the
+    arguments in :data:`losskit.config.SUPPLIED` are filled in here.
+    """
     seed_everything(cfg.run.seed)
-    model = _resolve(cfg.model.source, BUILTIN_MODELS, "model")(**cfg.model.options)
-    train_set, val_set = _resolve(cfg.data.source, BUILTIN_DATA, "data")(**cfg.data.options)
+    model = _built("model", cfg.model.source, components.MODELS, cfg.model.options)
+    train_set, val_set = _built("data", cfg.data.source, components.DATA, cfg.data.options)
     generator = torch.Generator().manual_seed(cfg.run.seed)
     train = DataLoader(
         train_set, batch_size=cfg.data.batch_size, shuffle=cfg.data.shuffle, generator=generator
     )
     val = DataLoader(val_set, batch_size=cfg.data.val_batch_size or cfg.data.batch_size)
-    criterion = Criterion(
-        {
-            key: Term(
-                term.loss,
-                input=term.input,
-                target=term.target,
-                mask=term.mask,
-                sample_weight=term.sample_weight,
-                weight=make_weight(term.weight),
-                enabled=term.enabled,
-                monitor=term.monitor,
-                **term.options,
-            )
-            for key, term in cfg.terms.items()
-        },
-        balancer=balancers.from_config(cfg.balancer, model),
-        nonfinite=cfg.nonfinite,
+    arguments = cfg.arguments
+    if "balancer" in arguments:
+        arguments["balancer"] = balancers.from_config(arguments["balancer"], model)
+    criterion = instantiate(
+        "criterion",
+        constructor("criterion"),
+        {key: _term(key, term) for key, term in cfg.terms.items()},
+        **arguments,
     )
     specs: dict[str, OptimizerConfig] = dict(cfg.optimizers or {})
     if cfg.optimizer is not None:
@@ -113,21 +146,25 @@ def build(
         if not spec.params:
             # Learned loss weights (uncertainty, IMTL-L) train with the model.
             params += list(criterion.parameters())
-        optimizers[name] = _optimizer(spec.name)(params, lr=spec.lr, **spec.options)  # type: ignore[call-arg]
-    routes = (
-        {n: s.keys for n, s in specs.items() if s is not None and s.keys}
-        if cfg.optimizers
-        else None
-    )
+        where = "optimizer" if cfg.optimizer is not None else f"optimizers.{name}"
+        cls = constructor("optimizer", spec.name)
+        optimizers[name] = instantiate(where, cls, params, **spec.constructor_arguments)
+    routes = {n: s.keys for n, s in specs.items() if s.keys} if cfg.optimizers else None
     schedulers = None
     if cfg.scheduler is not None:
-        cls = _scheduler(cfg.scheduler.name)
-        schedulers = {n: cls(o, **cfg.scheduler.options) for n, o in optimizers.items()}
+        cls = constructor("scheduler", cfg.scheduler.name)
+        options = cfg.scheduler.constructor_arguments
+        schedulers = {n: instantiate("scheduler", cls, o, **options) for n, o in optimizers.items()}
     input_key = cfg.model.input
-    metrics = {}
-    for name in cfg.trainer.metrics:
-        metrics[name] = _resolve(name, BUILTIN_METRICS, "trainer.metrics")
-    trainer = Trainer(
+    trainer_arguments = cfg.trainer.arguments
+    if trainer_arguments.get("metrics") is not None:
+        trainer_arguments["metrics"] = {
+            name: _resolve(name, components.METRICS, "trainer.metrics")
+            for name in trainer_arguments["metrics"]
+        }
+    trainer: Trainer = instantiate(
+        "trainer",
+        constructor("trainer"),
         model,
         criterion,
         optimizers if cfg.optimizers else optimizers["default"],
@@ -135,44 +172,12 @@ def build(
         forward=(lambda m, b: m(b[input_key])) if input_key is not None else None,
         schedulers=schedulers,
         scheduler_interval=cfg.scheduler.interval if cfg.scheduler else "epoch",
-        accumulate=cfg.trainer.accumulate,
-        amp=cfg.trainer.amp,
-        clip_grad_norm=cfg.trainer.clip_grad_norm,
-        metrics=metrics,
-        monitor=cfg.trainer.monitor,
-        mode=cfg.trainer.mode,
-        patience=cfg.trainer.patience,
-        log_every=cfg.trainer.log_every,
         run_dir=run_dir,
         progress=progress,
         seed=cfg.run.seed,
-        diagnostics_every=cfg.trainer.diagnostics_every,
+        **trainer_arguments,
     )
     return trainer, train, val
-
-
-def _optimizer(name: str) -> type[torch.optim.Optimizer]:
-    table = {n.lower(): getattr(torch.optim, n) for n in dir(torch.optim)}
-    cls = table.get(name.lower())
-    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-        known = sorted(
-            n
-            for n, c in table.items()
-            if isinstance(c, type) and issubclass(c, torch.optim.Optimizer) and n != "optimizer"
-        )
-        raise ConfigError(
-            f"optimizer name {name!r} is not a torch.optim optimizer; use one of {known}"
-        )
-    return cls
-
-
-def _scheduler(name: str) -> Callable[..., Any]:
-    schedulers = torch.optim.lr_scheduler
-    table = {n.lower(): getattr(schedulers, n) for n in dir(schedulers)}
-    cls = table.get(name.lower())
-    if not isinstance(cls, type):
-        raise ConfigError(f"scheduler name {name!r} is not in torch.optim.lr_scheduler")
-    return cls
 
 
 def _write_json(path: Path, payload: Any) -> None:
@@ -226,14 +231,14 @@ def run(
             "epochs": fit.epochs,
             "steps": fit.steps,
             "seconds": round(fit.seconds, 3),
-            "monitor": cfg.trainer.monitor,
+            "monitor": trainer.monitor,
             "best_value": fit.best_value,
             "best_epoch": fit.best_epoch,
             "stopped_early": fit.stopped_early,
             "final": {"train": fit.train, "val": fit.val},
             "weights": weights,
         }
-        for name in cfg.trainer.metrics:
+        for name in trainer.metrics:
             value = fit.val.get(f"metric/{name}")
             if value is not None:
                 summary[f"val_{name}"] = value

@@ -10,18 +10,35 @@ Example::
     >>> warm = schedules.LinearWarmup(0.0, 1.0, steps=100)
     >>> warm(0), warm(50), warm(100), warm(1000)
     (0.0, 0.5, 1.0, 1.0)
+    >>> schedules.create("cosine", start=1.0, end=0.0, steps=10)(10)
+    0.0
+
+Config files name schedules (``weight = { schedule = "linear_warmup", ... }``) from
+:data:`SCHEDULES`; :func:`register` adds one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from losskit._registry import Registry
 from losskit.errors import ConfigError
 
-__all__ = ["Constant", "Cosine", "Cyclical", "LinearWarmup", "Schedule", "Step"]
+__all__ = [
+    "SCHEDULES",
+    "Constant",
+    "Cosine",
+    "Cyclical",
+    "LinearWarmup",
+    "Schedule",
+    "Step",
+    "available",
+    "create",
+    "register",
+]
 
 
 @runtime_checkable
@@ -170,3 +187,47 @@ class Cyclical:
         ramp = self.ratio * self.period
         t = min((step % self.period) / ramp, 1.0)
         return float(self.low + (self.high - self.low) * t)
+
+
+SCHEDULES: Registry[Schedule] = Registry("schedule", listing="losskit.schedules.available()")
+"""Every schedule by name (the ``schedule = ...`` of a config file's weight table)."""
+
+_F = TypeVar("_F", bound=Callable[..., Schedule])
+
+
+def register(
+    name: str, *, aliases: Iterable[str] = (), description: str = ""
+) -> Callable[[_F], _F]:
+    """Register a schedule class or factory under ``name``.
+
+    Example::
+
+        >>> @register("halving")
+        ... @dataclass(frozen=True)
+        ... class Halving:
+        ...     "Halve the weight every ``every`` steps."
+        ...     every: int
+        ...     def __call__(self, step: int) -> float:
+        ...         return 0.5 ** (step // self.every)
+        >>> create("halving", every=10)(25), available()["halving"]
+        (0.25, 'Halve the weight every ``every`` steps.')
+        >>> SCHEDULES.unregister("halving")
+    """
+    return SCHEDULES.register(name, aliases=aliases, description=description)
+
+
+def available() -> dict[str, str]:
+    """Every schedule name with a one-line description."""
+    return SCHEDULES.available()
+
+
+def create(name: str, /, **options: Any) -> Schedule:
+    """The schedule registered as ``name``, built with ``options``."""
+    return SCHEDULES.create(name, **options)
+
+
+SCHEDULES.register("constant", Constant)
+SCHEDULES.register("linear_warmup", LinearWarmup)
+SCHEDULES.register("cosine", Cosine)
+SCHEDULES.register("step", Step)
+SCHEDULES.register("cyclical", Cyclical)

@@ -27,18 +27,30 @@ LOSS_LEVEL = {
 
 def test_every_documented_method_is_registered() -> None:
     names = set(lk.balancers.available())
-    assert set(LOSS_LEVEL) | {"gradnorm", "uw"} <= names
-    assert {"upgrad", "mgda", "pcgrad", "cagrad", "imtl_g", "aligned_mtl", "nash_mtl"} <= names
+    assert set(LOSS_LEVEL) | {"gradnorm"} <= names
+    gradient = {"upgrad", "mgda", "pcgrad", "cagrad", "imtl_g", "aligned_mtl", "nash_mtl"}
+    assert gradient <= set(lk.balancers.BALANCERS.available("gradient"))
     assert all(lk.balancers.available().values())  # every name has a description
+    assert isinstance(lk.balancers.create("uw"), lk.balancers.Uncertainty)  # an alias
+
+
+def test_gradient_methods_are_ordinary_entries() -> None:
+    for entry in lk.balancers.BALANCERS.entries("gradient"):
+        assert isinstance(entry.factory, lk.balancers.GradientMethod)
+        assert entry.factory.name == entry.name
+    with pytest.raises(lk.ConfigError, match="unknown gradient balancer 'magnitude'"):
+        lk.balancers.Gradient("magnitude", shared=torch.nn.Linear(2, 2))
 
 
 def test_an_unknown_name_suggests_close_ones() -> None:
-    with pytest.raises(lk.ConfigError, match=r"did you mean \['magnitude'\]"):
+    with pytest.raises(lk.ConfigError, match=r"did you mean 'magnitude'\?"):
         lk.Criterion(terms(), balancer="magnitud")
+    with pytest.raises(KeyError, match="unknown balancer 'magnitud'"):
+        lk.balancers.create("magnitud")
 
 
 def test_bad_options_say_which() -> None:
-    with pytest.raises(lk.ConfigError, match="'magnitude': bad options"):
+    with pytest.raises(lk.ConfigError, match="'magnitude': unknown argument 'bta'; did you mean"):
         lk.Criterion(terms(), balancer={"name": "magnitude", "bta": 0.9})
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import losskit as lk
 from losskit.cli import app
 from losskit.config import load_config
-from losskit.run import run
+from losskit.run import build, run
 
 runner = CliRunner()
 
@@ -73,5 +73,5 @@ def test_the_config_field_is_checked() -> None:
     assert (
         load_config({**raw, "trainer": {"diagnostics_every": 50}}).trainer.diagnostics_every == 50
     )
-    with pytest.raises(lk.ConfigError, match=r"trainer\.diagnostics_every"):
-        load_config({**raw, "trainer": {"diagnostics_every": 0}})
+    with pytest.raises(lk.ConfigError, match=r"trainer: diagnostics_every must be a positive"):
+        build(load_config({**raw, "trainer": {"diagnostics_every": 0}}), progress=False)

@@ -15,7 +15,7 @@ Example::
     True
 """
 
-from losskit.balancers._gradient import METHODS, Gradient
+from losskit.balancers._gradient import Gradient
 from losskit.balancers._gradnorm import GradNorm
 from losskit.balancers._magnitude import Magnitude
 from losskit.balancers._protocol import (
@@ -28,7 +28,9 @@ from losskit.balancers._protocol import (
     capabilities,
 )
 from losskit.balancers._registry import (
+    BALANCERS,
     BalancerSpec,
+    GradientMethod,
     available,
     check_name,
     create,
@@ -48,10 +50,10 @@ from losskit.balancers._shared import Shared
 from losskit.balancers._static import Mean, Sum
 
 __all__ = [
+    "BALANCERS",
     "DWA",
     "FAMO",
     "IMTLL",
-    "METHODS",
     "STCH",
     "Balancer",
     "BalancerBase",
@@ -62,6 +64,7 @@ __all__ = [
     "GradNorm",
     "Gradient",
     "GradientBalancer",
+    "GradientMethod",
     "Magnitude",
     "Mean",
     "RandomWeights",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import warnings
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
@@ -24,6 +23,7 @@ from torchjd.autojac import backward as jac_backward
 from torchjd.autojac import mtl_backward
 
 from losskit.balancers._protocol import BalancerBase, BalancingError, Capabilities
+from losskit.balancers._registry import BALANCERS, GradientMethod
 from losskit.balancers._shared import Shared, _entries, shared_modules, trainable
 from losskit.errors import ConfigError, LossKitWarning, MissingDependencyError, NonFiniteLossError
 from losskit.tracking._distributed import all_reduce_sum, world_size
@@ -31,12 +31,24 @@ from losskit.tracking._distributed import all_reduce_sum, world_size
 if TYPE_CHECKING:
     from losskit.result import LossResult
 
-__all__ = ["METHODS", "Gradient"]
+__all__ = ["Gradient"]
 
 _EXTRA = "pip install 'losskit[balancing]'"
 
 
-def _nash(n: int, **options: Any) -> aggregation.Aggregator:
+def _gradient_method(method: str) -> GradientMethod:
+    """The registry entry of a gradient-level balancer name (its torchjd aggregator)."""
+    factory = BALANCERS.resolve(method, family="gradient").factory
+    if not isinstance(factory, GradientMethod):
+        raise ConfigError(
+            f"{method!r} is registered as a gradient balancer but is not a GradientMethod"
+        )
+    return factory
+
+
+def _check_solvers(method: GradientMethod) -> None:
+    if method.aggregator != "NashMTL":
+        return
     import cvxpy
 
     if "ECOS" not in cvxpy.installed_solvers():  # type: ignore[no-untyped-call]
@@ -45,53 +57,7 @@ def _nash(n: int, **options: Any) -> aggregation.Aggregator:
             f"nash_mtl needs the ECOS solver, which cvxpy does not find: {_EXTRA} (or pip "
             "install ecos)"
         )
-    return aggregation.NashMTL(n_tasks=n, **options)
 
-
-#: name -> (factory taking the number of keys and options, one-line description)
-METHODS: dict[str, tuple[Callable[..., aggregation.Aggregator], str]] = {
-    "upgrad": (
-        lambda n, **o: aggregation.UPGrad(**o),
-        "UPGrad: project each key's gradient onto the dual cone of all of them, then average",
-    ),
-    "mgda": (
-        lambda n, **o: aggregation.MGDA(**o),
-        "MGDA: the minimum-norm point of the convex hull of the key gradients",
-    ),
-    "pcgrad": (
-        lambda n, **o: aggregation.PCGrad(**o),
-        "PCGrad: project away the conflicting components pairwise, in random order",
-    ),
-    "cagrad": (
-        lambda n, c=0.4, **o: aggregation.CAGrad(c=c, **o),
-        "CAGrad: the direction that maximises the worst key's improvement near the mean (c)",
-    ),
-    "imtl_g": (
-        lambda n, **o: aggregation.IMTLG(**o),
-        "IMTL-G: the update with equal projections on every key's unit gradient",
-    ),
-    "aligned_mtl": (
-        lambda n, **o: aggregation.AlignedMTL(**o),
-        "Aligned-MTL: align the principal components of the key gradients (stable rank)",
-    ),
-    "nash_mtl": (_nash, "Nash-MTL: the bargaining solution of the key gradients (needs ECOS)"),
-    "dualproj": (
-        lambda n, **o: aggregation.DualProj(**o),
-        "DualProj: the mean gradient projected onto the dual cone of the key gradients",
-    ),
-    "fairgrad": (
-        lambda n, alpha=1.0, **o: aggregation.FairGrad(alpha=alpha, **o),
-        "FairGrad: alpha-fair allocation of the update across keys",
-    ),
-    "config": (
-        lambda n, **o: aggregation.ConFIG(**o),
-        "ConFIG: a conflict-free direction with equal cosine to every key gradient",
-    ),
-    "graddrop": (
-        lambda n, **o: aggregation.GradDrop(**o),
-        "GradDrop: randomly drop conflicting gradient signs per coordinate",
-    ),
-}
 
 #: aggregators whose state is tied to the number and order of the rows they see
 _STATEFUL = (aggregation.NashMTL,)
@@ -139,9 +105,10 @@ def _watch_nash(aggregator: aggregation.NashMTL, watch: _SolverWatch) -> None:
 
 
 def _build(method: str, n: int, options: dict[str, Any]) -> aggregation.Aggregator:
-    factory, _ = METHODS[method]
+    spec = _gradient_method(method)
     try:
-        return factory(n, **options)
+        _check_solvers(spec)
+        return spec.build(n, options)
     except ImportError as exc:
         if isinstance(exc, MissingDependencyError):
             raise
@@ -191,8 +158,9 @@ class Gradient(BalancerBase):
     the span of the key gradients).
 
     Args:
-        method: a name from :data:`METHODS` (``"upgrad"``, ``"mgda"``, ``"pcgrad"``,
-            ``"cagrad"``, ``"imtl_g"``, ``"aligned_mtl"``, ``"nash_mtl"``, ...) or a torchjd
+        method: the name of a gradient-level balancer (``"upgrad"``, ``"mgda"``, ``"pcgrad"``,
+            ``"cagrad"``, ``"imtl_g"``, ``"aligned_mtl"``, ``"nash_mtl"``, ...: the entries of
+            family ``"gradient"`` in :data:`~losskit.balancers.BALANCERS`) or a torchjd
             ``Aggregator``.
         shared: the shared module(s) or parameters. Their frozen parameters are left out. With
             modules and no ``features``, the modules' outputs become the features (captured by
@@ -259,10 +227,11 @@ class Gradient(BalancerBase):
                 "a gradient balancer needs the shared part of the model: shared=<module or "
                 "parameters> and/or features=<key of the shared representation in the outputs>"
             )
+        # Aggregators that take the number of keys are built by bind().
+        self._per_key_count = False
         if isinstance(method, str):
-            if method not in METHODS:
-                raise ConfigError(f"unknown gradient method {method!r}; known: {sorted(METHODS)}")
-            self.method = method
+            spec = _gradient_method(method)
+            self.method, self._per_key_count = spec.name, spec.per_key_count
         elif isinstance(method, aggregation.Aggregator):
             if options:
                 raise ConfigError("options go to the aggregator's constructor, not with one")
@@ -282,8 +251,8 @@ class Gradient(BalancerBase):
         self._pending_params: list[Tensor] = []
         self._pending_results: list[LossResult] = []
         self._pending_weights = torch.zeros(0)
-        if isinstance(method, str) and method != "nash_mtl":
-            self.aggregator = _build(method, 0, options)  # fails now if a solver is missing
+        if isinstance(method, str) and not self._per_key_count:
+            self.aggregator = _build(self.method, 0, options)  # fails now if a solver is missing
         modules = shared_modules(shared) if shared is not None else None
         if features is None and modules is not None:
             # The hook holds the balancer weakly: a dropped criterion stops capturing.
@@ -294,8 +263,8 @@ class Gradient(BalancerBase):
     # -- set-up ---------------------------------------------------------------------------
     def bind(self, keys: tuple[str, ...]) -> None:
         super().bind(keys)
-        if self.method == "nash_mtl":
-            self.aggregator = _build("nash_mtl", len(keys), self._options)
+        if self._per_key_count:
+            self.aggregator = _build(self.method, len(keys), self._options)
         if isinstance(self.aggregator, aggregation.NashMTL):
             _watch_nash(self.aggregator, self._watch)
 

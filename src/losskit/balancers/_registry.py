@@ -1,41 +1,48 @@
-"""Balancers by name: ``register``, ``available`` and ``create`` (the names config files use)."""
+"""Balancers by name: ``register``, ``available`` and ``create`` (the names config files use).
+
+The functions here are the verbs of :data:`BALANCERS`, a :class:`losskit._registry.Registry`
+like every other name table. Each entry has a ``family``, the balancer's level: ``"static"``,
+``"loss"`` or ``"gradient"`` (one entry per torchjd aggregator, built by :class:`GradientMethod`).
+Built-ins are registered by import path, so nothing here imports torchjd until one is built.
+"""
 
 from __future__ import annotations
 
-import difflib
-import functools
 from collections.abc import Callable, Mapping
-from typing import Any, TypeAlias, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from torch import nn
 
-from losskit.balancers._gradient import METHODS, Gradient
-from losskit.balancers._gradnorm import GradNorm
-from losskit.balancers._magnitude import Magnitude
+from losskit._registry import Registry
 from losskit.balancers._protocol import Balancer
-from losskit.balancers._scalarizers import (
-    DWA,
-    FAMO,
-    IMTLL,
-    STCH,
-    GeometricMean,
-    RandomWeights,
-    Uncertainty,
-)
-from losskit.balancers._static import Mean, Sum
+from losskit.balancers._shared import Shared
 from losskit.errors import ConfigError
 
-__all__ = ["BalancerSpec", "available", "check_name", "create", "from_config", "register"]
+if TYPE_CHECKING:
+    from torchjd.aggregation import Aggregator
+
+__all__ = [
+    "BALANCERS",
+    "BalancerSpec",
+    "GradientMethod",
+    "available",
+    "check_name",
+    "create",
+    "from_config",
+    "register",
+]
 
 BalancerSpec: TypeAlias = str | Mapping[str, Any] | Balancer
 """A balancer: a registered name, a table ``{"name": ..., **options}``, or an instance."""
 
 _F = TypeVar("_F", bound=Callable[..., Balancer])
 
-_REGISTRY: dict[str, tuple[Callable[..., Balancer], str]] = {}
+BALANCERS: Registry[Balancer] = Registry("balancer", listing="losskit.balancers.available()")
+"""Every balancer by name; ``family`` is its level (``static``, ``loss``, ``gradient``)."""
 
 
-def register(name: str, description: str = "") -> Callable[[_F], _F]:
+def register(name: str, description: str = "", *, family: str = "custom") -> Callable[[_F], _F]:
     """Register a balancer factory (a class or function returning a balancer) under ``name``.
 
     Example::
@@ -48,25 +55,12 @@ def register(name: str, description: str = "") -> Callable[[_F], _F]:
         >>> "halved" in lk.balancers.available()
         True
     """
-
-    def decorate(factory: _F) -> _F:
-        known = _REGISTRY.get(name)
-        if known is not None and _qualname(known[0]) != _qualname(factory):
-            raise ConfigError(f"a balancer named {name!r} is already registered")
-        doc = (factory.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = (factory, description or (doc[0] if doc else ""))
-        return factory
-
-    return decorate
-
-
-def _qualname(factory: Callable[..., Any]) -> str:
-    return f"{getattr(factory, '__module__', '')}.{getattr(factory, '__qualname__', repr(factory))}"
+    return BALANCERS.register(name, description=description, family=family)
 
 
 def available() -> dict[str, str]:
     """Every registered name with a one-line description."""
-    return {name: description for name, (_, description) in sorted(_REGISTRY.items())}
+    return BALANCERS.available()
 
 
 def create(spec: BalancerSpec, **options: Any) -> Balancer:
@@ -82,20 +76,12 @@ def create(spec: BalancerSpec, **options: Any) -> Balancer:
         table = dict(spec)
         name = table.pop("name", None)
         if not isinstance(name, str):
-            raise ConfigError(f"a balancer table needs name = one of {sorted(_REGISTRY)}")
+            raise ConfigError(
+                f"a balancer table needs name = one of {BALANCERS.names()}, got {name!r}"
+            )
         return create(name, **table, **options)
     if isinstance(spec, str):
-        if spec not in _REGISTRY:
-            close = difflib.get_close_matches(spec, list(_REGISTRY), n=3)
-            hint = f"; did you mean {close}?" if close else ""
-            raise ConfigError(
-                f"unknown balancer {spec!r}{hint} (known: {', '.join(sorted(_REGISTRY))})"
-            )
-        factory = _REGISTRY[spec][0]
-        try:
-            return factory(**options)
-        except TypeError as exc:
-            raise ConfigError(f"balancer {spec!r}: bad options {sorted(options)}: {exc}") from exc
+        return BALANCERS.create(spec, **options)
     if options:
         raise ConfigError("options go with a balancer name, not with an instance")
     if not (callable(getattr(spec, "combine", None)) and callable(getattr(spec, "bind", None))):
@@ -132,29 +118,148 @@ def from_config(spec: str | Mapping[str, Any], model: nn.Module | None = None) -
 
 
 def check_name(spec: str | Mapping[str, Any]) -> None:
-    """Raise :class:`ConfigError` unless ``spec`` names a registered balancer."""
+    """Raise :class:`~losskit.errors.UnknownNameError` unless ``spec`` names a balancer."""
     name = spec.get("name") if isinstance(spec, Mapping) else spec
-    if not isinstance(name, str) or name not in _REGISTRY:
-        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
-        hint = f"; did you mean {close}?" if close else ""
-        raise ConfigError(
-            f"unknown balancer {name!r}{hint} (known: {', '.join(sorted(_REGISTRY))})"
-        )
+    if not isinstance(name, str):
+        raise ConfigError(f"a balancer table needs name = one of {BALANCERS.names()}, got {name!r}")
+    BALANCERS.resolve(name)
 
 
-register("sum", "the weighted sum of the terms (default)")(Sum)
-register("mean", "the weighted sum divided by the number of enabled terms")(Mean)
-register("magnitude", "divide each term by a running estimate of its own magnitude")(Magnitude)
-register("uncertainty", "uncertainty weighting: a learned log-variance per key")(Uncertainty)
-register("uw", "alias of 'uncertainty'")(Uncertainty)
-register("dwa", "Dynamic Weight Average: weights from each key's rate of decrease")(DWA)
-register("famo", "FAMO: decrease every term at the same rate (needs update())")(FAMO)
-register("imtl_l", "IMTL-L: a learned log-scale per key")(IMTLL)
-register("geometric_mean", "the geometric mean of the terms")(GeometricMean)
-register("random", "random loss weighting: fresh random weights every call")(RandomWeights)
-register("stch", "smooth Tchebycheff scalarisation (mu)")(STCH)
-register("gradnorm", "GradNorm: equalise gradient norms at a shared layer (shared, alpha)")(
-    GradNorm
+@dataclass(frozen=True)
+class GradientMethod:
+    """A gradient-level entry: builds ``Gradient(name, shared, ...)`` over a torchjd aggregator.
+
+    Args:
+        name: the registered name, which :class:`~losskit.balancers.Gradient` resolves.
+        aggregator: the class's name in ``torchjd.aggregation`` (imported when built).
+        defaults: options the aggregator gets unless given.
+        per_key_count: the aggregator takes ``n_tasks`` (built once the keys are known).
+    """
+
+    name: str
+    aggregator: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    per_key_count: bool = False
+
+    def __call__(
+        self, shared: Shared | None = None, *, features: Any = None, **options: Any
+    ) -> Balancer:
+        from losskit.balancers._gradient import Gradient
+
+        return Gradient(self.name, shared, features=features, **options)
+
+    def build(self, n_keys: int, options: Mapping[str, Any]) -> Aggregator:
+        """The torchjd aggregator with ``options`` over the defaults."""
+        from torchjd import aggregation
+
+        kwargs = {**self.defaults, **options}
+        if self.per_key_count:
+            kwargs["n_tasks"] = n_keys
+        cls: type[Aggregator] = getattr(aggregation, self.aggregator)
+        return cls(**kwargs)
+
+
+def _lazy(
+    name: str, path: str, family: str, description: str, aliases: tuple[str, ...] = ()
+) -> None:
+    BALANCERS.register(
+        name,
+        f"losskit.balancers.{path}",
+        aliases=aliases,
+        description=description,
+        family=family,
+    )
+
+
+def _gradient(method: GradientMethod, description: str) -> None:
+    BALANCERS.register(
+        method.name, method, description=f"gradient-level: {description}", family="gradient"
+    )
+
+
+_lazy("sum", "_static:Sum", "static", "the weighted sum of the terms (default)")
+_lazy("mean", "_static:Mean", "static", "the weighted sum divided by the number of enabled terms")
+_lazy(
+    "magnitude",
+    "_magnitude:Magnitude",
+    "loss",
+    "divide each term by a running estimate of its own magnitude",
 )
-for _method, (_, _description) in METHODS.items():
-    register(_method, f"gradient-level: {_description}")(functools.partial(Gradient, _method))
+_lazy(
+    "uncertainty",
+    "_scalarizers:Uncertainty",
+    "loss",
+    "uncertainty weighting: a learned log-variance per key",
+    aliases=("uw",),
+)
+_lazy(
+    "dwa",
+    "_scalarizers:DWA",
+    "loss",
+    "Dynamic Weight Average: weights from each key's rate of decrease",
+)
+_lazy(
+    "famo",
+    "_scalarizers:FAMO",
+    "loss",
+    "FAMO: decrease every term at the same rate (needs update())",
+)
+_lazy("imtl_l", "_scalarizers:IMTLL", "loss", "IMTL-L: a learned log-scale per key")
+_lazy("geometric_mean", "_scalarizers:GeometricMean", "loss", "the geometric mean of the terms")
+_lazy(
+    "random",
+    "_scalarizers:RandomWeights",
+    "loss",
+    "random loss weighting: fresh random weights every call",
+)
+_lazy("stch", "_scalarizers:STCH", "loss", "smooth Tchebycheff scalarisation (mu)")
+_lazy(
+    "gradnorm",
+    "_gradnorm:GradNorm",
+    "loss",
+    "GradNorm: equalise gradient norms at a shared layer (shared, alpha)",
+)
+_gradient(
+    GradientMethod("upgrad", "UPGrad"),
+    "UPGrad: project each key's gradient onto the dual cone of all of them, then average",
+)
+_gradient(
+    GradientMethod("mgda", "MGDA"),
+    "MGDA: the minimum-norm point of the convex hull of the key gradients",
+)
+_gradient(
+    GradientMethod("pcgrad", "PCGrad"),
+    "PCGrad: project away the conflicting components pairwise, in random order",
+)
+_gradient(
+    GradientMethod("cagrad", "CAGrad", {"c": 0.4}),
+    "CAGrad: the direction that maximises the worst key's improvement near the mean (c)",
+)
+_gradient(
+    GradientMethod("imtl_g", "IMTLG"),
+    "IMTL-G: the update with equal projections on every key's unit gradient",
+)
+_gradient(
+    GradientMethod("aligned_mtl", "AlignedMTL"),
+    "Aligned-MTL: align the principal components of the key gradients (stable rank)",
+)
+_gradient(
+    GradientMethod("nash_mtl", "NashMTL", per_key_count=True),
+    "Nash-MTL: the bargaining solution of the key gradients (needs ECOS)",
+)
+_gradient(
+    GradientMethod("dualproj", "DualProj"),
+    "DualProj: the mean gradient projected onto the dual cone of the key gradients",
+)
+_gradient(
+    GradientMethod("fairgrad", "FairGrad", {"alpha": 1.0}),
+    "FairGrad: alpha-fair allocation of the update across keys",
+)
+_gradient(
+    GradientMethod("config", "ConFIG"),
+    "ConFIG: a conflict-free direction with equal cosine to every key gradient",
+)
+_gradient(
+    GradientMethod("graddrop", "GradDrop"),
+    "GradDrop: randomly drop conflicting gradient signs per coordinate",
+)

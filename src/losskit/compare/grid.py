@@ -115,7 +115,7 @@ def apply(base: RunConfig, overrides: Sequence[tuple[str, Any]]) -> RunConfig:
         config = load_config(raw)
         for key, term in config.terms.items():  # fail now, not in the middle of the grid
             try:
-                losses.get(term.loss, **term.options)
+                losses.get(term.loss, **term.loss_arguments)
             except ConfigError as exc:
                 raise ConfigError(f"terms.{key}: {exc}") from None
     except ConfigError as exc:

@@ -20,9 +20,18 @@ from losskit.losses import regression as _regression  # noqa: F401
 from losskit.losses import segmentation as _segmentation  # noqa: F401
 from losskit.losses import torch_nn as _torch_nn  # noqa: F401
 from losskit.losses.contracts import Contract
-from losskit.losses.registry import LossSpec, available, get, register, resolve, unregister
+from losskit.losses.registry import (
+    LOSSES,
+    LossSpec,
+    available,
+    get,
+    register,
+    resolve,
+    unregister,
+)
 
 __all__ = [
+    "LOSSES",
     "Contract",
     "LossSpec",
     "available",

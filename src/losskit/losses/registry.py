@@ -1,7 +1,8 @@
 """The loss registry: catalogue names (and aliases) mapped to loss factories.
 
 Names in config files and in :class:`losskit.Term` resolve here, so no code branches on loss
-names. User losses join with the :func:`register` decorator.
+names. User losses join with the :func:`register` decorator. The functions below are the
+verbs of :data:`LOSSES`, a :class:`losskit._registry.Registry` like every other name table.
 
 Example::
 
@@ -23,44 +24,22 @@ Example::
 
 from __future__ import annotations
 
-import difflib
-import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from torch import nn
 
-from losskit.errors import ConfigError
+from losskit._registry import Entry, Registry
 
-__all__ = ["LossSpec", "available", "get", "register", "resolve", "unregister"]
+__all__ = ["LOSSES", "LossSpec", "available", "get", "register", "resolve", "unregister"]
 
-LossFactory = Callable[..., nn.Module]
-F = TypeVar("F", bound=LossFactory)
+LossSpec: TypeAlias = Entry[nn.Module]
+"""One catalogue entry: ``name``, ``factory``, ``description``, ``family`` and ``aliases``."""
 
+F = TypeVar("F", bound=Callable[..., nn.Module])
 
-@dataclass(frozen=True)
-class LossSpec:
-    """One catalogue entry: its name, what it is, and how to build it."""
-
-    name: str
-    factory: LossFactory
-    description: str
-    family: str
-    aliases: tuple[str, ...] = field(default=())
-
-
-_SPECS: dict[str, LossSpec] = {}
-_ALIASES: dict[str, str] = {}
-
-
-def _normalise(name: str) -> str:
-    return name.strip().lower().replace("-", "_")
-
-
-def _summary(obj: object) -> str:
-    doc = inspect.getdoc(obj) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+LOSSES: Registry[nn.Module] = Registry("loss", listing="losskit.losses.available()")
+"""Every loss by name."""
 
 
 def register(
@@ -75,52 +54,17 @@ def register(
     ``description`` defaults to the first line of the factory's docstring. A name or alias that
     is already taken is refused: unregister the old entry first to replace it.
     """
-    canonical = _normalise(name)
-    alias_names = tuple(_normalise(a) for a in aliases)
-
-    def decorator(factory: F) -> F:
-        for n in (canonical, *alias_names):
-            if n in _SPECS or n in _ALIASES:
-                raise ConfigError(
-                    f"loss name {n!r} is already registered (as {resolve(n).name!r}); "
-                    "call losskit.losses.unregister first to replace it"
-                )
-        _SPECS[canonical] = LossSpec(
-            name=canonical,
-            factory=factory,
-            description=description if description is not None else _summary(factory),
-            family=family,
-            aliases=alias_names,
-        )
-        for alias in alias_names:
-            _ALIASES[alias] = canonical
-        return factory
-
-    return decorator
+    return LOSSES.register(name, aliases=aliases, description=description or "", family=family)
 
 
 def unregister(name: str) -> None:
-    """Remove ``name`` (given by its canonical name) and its aliases from the registry."""
-    spec = resolve(name)
-    del _SPECS[spec.name]
-    for alias in spec.aliases:
-        _ALIASES.pop(alias, None)
+    """Remove ``name`` (or the entry an alias of it names) and its aliases from the registry."""
+    LOSSES.unregister(name)
 
 
 def resolve(name: str) -> LossSpec:
     """The :class:`LossSpec` for a name or alias; unknown names get close-match suggestions."""
-    key = _normalise(name)
-    key = _ALIASES.get(key, key)
-    try:
-        return _SPECS[key]
-    except KeyError:
-        known = sorted([*_SPECS, *_ALIASES])
-        close = difflib.get_close_matches(key, known, n=3)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ConfigError(
-            f"unknown loss {name!r}{hint} (losskit.losses.available() lists all "
-            f"{len(_SPECS)} losses)"
-        ) from None
+    return LOSSES.resolve(name)
 
 
 def get(name: str, **kwargs: Any) -> nn.Module:
@@ -131,11 +75,7 @@ def get(name: str, **kwargs: Any) -> nn.Module:
         >>> get("cross_entropy", label_smoothing=0.1)
         CrossEntropyLoss()
     """
-    spec = resolve(name)
-    try:
-        return spec.factory(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"loss {spec.name!r} cannot be built with {kwargs}: {exc}") from exc
+    return LOSSES.create(name, **kwargs)
 
 
 def available(family: str | None = None) -> list[LossSpec]:
@@ -146,5 +86,4 @@ def available(family: str | None = None) -> list[LossSpec]:
         >>> "mse" in [spec.name for spec in available("regression")]
         True
     """
-    specs = sorted(_SPECS.values(), key=lambda s: s.name)
-    return [s for s in specs if family is None or s.family == family]
+    return LOSSES.entries(family)

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from torch import Tensor, nn
@@ -237,6 +238,13 @@ def _check_same_shapes(display: str, name: str, args: tuple[Any, ...]) -> None:
             )
 
 
+def _signature(base: type[nn.Module]) -> inspect.Signature:
+    """``base.__init__``'s signature with losskit's keyword-only ``check`` added."""
+    signature = inspect.signature(base.__init__)
+    check = inspect.Parameter("check", inspect.Parameter.KEYWORD_ONLY, default="first")
+    return signature.replace(parameters=[*signature.parameters.values(), check])
+
+
 def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Module]:
     """A subclass of ``base`` that checks its inputs against ``contract`` before ``forward``."""
 
@@ -262,6 +270,8 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
             self.check_inputs(input, target, ignore_index=self.__dict__.get("ignore_index"))
         return base.forward(self, input, target, *args)  # type: ignore[no-any-return]
 
+    # The signature shows torch's arguments and check, so configs are checked against it.
+    __init__.__signature__ = _signature(base)  # type: ignore[attr-defined]
     forward = forward_first_checked if name in _MULTI_INPUT else forward_pair_checked
 
     namespace = {
