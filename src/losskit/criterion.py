@@ -362,7 +362,10 @@ class Criterion(nn.Module):
             chosen, plan, index = self._subset(tuple(keys))
         if not chosen:
             raise ConfigError("every term selected is disabled: nothing to compute")
-        parts = tuple(term.compute(key, outputs, batch) for key, term in plan)
+        computed = []
+        for key, term in plan:
+            computed.append(term.compute(key, outputs, batch))
+        parts = tuple(computed)
         monitored: tuple[tuple[str, Tensor], ...] = ()
         if self._monitor_plan:
             with torch.no_grad():  # monitor-only terms: values, no graph
@@ -409,8 +412,15 @@ class Criterion(nn.Module):
                         [p if ok else torch.zeros_like(p.detach()) for p, ok in zip(parts, flags)]
                     )
                     weights = weights * finite.to(weights.dtype)
-        elif self._check != "off":
-            self._flag(stacked.detach(), index, compiling)
+        elif self._check != "off":  # the device-side non-finite flag (no host sync)
+            if index is None and not compiling:
+                self._pending.append(stacked.detach())
+                if len(self._pending) >= _FOLD:
+                    self._fold()
+            elif index is None:
+                self._nonfinite_sum.add_(stacked.detach())
+            else:
+                self._nonfinite_sum.index_add_(0, index, stacked.detach().double())
         if combined.dtype in (torch.float16, torch.bfloat16):
             combined = combined.float()  # a half-precision total would round the weights
         if weights.dtype != combined.dtype:
@@ -428,17 +438,6 @@ class Criterion(nn.Module):
             context = (balancer.features(outputs), effective.detach())
             backward = functools.partial(balancer.backward, context=context)
         return LossResult(total, keys, parts, views, monitored=monitored, backward=backward)
-
-    def _flag(self, values: Tensor, index: Tensor | None, compiling: bool) -> None:
-        """Add this call's terms to the device-side non-finite flag (no host sync)."""
-        if index is None and not compiling:
-            self._pending.append(values)
-            if len(self._pending) >= _FOLD:
-                self._fold()
-        elif index is None:
-            self._nonfinite_sum.add_(values)
-        else:
-            self._nonfinite_sum.index_add_(0, index, values.double())
 
     def _subset(self, keys: tuple[str, ...]) -> tuple[tuple[str, ...], Plan, Tensor]:
         cached = self._subsets.get(keys)

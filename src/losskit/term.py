@@ -46,10 +46,6 @@ def _describe(container: Any) -> str:
 
 def _pick(key: str, role: str, selector: Selector, where: str, source: Any, other: Any) -> Tensor:
     """Select ``role`` (input, target, mask, ...) for term ``key`` from ``source``."""
-    if type(selector) is str and type(source) is dict:  # the common case first
-        hit = source.get(selector)
-        if type(hit) is Tensor:
-            return hit
     found: Any
     if callable(selector):
         outputs, batch = (source, other) if where == "outputs" else (other, source)
@@ -192,8 +188,8 @@ class Term(nn.Module):
         self.enabled_at_start = enabled
         self.monitor = monitor
         self._per_element = per_element
-        # One input and one target: the loss is called on the two selections directly.
-        self._pair = input is not None and not isinstance(input, tuple) and target is not None
+        # The common term: one input and one target, each selected by key.
+        self._by_key = isinstance(input, str) and isinstance(target, str)
 
     def selected(self, key: str, outputs: Any, batch: Any) -> dict[str, Tensor]:
         """The tensors this term reads, by role (``input``, ``target``, ``mask``, ...)."""
@@ -233,11 +229,14 @@ class Term(nn.Module):
     def compute(self, key: str, outputs: Any, batch: Any) -> Tensor:
         """The unweighted value of this term (named ``key`` in errors) on one batch."""
         try:
-            if self._pair:
-                value = self.loss(
-                    _pick(key, "input", self.input, "outputs", outputs, batch),  # type: ignore[arg-type]
-                    _pick(key, "target", self.target, "batch", batch, outputs),  # type: ignore[arg-type]
-                )
+            if self._by_key:
+                x = outputs.get(self.input) if type(outputs) is dict else None
+                if type(x) is not Tensor:  # not found in a dict: the general selection's errors
+                    x = _pick(key, "input", self.input, "outputs", outputs, batch)  # type: ignore[arg-type]
+                y = batch.get(self.target) if type(batch) is dict else None
+                if type(y) is not Tensor:
+                    y = _pick(key, "target", self.target, "batch", batch, outputs)  # type: ignore[arg-type]
+                value = self.loss(x, y)
             else:
                 value = self._call(key, outputs, batch)
             if type(value) is Tensor and value.ndim == 0 and not self._per_element:
