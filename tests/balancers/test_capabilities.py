@@ -81,7 +81,7 @@ def test_a_duck_typed_balancer_without_capabilities_gets_the_defaults() -> None:
         ("sum", Capabilities(fixed_weights=True)),
         ("mean", Capabilities(fixed_weights=True)),
         ("magnitude", Capabilities()),
-        ("random", Capabilities(rank_consistent=False)),
+        ("random", Capabilities(rank_consistent=False, random_draws=True)),
     ],
 )
 def test_built_ins_declare_their_needs(name: str, expected: Capabilities) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -203,7 +204,7 @@ class Gradient(BalancerBase):
         1.0
     """
 
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities = Capabilities(
         backward_per_key=True,
         owns_backward=True,
         synchronize=True,
@@ -240,6 +241,11 @@ class Gradient(BalancerBase):
         else:
             raise ConfigError(f"method must be a name or a torchjd Aggregator, got {method!r}")
         self._options = options
+        # Whether it draws random numbers depends on the method, known from its registry entry.
+        random = isinstance(getattr(self, "aggregator", None), _RANDOMISED) or (
+            isinstance(method, str) and spec.random_draws
+        )
+        self.capabilities = replace(type(self).capabilities, random_draws=random)
         self._shared = _entries(shared) if shared is not None else None
         self._selector = features
         self.skip_zero = skip_zero

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import Tensor
 
@@ -49,7 +47,7 @@ class GradNorm(BalancerBase):
         True
     """
 
-    capabilities: ClassVar[Capabilities] = Capabilities(backward_per_key=True, fsdp_safe=False)
+    capabilities = Capabilities(backward_per_key=True, fsdp_safe=False)
     task_weights: Tensor
     initial: Tensor
     pending: Tensor

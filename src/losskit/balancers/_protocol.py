@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -64,6 +64,8 @@ class Capabilities:
             parameters do not exist on one rank).
         rank_consistent: every rank computes the same weights (False when it draws random
             numbers from each process's generator).
+        random_draws: it draws random numbers (weights, a projection order); with
+            ``rank_consistent`` the draw of rank 0 is shared.
         derivative_weights: the reported weight of each key equals ``d total / d part``.
     """
 
@@ -73,6 +75,7 @@ class Capabilities:
     synchronize: bool = False
     fsdp_safe: bool = True
     rank_consistent: bool = True
+    random_draws: bool = False
     derivative_weights: bool = True
 
 
@@ -159,8 +162,9 @@ class BalancerBase(nn.Module):
     criterion's ``state_dict()`` because the criterion registers its balancer as a submodule.
     """
 
-    #: what this balancer needs from the criterion, the engine and the integrations
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: what this balancer needs from the criterion, the engine and the integrations (a class
+    #: attribute; an instance whose needs depend on its options sets its own)
+    capabilities: Capabilities = Capabilities()
 
     def __init__(self) -> None:
         super().__init__()

@@ -134,12 +134,15 @@ class GradientMethod:
         aggregator: the class's name in ``torchjd.aggregation`` (imported when built).
         defaults: options the aggregator gets unless given.
         per_key_count: the aggregator takes ``n_tasks`` (built once the keys are known).
+        random_draws: the aggregator draws random numbers (declared in the balancer's
+            :class:`~losskit.balancers.Capabilities`).
     """
 
     name: str
     aggregator: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
     per_key_count: bool = False
+    random_draws: bool = False
 
     def __call__(
         self, shared: Shared | None = None, *, features: Any = None, **options: Any
@@ -228,7 +231,7 @@ _gradient(
     "MGDA: the minimum-norm point of the convex hull of the key gradients",
 )
 _gradient(
-    GradientMethod("pcgrad", "PCGrad"),
+    GradientMethod("pcgrad", "PCGrad", random_draws=True),
     "PCGrad: project away the conflicting components pairwise, in random order",
 )
 _gradient(
@@ -260,6 +263,6 @@ _gradient(
     "ConFIG: a conflict-free direction with equal cosine to every key gradient",
 )
 _gradient(
-    GradientMethod("graddrop", "GradDrop"),
+    GradientMethod("graddrop", "GradDrop", random_draws=True),
     "GradDrop: randomly drop conflicting gradient signs per coordinate",
 )

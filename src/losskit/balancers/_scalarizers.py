@@ -224,7 +224,7 @@ class RandomWeights(_Scalarized):
         1.0
     """
 
-    capabilities: ClassVar[Capabilities] = Capabilities(rank_consistent=False)
+    capabilities = Capabilities(rank_consistent=False, random_draws=True)
 
     def _make(self, n: int) -> scalarization.Scalarizer:
         return scalarization.Random()

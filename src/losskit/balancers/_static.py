@@ -6,8 +6,6 @@ Fixed and scheduled weights live on the terms themselves (``Term(..., weight=0.5
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import Tensor
 
@@ -28,7 +26,7 @@ class Sum(BalancerBase):
         tensor(1.5000)
     """
 
-    capabilities: ClassVar[Capabilities] = Capabilities(fixed_weights=True)
+    capabilities = Capabilities(fixed_weights=True)
 
     def combine(
         self, losses: Tensor, weights: Tensor, keys: tuple[str, ...]
@@ -51,7 +49,7 @@ class Mean(BalancerBase):
         (tensor(1.), tensor(0.5000))
     """
 
-    capabilities: ClassVar[Capabilities] = Capabilities(fixed_weights=True)
+    capabilities = Capabilities(fixed_weights=True)
 
     def combine(
         self, losses: Tensor, weights: Tensor, keys: tuple[str, ...]
