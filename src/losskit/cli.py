@@ -59,7 +59,7 @@ def _execute(config: Any, out: Path | None, resume: bool, quiet: bool) -> None:
         result = run(config, out=out, progress=not quiet, resume=resume)
     except LossKitError as exc:
         raise _fail(exc) from exc
-    from losskit.engine.distributed import is_main
+    from losskit._dist import is_main
 
     if not is_main():  # under torchrun rank 0 reports
         return

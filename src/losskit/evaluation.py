@@ -30,9 +30,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from losskit import _dist
 from losskit.errors import ConfigError, LossInputError
 from losskit.result import LossResult
-from losskit.tracking import _distributed
 
 __all__ = ["evaluate"]
 
@@ -191,7 +191,7 @@ def evaluate(
     finally:
         if isinstance(model, nn.Module) and was_training is not None:
             model.train(was_training)
-    if sync and _distributed.initialized():
+    if sync and _dist.initialized():
         return _reduce_across_ranks(sums, counts, target_device)
     if not sums:
         return {}
@@ -207,9 +207,9 @@ def _reduce_across_ranks(
     """Every rank gets the means over all ranks' samples; ranks must agree on the names."""
     names = sorted(sums)
     where = next(iter(sums.values())).device if sums else (device or torch.device("cpu"))
-    where = _distributed.comm_device(None, where)
+    where = _dist.comm_device(None, where)
     # Differing names would pair unrelated numbers or hang the collective: refuse them first.
-    _distributed.check_agreement([("evaluate", names, None)], None, where)
+    _dist.check_agreement([("evaluate", names, None)], None, where)
     packed = (
         torch.stack(
             [sums[k].to(where, torch.float64) for k in names]

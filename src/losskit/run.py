@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from losskit import balancers
+from losskit._io import replace_text
 from losskit.config import OptimizerConfig, RunConfig, import_object, load_config, make_weight
 from losskit.criterion import Criterion
 from losskit.demo import DigitsNet, accuracy, digits_data
@@ -35,7 +36,6 @@ from losskit.engine import distributed
 from losskit.engine.trainer import FitSummary, Trainer, seed_everything
 from losskit.errors import ConfigError
 from losskit.term import Term
-from losskit.tracking.sinks._files import replace_text
 
 __all__ = ["BUILTIN_DATA", "BUILTIN_METRICS", "BUILTIN_MODELS", "RunResult", "build", "run"]
 

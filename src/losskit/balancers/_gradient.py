@@ -23,10 +23,10 @@ from torchjd import aggregation
 from torchjd.autojac import backward as jac_backward
 from torchjd.autojac import mtl_backward
 
+from losskit._dist import all_reduce_sum, world_size
 from losskit.balancers._protocol import BalancerBase, BalancingError
 from losskit.balancers._shared import Shared, _entries, shared_modules, trainable
 from losskit.errors import ConfigError, LossKitWarning, MissingDependencyError, NonFiniteLossError
-from losskit.tracking._distributed import all_reduce_sum, world_size
 
 if TYPE_CHECKING:
     from losskit.result import LossResult

@@ -17,9 +17,9 @@ import torch
 from torch import Tensor
 from torchjd import scalarization
 
+from losskit._dist import global_mean
 from losskit.balancers._protocol import BalancerBase
 from losskit.errors import ConfigError, LossKitWarning
-from losskit.tracking._distributed import global_mean
 
 if TYPE_CHECKING:
     from losskit.result import LossResult

@@ -25,10 +25,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from losskit._io import replace_text
 from losskit.report.findings import findings_section
 from losskit.report.summary import SummaryRow, summarize
 from losskit.tracking.history import History, load
-from losskit.tracking.sinks._files import replace_text
 
 __all__ = ["render"]
 
