@@ -32,7 +32,7 @@ from torchjd.autogram import Engine
 
 import losskit as lk
 from losskit.config import load_config
-from losskit.engine.trainer import Trainer
+from losskit.engine import Trainer
 from losskit.run import build
 
 EVERY = 50

@@ -28,7 +28,7 @@ from losskit.errors import (
     NonFiniteLossError,
 )
 from losskit.evaluation import evaluate
-from losskit.losses.imbalance import class_weights, pos_weight
+from losskit.losses._imbalance import class_weights, pos_weight
 from losskit.result import LossResult
 from losskit.term import Selector, Term, WeightLike
 from losskit.tracking import Tracker, sinks

@@ -32,8 +32,7 @@ from losskit._io import replace_text
 from losskit.config import OptimizerConfig, RunConfig, import_object, load_config, make_weight
 from losskit.criterion import Criterion
 from losskit.demo import DigitsNet, accuracy, digits_data
-from losskit.engine import distributed
-from losskit.engine.trainer import FitSummary, Trainer, seed_everything
+from losskit.engine import FitSummary, Trainer, distributed, seed_everything
 from losskit.errors import ConfigError
 from losskit.term import Term
 

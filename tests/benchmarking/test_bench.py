@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 import losskit as lk
-from losskit.benchmarking.cases import Case
-from losskit.benchmarking.memory import peak_rss_delta
-from losskit.benchmarking.stability import EXTREME, precision_errors, scenarios
-from losskit.benchmarking.timing import time_step
+from losskit.benchmarking._cases import Case
+from losskit.benchmarking._memory import peak_rss_delta
+from losskit.benchmarking._stability import EXTREME, precision_errors, scenarios
+from losskit.benchmarking._timing import time_step
 from losskit.cli import app
 from losskit.errors import ConfigError
 

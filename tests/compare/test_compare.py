@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import losskit as lk
-from losskit.compare.grid import apply, expand, parse_vary, with_seed
+from losskit.compare._grid import apply, expand, parse_vary, with_seed
 from losskit.config import RunConfig, load_config
 from losskit.run import build
 
@@ -122,7 +122,7 @@ def test_tiny_grid_folders_and_report_match_the_runs(tmp_path: Path) -> None:
 
 
 def test_ranking_groups_overlapping_intervals() -> None:
-    from losskit.compare.report import Spread, _rank
+    from losskit.compare._report import Spread, _rank
 
     values = {
         "a": Spread.of([1.0, 1.2, 1.1]),

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 import losskit as lk
 from losskit.diagnostics import key_gradients
-from losskit.report.plots import conflict_history, conflict_matrix, gradient_norms
+from losskit.report._plots import conflict_history, conflict_matrix, gradient_norms
 from losskit.tracking import Tracker, load, sinks
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import losskit as lk
-from losskit.engine.checkpoint import load_checkpoint
+from losskit.engine._checkpoint import load_checkpoint
 
 
 class TwoHeads(nn.Module):

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from losskit.compare.grid import Variant, expand, parse_vary
-from losskit.compare.report import (
+from losskit.compare._grid import Variant, expand, parse_vary
+from losskit.compare._report import (
     Comparison,
     Interval,
     Rank,
@@ -42,7 +42,7 @@ from losskit.compare.report import (
     render_comparison,
     summarize_grid,
 )
-from losskit.compare.runner import Job, plan, run_jobs, write_manifest
+from losskit.compare._runner import Job, plan, run_jobs, write_manifest
 from losskit.errors import ConfigError
 
 if TYPE_CHECKING:

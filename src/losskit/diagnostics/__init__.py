@@ -8,7 +8,7 @@
   steps.
 """
 
-from losskit.diagnostics.doctor import (
+from losskit.diagnostics._doctor import (
     Diagnosis,
     Finding,
     TensorSummary,
@@ -16,7 +16,7 @@ from losskit.diagnostics.doctor import (
     diagnose,
     diagnose_config,
 )
-from losskit.diagnostics.gradients import gradient_health, key_gradients
+from losskit.diagnostics._gradients import gradient_health, key_gradients
 
 __all__ = [
     "Diagnosis",

@@ -15,7 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from losskit.tracking.record import Record
+from losskit.tracking._record import Record
 
 __all__ = ["Console"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from losskit.tracking.record import Record
+from losskit.tracking._record import Record
 
 __all__ = ["Sink"]
 

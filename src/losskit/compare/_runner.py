@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from losskit._io import replace_text
-from losskit.compare.grid import Variant, with_seed
+from losskit.compare._grid import Variant, with_seed
 from losskit.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from losskit import _dist
 from losskit.errors import ConfigError
 from losskit.result import LossResult
 from losskit.tracking._buffer import Layout, SplitBuffer, Value, Weight, accumulator_dtype
-from losskit.tracking.record import Record
+from losskit.tracking._record import Record
 from losskit.tracking.sinks._protocol import Sink
 
 __all__ = ["Tracker"]

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from losskit.config import RunConfig, load_config
 from losskit.criterion import Criterion
-from losskit.diagnostics.gradients import cosines, gram_matrix, key_gradients
+from losskit.diagnostics._gradients import cosines, gram_matrix, key_gradients
 from losskit.errors import LossInputError, LossKitError
 from losskit.losses.contracts import Contract
 

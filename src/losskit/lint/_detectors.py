@@ -1,13 +1,13 @@
 """Detectors of one key: non-finite onset, spikes, divergence, plateau, overfitting, oscillation.
 
-Each takes :class:`~losskit.lint.curves.Curve` values and returns findings; the linter runs them
+Each takes :class:`~losskit.lint._curves.Curve` values and returns findings; the linter runs them
 on the total and on every term. They look at per-step points where one step matters (a NaN, a
 spike, a fast oscillation) and at interval means where a trend matters.
 
 Example::
 
-    >>> from losskit.lint.curves import Curve
-    >>> from losskit.lint.detectors import nonfinite
+    >>> from losskit.lint._curves import Curve
+    >>> from losskit.lint._detectors import nonfinite
     >>> curve = Curve("loss", "train", (1, 2, 3), (1, 2, 3), (0.5, float("nan"), 0.4))
     >>> [(f.kind, f.start, f.end) for f in nonfinite(curve)]
     [('nonfinite', 2, 2)]
@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 import statistics
 
-from losskit.lint.curves import Curve, acf, moving_average, rolling_median
-from losskit.lint.finding import Finding
-from losskit.lint.thresholds import Thresholds
+from losskit.lint._curves import Curve, acf, moving_average, rolling_median
+from losskit.lint._finding import Finding
+from losskit.lint._thresholds import Thresholds
 
 __all__ = ["divergence", "nonfinite", "oscillation", "overfitting", "plateau", "spikes"]
 

@@ -3,8 +3,8 @@ diverges while the total falls, a weight schedule that ends while its term still
 
 Example::
 
-    >>> from losskit.lint.curves import Curve
-    >>> from losskit.lint.multiloss import shares
+    >>> from losskit.lint._curves import Curve
+    >>> from losskit.lint._multiloss import shares
     >>> steps = tuple(range(10, 110, 10))
     >>> starts = tuple(s - 9 for s in steps)
     >>> big = {"loss/a": Curve("loss/a", "train", starts, steps, (1.0,) * 10),
@@ -21,9 +21,9 @@ import itertools
 import math
 from collections.abc import Mapping
 
-from losskit.lint.curves import Curve, rolling_median
-from losskit.lint.finding import Finding
-from losskit.lint.thresholds import Thresholds
+from losskit.lint._curves import Curve, rolling_median
+from losskit.lint._finding import Finding
+from losskit.lint._thresholds import Thresholds
 
 __all__ = ["schedule_ends", "shares", "term_diverges"]
 

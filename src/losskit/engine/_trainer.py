@@ -34,9 +34,9 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from losskit.criterion import Criterion
-from losskit.diagnostics.gradients import gradient_health
+from losskit.diagnostics import gradient_health
 from losskit.engine import distributed
-from losskit.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from losskit.engine._checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from losskit.errors import ConfigError
 from losskit.evaluation import evaluate, to_device
 from losskit.result import LossResult
