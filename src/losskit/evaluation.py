@@ -13,7 +13,7 @@ Example::
     >>> crit = lk.Criterion({"mse": lk.Term("mse", target="y")})
     >>> x, y = torch.randn(10, 3), torch.randn(10)
     >>> data = [{"x": x[:4], "y": y[:4]}, {"x": x[4:], "y": y[4:]}]
-    >>> means = lk.evaluate(model, crit, data, forward=lambda m, b: m(b["x"]).squeeze(1))
+    >>> means = lk.evaluation.evaluate(model, crit, data, forward=lambda m, b: m(b["x"]).squeeze(1))
     >>> sorted(means)
     ['loss', 'loss/mse', 'weight/mse']
     >>> full = torch.nn.functional.mse_loss(model(x).squeeze(1), y)
@@ -153,7 +153,7 @@ def evaluate(
         >>> import losskit as lk
         >>> crit = lk.Criterion({"ce": lk.Term("cross_entropy", target=1)})
         >>> x, y = torch.randn(7, 4), torch.randint(0, 4, (7,))
-        >>> means = lk.evaluate(torch.nn.Identity(), crit, [(x, y)], chunk_size=3)
+        >>> means = lk.evaluation.evaluate(torch.nn.Identity(), crit, [(x, y)], chunk_size=3)
         >>> abs(means["loss/ce"] - torch.nn.functional.cross_entropy(x, y).item()) < 1e-6
         True
     """

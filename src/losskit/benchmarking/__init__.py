@@ -19,8 +19,8 @@ wrong logits) and ``bce_with_logits`` is not. The JSON fields are those of
 Example::
 
     >>> import losskit as lk
-    >>> report = lk.bench(["bce_with_logits", "sigmoid+bce"], shape=(16, 4), memory=False,
-    ...                   min_run_time=0.01)
+    >>> report = lk.benchmarking.bench(["bce_with_logits", "sigmoid+bce"], shape=(16, 4),
+    ...                                memory=False, min_run_time=0.01)
     >>> [(case.name, bool(case.flags)) for case in report.cases]
     [('bce_with_logits', False), ('sigmoid+bce', True)]
 """

@@ -13,16 +13,18 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from losskit.config import RunConfig, load_config
 from losskit.criterion import Criterion
 from losskit.diagnostics._gradients import cosines, gram_matrix, key_gradients
 from losskit.errors import LossInputError, LossKitError
 from losskit.losses.contracts import Contract
+
+if TYPE_CHECKING:
+    from losskit.config import RunConfig
 
 __all__ = ["Diagnosis", "Finding", "TensorSummary", "TermReport", "diagnose", "diagnose_config"]
 
@@ -338,7 +340,7 @@ def diagnose(
         ...         return {"logits": self.cls(h), "aux": self.aux(h)}
         >>> crit = lk.Criterion({"cls": lk.Term("cross_entropy", input="logits", target="y")})
         >>> batch = {"x": torch.randn(16, 4), "y": torch.randint(0, 3, (16,))}
-        >>> report = lk.diagnose(Net(), crit, batch, forward=lambda m, b: m(b["x"]))
+        >>> report = lk.diagnostics.diagnose(Net(), crit, batch, forward=lambda m, b: m(b["x"]))
         >>> [(f.kind, f.parameters) for f in report.findings]
         [('untrained_parameters', ('aux.weight', 'aux.bias'))]
         >>> report.ok  # warnings only
@@ -463,6 +465,7 @@ def diagnose_config(config: RunConfig | str | Path) -> Diagnosis:
 
     The model, criterion, data and forward pass are built as ``losskit run`` builds them.
     """
+    from losskit.config import load_config  # pydantic: only when a configuration is read
     from losskit.run import build
 
     trainer, train, _ = build(

@@ -1,7 +1,7 @@
 """Training on several processes: set-up from ``torchrun``, the wrapped model, sharded loaders,
 gradient synchronisation once per optimizer step, and the rank-0 guard.
 
-The :class:`~losskit.Trainer` uses :class:`Replicas` when ``torch.distributed`` is initialised (or
+The :class:`~losskit.engine.Trainer` uses :class:`Replicas` once ``torch.distributed`` is up (or
 ``torchrun`` started the process); a hand-written loop, a Lightning module or an Accelerate loop
 uses :func:`synchronize_gradients` before ``optimizer.step()``. Two ways of reducing gradients:
 
