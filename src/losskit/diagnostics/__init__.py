@@ -8,9 +8,9 @@
   steps.
 """
 
+from losskit._findings import Finding, Severity
 from losskit.diagnostics._doctor import (
     Diagnosis,
-    Finding,
     TensorSummary,
     TermReport,
     diagnose,
@@ -21,6 +21,7 @@ from losskit.diagnostics._gradients import gradient_health, key_gradients
 __all__ = [
     "Diagnosis",
     "Finding",
+    "Severity",
     "TensorSummary",
     "TermReport",
     "diagnose",

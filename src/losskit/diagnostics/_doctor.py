@@ -13,11 +13,12 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
+from losskit._findings import Finding
 from losskit.criterion import Criterion
 from losskit.diagnostics._gradients import cosines, gram_matrix, key_gradients
 from losskit.errors import LossInputError, LossKitError
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Diagnosis", "Finding", "TensorSummary", "TermReport", "diagnose", "diagnose_config"]
 
-Severity = Literal["error", "warning"]
-
 DOMINANCE = 100.0
 """A key whose weighted value (or gradient) exceeds every other's this many times dominates."""
 
@@ -37,24 +36,6 @@ CONFLICT = -0.5
 """Two keys whose gradients' cosine on the shared parameters is below this conflict."""
 
 _CLASS_TARGETS = ("class_indices", "class_indices_or_probabilities")
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem: what kind, how serious, under which key, and what to do about it.
-
-    ``kind`` is one of ``"nonfinite"``, ``"contract"``, ``"probabilities_as_logits"``,
-    ``"integer_coded_target"``, ``"selection"``, ``"dominates"``, ``"zero_gradient"``,
-    ``"untrained_parameters"`` and ``"conflict"``. ``other`` is the second key of a conflict
-    or the runner-up of a dominating key; ``parameters`` the parameters concerned.
-    """
-
-    kind: str
-    severity: Severity
-    key: str | None
-    message: str
-    other: str | None = None
-    parameters: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

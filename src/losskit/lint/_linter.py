@@ -6,10 +6,10 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from losskit._findings import Finding
 from losskit.lint import _detectors as detectors
 from losskit.lint import _multiloss as multiloss
 from losskit.lint._curves import interval_means, points
-from losskit.lint._finding import Finding
 from losskit.lint._thresholds import Thresholds
 from losskit.tracking import History, load
 
