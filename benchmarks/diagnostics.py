@@ -32,7 +32,7 @@ from torchjd.autogram import Engine
 
 import losskit as lk
 from losskit.config import load_config
-from losskit.engine.trainer import Trainer
+from losskit.engine import Trainer
 from losskit.run import build
 
 EVERY = 50
@@ -44,7 +44,7 @@ def _trainer(diagnostics_every: int | None) -> tuple[Trainer, list[Any]]:
         update={"trainer": cfg.trainer.model_copy(update={"diagnostics_every": diagnostics_every})}
     )
     trainer, train, _ = build(cfg, progress=False)
-    trainer.tracker = lk.Tracker([], criterion=trainer.criterion)
+    trainer.tracker = lk.tracking.Tracker([], criterion=trainer.criterion)
     trainer.model.train()
     return trainer, list(train)
 
@@ -60,7 +60,7 @@ def _per_step(fn: Callable[[], object], repeats: int) -> float:
 
 def engines(repeats: int) -> dict[str, float]:
     """Milliseconds of a plain step (forward, backward), and of a forward pass plus the per-key
-    gradients three ways (and through :func:`losskit.gradient_health`)."""
+    gradients three ways (and through :func:`losskit.diagnostics.gradient_health`)."""
     trainer, batches = _trainer(None)
     model, crit = trainer.model, trainer.criterion
     batch = batches[0]
@@ -88,7 +88,7 @@ def engines(repeats: int) -> dict[str, float]:
         )
 
     def health() -> None:
-        lk.gradient_health(model, forward())
+        lk.diagnostics.gradient_health(model, forward())
 
     figures = {
         "step_ms": _per_step(plain, repeats),

@@ -108,7 +108,7 @@ def make_steps(args: argparse.Namespace, batch: dict[str, Tensor]) -> dict[str, 
         crit = lk.Criterion(_terms(), balancer=spec)
         model = DistributedDataParallel(net)
         opt = torch.optim.Adam([*model.parameters(), *crit.parameters()], lr=1e-3)
-        tracker = lk.Tracker(criterion=crit)
+        tracker = lk.tracking.Tracker(criterion=crit)
         replicas = distributed.Replicas(model, crit)
         params = list(model.parameters())
         count = [0]

@@ -12,7 +12,7 @@ float32 on the CPU, one forward and one backward into fresh gradients of ``h`` a
   ``lk.Term("linear_cross_entropy", input=("hidden", "weight"), target="labels")``, which runs
   torch's chunked ``F.linear_cross_entropy`` and ``res.backward()``.
 
-Peak memory: each case runs in its own spawned child process (``losskit.benchmarking.memory``):
+Peak memory: each case runs in its own spawned child process (``losskit.benchmarking._memory``):
 one warm-up step, then the kernel's peak-RSS mark is reset and one step runs; the peak resident
 size minus the resident size just before the step (inputs and everything else held) is reported.
 Time: in this process, one warm-up step per case, then rounds that run every case once in turn
@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 import losskit as lk
-from losskit.benchmarking.memory import peak_rss_delta
+from losskit.benchmarking._memory import peak_rss_delta
 
 CASES = ("plain", "loop", "losskit")
 LOOP_ROWS = 1024

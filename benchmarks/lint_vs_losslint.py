@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from losskit.lint import lint
-from losskit.lint.synthetic import decay_a, decay_b, two_term_log
+from losskit.lint._synthetic import decay_a, decay_b, two_term_log
 from losskit.tracking import History, load
 
 STEPS, EVERY, VAL_EVERY = 300, 10, 25

@@ -162,8 +162,8 @@ def _registered(name: str, module: str, **kwargs: object) -> LossFn | None:
 def build_cases(sizes: dict[str, tuple[int, ...]], quick: bool) -> list[Case]:
     monai = importlib.import_module("monai.losses")
     kornia = importlib.import_module("kornia.losses")
-    cls = "losskit.losses.classification"
-    seg = "losskit.losses.segmentation"
+    cls = "losskit.losses._classification"
+    seg = "losskit.losses._segmentation"
     # --quick: no value checks, so one warm-up step suffices (they run on the first calls only,
     # so the steady state is the same).
     check = "off" if quick else "first"

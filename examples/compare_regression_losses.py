@@ -87,7 +87,7 @@ def main(
     jobs: int = 1,
 ) -> CompareResult:
     """Compare the three losses; return the :class:`~losskit.compare.CompareResult`."""
-    return lk.compare(
+    return lk.compare.compare(
         config(epochs, n_train),
         vary={"terms.fit.loss": ["mse", "l1", "huber"]},
         seeds=seeds,

@@ -30,16 +30,16 @@ def accuracy(logits: Tensor, batch: dict[str, Tensor]) -> Tensor:
 
 def main(
     epochs: int = 15, out: Path | None = None, seed: int = 0, temperature: float = 4.0
-) -> tuple[lk.FitSummary, lk.FitSummary]:
+) -> tuple[lk.engine.FitSummary, lk.engine.FitSummary]:
     """Train the teacher, then the student; return both summaries."""
-    lk.seed_everything(seed)
+    lk.engine.seed_everything(seed)
     train_set, val_set = digits_data()
 
     def forward(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         return model(batch["pixels"])
 
     teacher = mlp(256)
-    teacher_fit = lk.Trainer(
+    teacher_fit = lk.engine.Trainer(
         teacher,
         lk.Criterion({"ce": lk.Term("cross_entropy", target="label")}),
         torch.optim.Adam(teacher.parameters(), lr=3e-3),
@@ -70,7 +70,7 @@ def main(
             "ce": lk.Term("cross_entropy", target="label", weight=0.3),
         }
     )
-    student_fit = lk.Trainer(
+    student_fit = lk.engine.Trainer(
         student,
         crit,
         torch.optim.Adam(student.parameters(), lr=3e-3),

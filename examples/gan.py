@@ -77,8 +77,8 @@ def mode_distance(model: GAN, n: int = 2000, seed: int = 1) -> float:
 
 def main(
     epochs: int = 30, out: Path | None = None, seed: int = 0, batches: int = 50
-) -> tuple[lk.FitSummary, dict[str, float]]:
-    lk.seed_everything(seed)
+) -> tuple[lk.engine.FitSummary, dict[str, float]]:
+    lk.engine.seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
     model = GAN()
     data = [
@@ -93,7 +93,7 @@ def main(
             "adv_g": lk.Term(lambda o, b: F.softplus(-o["fake"]).mean()),
         }
     )
-    trainer = lk.Trainer(
+    trainer = lk.engine.Trainer(
         model,
         crit,
         {

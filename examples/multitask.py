@@ -39,7 +39,7 @@ def make_batch(n: int, g: torch.Generator) -> dict[str, Tensor]:
 
 def main(steps: int = 400, out: Path | None = None, seed: int = 0) -> dict[str, float]:
     """Train and return the last logged interval's means."""
-    lk.seed_everything(seed)
+    lk.engine.seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
     model = Net()
     crit = lk.Criterion(
@@ -49,8 +49,8 @@ def main(steps: int = 400, out: Path | None = None, seed: int = 0) -> dict[str, 
         }
     )
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    sinks = [lk.sinks.JSONL(out)] if out is not None else []
-    with lk.Tracker(sinks, every=50, criterion=crit) as tracker:
+    sinks = [lk.tracking.sinks.JSONL(out)] if out is not None else []
+    with lk.tracking.Tracker(sinks, every=50, criterion=crit) as tracker:
         for _ in range(steps):
             batch = make_batch(64, g)
             res = crit(model(batch["x"]), batch)

@@ -66,8 +66,10 @@ def mean_iou(logits: Tensor, batch: dict[str, Tensor]) -> Tensor:
     return torch.stack(ious).float().mean()
 
 
-def main(epochs: int = 15, out: Path | None = None, seed: int = 0, n: int = 256) -> lk.FitSummary:
-    lk.seed_everything(seed)
+def main(
+    epochs: int = 15, out: Path | None = None, seed: int = 0, n: int = 256
+) -> lk.engine.FitSummary:
+    lk.engine.seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
     train, val = shapes(n, g), shapes(max(n // 4, 8), g)
     batches = [{k: v[i : i + 16] for k, v in train.items()} for i in range(0, n, 16)]
@@ -78,7 +80,7 @@ def main(epochs: int = 15, out: Path | None = None, seed: int = 0, n: int = 256)
         }
     )
     model = SmallUNet()
-    trainer = lk.Trainer(
+    trainer = lk.engine.Trainer(
         model,
         crit,
         torch.optim.Adam(model.parameters(), lr=3e-3),

@@ -49,8 +49,8 @@ def reconstruction(outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> Tens
 
 def main(
     epochs: int = 20, out: Path | None = None, seed: int = 0, limit: int | None = None
-) -> lk.FitSummary:
-    lk.seed_everything(seed)
+) -> lk.engine.FitSummary:
+    lk.engine.seed_everything(seed)
     train, val = digits_data()
     if limit is not None:
         train = torch.utils.data.Subset(train, range(limit))  # type: ignore[assignment]
@@ -69,7 +69,7 @@ def main(
         }
     )
     model = VAE()
-    trainer = lk.Trainer(
+    trainer = lk.engine.Trainer(
         model,
         crit,
         torch.optim.Adam(model.parameters(), lr=2e-3),

@@ -34,13 +34,13 @@ def worker(rank: int, root: str, port: int) -> None:
             batches.append((x[start : start + size], y[start : start + size]))
             start += size
         crit = lk.Criterion({"ce": lk.Term("cross_entropy", target=1)})
-        out["means"] = lk.evaluate(torch.nn.Identity(), crit, batches, chunk_size=3)
-        out["local"] = lk.evaluate(torch.nn.Identity(), crit, batches, sync=False)
+        out["means"] = lk.evaluation.evaluate(torch.nn.Identity(), crit, batches, chunk_size=3)
+        out["local"] = lk.evaluation.evaluate(torch.nn.Identity(), crit, batches, sync=False)
         extra = (
             (lambda o, b: {"only0": o.sum()}) if rank == 0 else (lambda o, b: {"only1": o.sum()})
         )
         try:
-            lk.evaluate(torch.nn.Identity(), extra, batches)
+            lk.evaluation.evaluate(torch.nn.Identity(), extra, batches)
         except RankMismatchError as exc:
             out["mismatch"] = str(exc)
         dist.destroy_process_group()

@@ -1,5 +1,6 @@
-"""lk.evaluate: dataset means equal the one-batch computation for chunk sizes that do and do not
-divide N and for uneven batches; no_grad and eval mode; one read from the device; errors."""
+"""lk.evaluation.evaluate: dataset means equal the one-batch computation for chunk sizes that do
+and do not divide N and for uneven batches; no_grad and eval mode; one read from the device;
+errors."""
 
 from __future__ import annotations
 
@@ -58,7 +59,9 @@ def test_equals_the_one_batch_computation(chunk_size: int | None, sizes: list[in
     with torch.no_grad():
         full = {k: v.item() for k, v in crit(_forward(model, data), data).log().items()}
     model.train()
-    means = lk.evaluate(model, crit, _batches(data, sizes), chunk_size=chunk_size, forward=_forward)
+    means = lk.evaluation.evaluate(
+        model, crit, _batches(data, sizes), chunk_size=chunk_size, forward=_forward
+    )
     assert sorted(means) == sorted(full)
     assert sorted(full) == ["loss", "loss/ce", "loss/reg", "weight/ce", "weight/reg"]
     torch.testing.assert_close(means, full, rtol=1e-6, atol=1e-6)
@@ -69,7 +72,7 @@ def test_unweighted_mean_of_batches_would_differ() -> None:
     # The case the sample weighting exists for: a short last batch.
     model, crit, data = _setup()
     batches = _batches(data, [20, 3])
-    means = lk.evaluate(model, crit, batches, forward=_forward)
+    means = lk.evaluation.evaluate(model, crit, batches, forward=_forward)
     model.eval()
     with torch.no_grad():
         naive = sum(crit(_forward(model, b), b)["ce"].item() for b in batches) / 2
@@ -95,7 +98,9 @@ def test_no_grad_eval_mode_and_one_read_from_the_device(monkeypatch: pytest.Monk
             return _f(self, *a)
 
         monkeypatch.setattr(Tensor, name, counted)
-    means = lk.evaluate(model, criterion, _batches(data, [10, 13]), chunk_size=4, forward=_forward)
+    means = lk.evaluation.evaluate(
+        model, criterion, _batches(data, [10, 13]), chunk_size=4, forward=_forward
+    )
     monkeypatch.undo()
     assert seen == [(False, False)] * 7  # 3 + 4 chunks
     assert reads == {"item": 0, "tolist": 1}
@@ -105,7 +110,9 @@ def test_no_grad_eval_mode_and_one_read_from_the_device(monkeypatch: pytest.Monk
 def test_tuple_batches_and_default_forward() -> None:
     x, y = torch.randn(9, 3), torch.randint(0, 3, (9,))
     crit = lk.Criterion({"ce": lk.Term("cross_entropy", target=1)})
-    means = lk.evaluate(torch.nn.Identity(), crit, [(x[:5], y[:5]), (x[5:], y[5:])], chunk_size=2)
+    means = lk.evaluation.evaluate(
+        torch.nn.Identity(), crit, [(x[:5], y[:5]), (x[5:], y[5:])], chunk_size=2
+    )
     expected = torch.nn.functional.cross_entropy(x, y).item()
     assert means["loss/ce"] == pytest.approx(expected, rel=1e-6)
 
@@ -113,14 +120,14 @@ def test_tuple_batches_and_default_forward() -> None:
 def test_errors() -> None:
     model, crit, data = _setup()
     with pytest.raises(ConfigError, match="chunk_size must be a positive integer"):
-        lk.evaluate(model, crit, [data], chunk_size=0, forward=_forward)
+        lk.evaluation.evaluate(model, crit, [data], chunk_size=0, forward=_forward)
     with pytest.raises(ConfigError, match="pass forward="):
-        lk.evaluate(model, crit, [data])
+        lk.evaluation.evaluate(model, crit, [data])
     with pytest.raises(LossInputError, match="expected a scalar"):
-        lk.evaluate(model, lambda o, b: {"v": o["value"]}, [data], forward=_forward)
+        lk.evaluation.evaluate(model, lambda o, b: {"v": o["value"]}, [data], forward=_forward)
     with pytest.raises(LossInputError, match="no tensor with a sample dim"):
-        lk.evaluate(model, crit, [{"x": 1}], forward=_forward)
-    assert lk.evaluate(model, crit, [], forward=_forward) == {}
+        lk.evaluation.evaluate(model, crit, [{"x": 1}], forward=_forward)
+    assert lk.evaluation.evaluate(model, crit, [], forward=_forward) == {}
 
 
 def test_every_rank_gets_the_mean_over_all_ranks(

@@ -128,7 +128,7 @@ def test_trainer_validation_reports_monitored_terms() -> None:
             "mae": lk.Term("l1", input=0, target="y", monitor=True),
         }
     )
-    trainer = lk.Trainer(
+    trainer = lk.engine.Trainer(
         model,
         crit,
         torch.optim.SGD(model.parameters(), lr=0.05),

@@ -1,5 +1,12 @@
 """losskit: train PyTorch models with several named losses.
 
+The top level holds the core: :class:`Criterion`, :class:`Term`, :class:`LossResult`,
+``schedules``, ``losses``, ``balancers``, the errors, :func:`class_weights` and
+:func:`pos_weight`. Everything else lives in its subpackage (``losskit.engine.Trainer``,
+``losskit.tracking.Tracker``, ``losskit.report``, ``losskit.diagnostics``, ...). Names and
+subpackages are imported on first use (PEP 562), so ``import losskit`` costs next to nothing and
+the ``losskit`` command answers ``--help`` without importing torch.
+
 Example::
 
     >>> import torch
@@ -12,14 +19,16 @@ Example::
     ...            {"label": torch.tensor([0, 2]), "y": torch.ones(2)})
     >>> sorted(res.log())
     ['loss', 'loss/cls', 'loss/reg', 'weight/cls', 'weight/reg']
+    >>> lk.engine.Trainer.__name__, lk.tracking.Tracker.__name__
+    ('Trainer', 'Tracker')
 """
 
-from losskit import balancers, losses, report, schedules, tracking
-from losskit.benchmarking import bench
-from losskit.compare import compare
-from losskit.criterion import Criterion, TermLike
-from losskit.diagnostics import diagnose, gradient_health
-from losskit.engine import FitSummary, Trainer, seed_everything
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import TYPE_CHECKING, Any
+
 from losskit.errors import (
     ConfigError,
     LossInputError,
@@ -27,18 +36,33 @@ from losskit.errors import (
     LossKitWarning,
     NonFiniteLossError,
 )
-from losskit.evaluation import evaluate
-from losskit.losses.imbalance import class_weights, pos_weight
-from losskit.result import LossResult
-from losskit.term import Selector, Term, WeightLike
-from losskit.tracking import Tracker, sinks
+
+if TYPE_CHECKING:
+    from losskit import (
+        balancers,
+        benchmarking,
+        compare,
+        data,
+        diagnostics,
+        engine,
+        evaluation,
+        integrations,
+        lint,
+        losses,
+        report,
+        schedules,
+        tracking,
+    )
+    from losskit.criterion import Criterion, TermLike
+    from losskit.losses import class_weights, pos_weight
+    from losskit.result import LossResult
+    from losskit.term import Selector, Term, WeightLike
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
     "Criterion",
-    "FitSummary",
     "LossInputError",
     "LossKitError",
     "LossKitWarning",
@@ -47,22 +71,89 @@ __all__ = [
     "Selector",
     "Term",
     "TermLike",
-    "Tracker",
-    "Trainer",
     "WeightLike",
     "__version__",
     "balancers",
-    "bench",
+    "benchmarking",
     "class_weights",
     "compare",
-    "diagnose",
-    "evaluate",
-    "gradient_health",
+    "data",
+    "diagnostics",
+    "engine",
+    "evaluation",
+    "integrations",
+    "lint",
     "losses",
     "pos_weight",
     "report",
     "schedules",
-    "seed_everything",
-    "sinks",
     "tracking",
 ]
+
+# The core: name -> the module that defines it (imported with torch on first use).
+_CORE = {
+    "Criterion": "losskit.criterion",
+    "TermLike": "losskit.criterion",
+    "LossResult": "losskit.result",
+    "Selector": "losskit.term",
+    "Term": "losskit.term",
+    "WeightLike": "losskit.term",
+    "class_weights": "losskit.losses",
+    "pos_weight": "losskit.losses",
+}
+
+_SUBPACKAGES = frozenset(
+    {
+        "balancers",
+        "benchmarking",
+        "compare",
+        "data",
+        "diagnostics",
+        "engine",
+        "evaluation",
+        "integrations",
+        "lint",
+        "losses",
+        "report",
+        "schedules",
+        "tracking",
+    }
+)
+
+# Top-level names of 0.1 that moved to their packages: old name -> (module, name). They resolve,
+# with a DeprecationWarning, until 0.3.
+_MOVED = {
+    "FitSummary": ("losskit.engine", "FitSummary"),
+    "Trainer": ("losskit.engine", "Trainer"),
+    "seed_everything": ("losskit.engine", "seed_everything"),
+    "Tracker": ("losskit.tracking", "Tracker"),
+    "sinks": ("losskit.tracking", "sinks"),
+    "bench": ("losskit.benchmarking", "bench"),
+    "diagnose": ("losskit.diagnostics", "diagnose"),
+    "gradient_health": ("losskit.diagnostics", "gradient_health"),
+    "evaluate": ("losskit.evaluation", "evaluate"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CORE:
+        value = getattr(importlib.import_module(_CORE[name]), name)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    elif name in _MOVED:
+        module, attribute = _MOVED[name]
+        warnings.warn(
+            f"losskit.{name} moved to {module}.{attribute}; the top-level name will be removed "
+            "in losskit 0.3",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(module), attribute)  # not cached: warn each use
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

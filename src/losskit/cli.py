@@ -10,8 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from losskit import losses
 from losskit.errors import LossKitError
+
+# Every command imports torch and losskit's internals in its body: ``losskit --help`` and
+# ``losskit <command> --help`` stay fast.
 
 app = typer.Typer(
     name="losskit",
@@ -59,7 +61,7 @@ def _execute(config: Any, out: Path | None, resume: bool, quiet: bool) -> None:
         result = run(config, out=out, progress=not quiet, resume=resume)
     except LossKitError as exc:
         raise _fail(exc) from exc
-    from losskit.engine.distributed import is_main
+    from losskit._dist import is_main
 
     if not is_main():  # under torchrun rank 0 reports
         return
@@ -125,6 +127,8 @@ def list_losses(
     family: str | None = typer.Option(None, help="Only losses of this family."),
 ) -> None:
     """List the loss catalogue."""
+    from losskit import losses
+
     table = Table(title="losskit loss catalogue")
     for column in ("name", "family", "aliases", "description"):
         table.add_column(column)

@@ -113,7 +113,7 @@ _CONSTRUCTORS.register("terms", "losskit.term:Term", description="each [terms.KE
 _CONSTRUCTORS.register(
     "criterion", "losskit.criterion:Criterion", description="the file's top-level keys"
 )
-_CONSTRUCTORS.register("trainer", "losskit.engine.trainer:Trainer", description="[trainer]")
+_CONSTRUCTORS.register("trainer", "losskit.engine:Trainer", description="[trainer]")
 _NAMED = {"optimizer": components.OPTIMIZERS, "scheduler": components.LR_SCHEDULERS}
 
 

@@ -32,6 +32,7 @@ from typing import Any, Literal, TypeAlias, cast
 import torch
 from torch import Tensor, nn
 
+from losskit._checks import Check, check_mode
 from losskit.balancers import BalancerSpec, GradientBalancer, capabilities, create
 from losskit.errors import ConfigError, LossKitWarning, NonFiniteLossError
 from losskit.result import LossResult
@@ -44,7 +45,6 @@ TermLike: TypeAlias = Term | nn.Module | Callable[..., Tensor] | str
 """A :class:`Term`, or a loss (module, callable ``(outputs, batch)`` or name) to wrap in one."""
 
 NonFinite = Literal["raise", "warn", "skip"]
-Check = Literal["first", "always", "off"]
 
 _FOLD = 32  # steps between folds of the pending non-finite vectors
 
@@ -202,8 +202,7 @@ class Criterion(nn.Module):
     def _configure(self, nonfinite: NonFinite, check: Check, check_steps: int) -> None:
         if nonfinite not in ("raise", "warn", "skip"):
             raise ConfigError(f"nonfinite must be 'raise', 'warn' or 'skip', got {nonfinite!r}")
-        if check not in ("first", "always", "off"):
-            raise ConfigError(f"check must be 'first', 'always' or 'off', got {check!r}")
+        check = check_mode(check)
         if nonfinite == "skip" and check == "off":
             raise ConfigError("nonfinite='skip' needs checking: use check='always' or 'first'")
         self._nonfinite: NonFinite = nonfinite

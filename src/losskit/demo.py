@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from losskit.data.digits import DigitsDataset, load_digits
+from losskit.data import DigitsDataset, load_digits
 
 __all__ = ["DigitsNet", "accuracy", "digits_data"]
 

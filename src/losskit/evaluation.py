@@ -13,7 +13,7 @@ Example::
     >>> crit = lk.Criterion({"mse": lk.Term("mse", target="y")})
     >>> x, y = torch.randn(10, 3), torch.randn(10)
     >>> data = [{"x": x[:4], "y": y[:4]}, {"x": x[4:], "y": y[4:]}]
-    >>> means = lk.evaluate(model, crit, data, forward=lambda m, b: m(b["x"]).squeeze(1))
+    >>> means = lk.evaluation.evaluate(model, crit, data, forward=lambda m, b: m(b["x"]).squeeze(1))
     >>> sorted(means)
     ['loss', 'loss/mse', 'weight/mse']
     >>> full = torch.nn.functional.mse_loss(model(x).squeeze(1), y)
@@ -30,9 +30,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from losskit import _dist
 from losskit.errors import ConfigError, LossInputError
 from losskit.result import LossResult
-from losskit.tracking import _distributed
 
 __all__ = ["evaluate"]
 
@@ -153,7 +153,7 @@ def evaluate(
         >>> import losskit as lk
         >>> crit = lk.Criterion({"ce": lk.Term("cross_entropy", target=1)})
         >>> x, y = torch.randn(7, 4), torch.randint(0, 4, (7,))
-        >>> means = lk.evaluate(torch.nn.Identity(), crit, [(x, y)], chunk_size=3)
+        >>> means = lk.evaluation.evaluate(torch.nn.Identity(), crit, [(x, y)], chunk_size=3)
         >>> abs(means["loss/ce"] - torch.nn.functional.cross_entropy(x, y).item()) < 1e-6
         True
     """
@@ -191,7 +191,7 @@ def evaluate(
     finally:
         if isinstance(model, nn.Module) and was_training is not None:
             model.train(was_training)
-    if sync and _distributed.initialized():
+    if sync and _dist.initialized():
         return _reduce_across_ranks(sums, counts, target_device)
     if not sums:
         return {}
@@ -207,9 +207,9 @@ def _reduce_across_ranks(
     """Every rank gets the means over all ranks' samples; ranks must agree on the names."""
     names = sorted(sums)
     where = next(iter(sums.values())).device if sums else (device or torch.device("cpu"))
-    where = _distributed.comm_device(None, where)
+    where = _dist.comm_device(None, where)
     # Differing names would pair unrelated numbers or hang the collective: refuse them first.
-    _distributed.check_agreement([("evaluate", names, None)], None, where)
+    _dist.check_agreement([("evaluate", names, None)], None, where)
     packed = (
         torch.stack(
             [sums[k].to(where, torch.float64) for k in names]

@@ -19,7 +19,7 @@ from typing import Any, Literal, get_args
 from torch import Tensor
 
 from losskit.errors import ConfigError
-from losskit.losses.imbalance import class_weights, pos_weight
+from losskit.losses import class_weights, pos_weight
 
 __all__ = ["Recommendation", "Task", "recommend"]
 

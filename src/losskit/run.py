@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from losskit import balancers, components
+from losskit._io import replace_text
 from losskit._registry import Registry
 from losskit._signature import check_keywords
 from losskit.config import (
@@ -39,10 +40,8 @@ from losskit.config import (
     load_config,
     make_weight,
 )
-from losskit.engine import distributed
-from losskit.engine.trainer import FitSummary, Trainer, seed_everything
+from losskit.engine import FitSummary, Trainer, distributed, seed_everything
 from losskit.errors import ConfigError
-from losskit.tracking.sinks._files import replace_text
 
 __all__ = ["RunResult", "build", "instantiate", "run"]
 

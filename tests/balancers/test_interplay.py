@@ -55,7 +55,7 @@ def test_accumulation_aggregates_each_micro_batch_and_sums_them_by_scale(net: Ne
 def test_trainer_accumulation_with_a_gradient_balancer_logs_weights(net: Net) -> None:
     crit = lk.Criterion(terms(), balancer={"name": "upgrad", "shared": net.trunk})
     data = [make_batch(seed) for seed in range(6)]
-    trainer = lk.Trainer(
+    trainer = lk.engine.Trainer(
         net,
         crit,
         torch.optim.SGD(net.parameters(), lr=0.01),
@@ -108,7 +108,7 @@ def test_an_overflow_under_a_scaler_skips_the_step_and_lowers_the_scale(net: Net
 def test_trainer_fp16_autocast_with_a_gradient_balancer(net: Net) -> None:
     crit = lk.Criterion(terms(), balancer={"name": "mgda", "shared": net.trunk})
     data = [make_batch(seed) for seed in range(4)]
-    trainer = lk.Trainer(
+    trainer = lk.engine.Trainer(
         net,
         crit,
         torch.optim.SGD(net.parameters(), lr=0.01),

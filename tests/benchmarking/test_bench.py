@@ -1,5 +1,5 @@
-"""lk.bench and `losskit bench`: the sigmoid+BCELoss flag and the BCEWithLogits pass, the
-stability checks against hand-computed values, the table/JSON/plot outputs with their documented
+"""lk.benchmarking.bench and `losskit bench`: the sigmoid+BCELoss flag and the BCEWithLogits pass,
+the stability checks against hand-computed values, the table/JSON/plot outputs with their documented
 fields, timing and a child-process memory measurement of a known allocation."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 import losskit as lk
-from losskit.benchmarking.cases import Case
-from losskit.benchmarking.memory import peak_rss_delta
-from losskit.benchmarking.stability import EXTREME, precision_errors, scenarios
-from losskit.benchmarking.timing import time_step
+from losskit.benchmarking._cases import Case
+from losskit.benchmarking._memory import peak_rss_delta
+from losskit.benchmarking._stability import EXTREME, precision_errors, scenarios
+from losskit.benchmarking._timing import time_step
 from losskit.cli import app
 from losskit.errors import ConfigError
 
@@ -27,7 +27,9 @@ MIB = 1024 * 1024
 
 
 def test_flags_sigmoid_then_bce_and_passes_bce_with_logits() -> None:
-    report = lk.bench(["bce_with_logits", "sigmoid+bce"], SHAPE, memory=False, min_run_time=0.01)
+    report = lk.benchmarking.bench(
+        ["bce_with_logits", "sigmoid+bce"], SHAPE, memory=False, min_run_time=0.01
+    )
     logits, sigmoid_bce = report.cases
     assert logits.flags == []
     assert (
@@ -138,7 +140,7 @@ def test_case_errors() -> None:
     with pytest.raises(ConfigError, match="unknown activation 'tanh'"):
         Case.parse("tanh+bce")
     with pytest.raises(ConfigError, match="shape must be positive"):
-        lk.bench(["mse"], (0, 3))
+        lk.benchmarking.bench(["mse"], (0, 3))
 
 
 def _sleep_2ms() -> None:

@@ -49,7 +49,9 @@ def _train(rank: int, diagnostics: bool) -> tuple[list[Tensor], list[dict[str, f
         }
         res = crit(model(batch["x"]), batch)
         if diagnostics:
-            logged.append({k: v.item() for k, v in lk.gradient_health(model, res).items()})
+            logged.append(
+                {k: v.item() for k, v in lk.diagnostics.gradient_health(model, res).items()}
+            )
         opt.zero_grad()
         res.backward()
         opt.step()

@@ -53,7 +53,7 @@ def _terms(**changes: lk.Term | None) -> dict[str, lk.Term]:
 
 def _diagnose(model: Net, **changes: lk.Term | None) -> Diagnosis:
     crit = lk.Criterion(_terms(**changes))
-    return lk.diagnose(model, crit, _batch(), forward=lambda m, b: m(b["x"]))
+    return lk.diagnostics.diagnose(model, crit, _batch(), forward=lambda m, b: m(b["x"]))
 
 
 def _model() -> Net:

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 import losskit as lk
 from losskit.diagnostics import key_gradients
-from losskit.report.plots import conflict_history, conflict_matrix, gradient_norms
+from losskit.report._plots import conflict_history, conflict_matrix, gradient_norms
 from losskit.tracking import Tracker, load, sinks
 
 
@@ -73,7 +73,7 @@ def test_gradient_health_matches_a_hand_computation_and_keeps_the_graph() -> Non
     model, crit = TwoHeads(), _criterion()
     batch = _data(16, 16)[0]
     res = crit(model(batch), batch)
-    health = lk.gradient_health(model, res)
+    health = lk.diagnostics.gradient_health(model, res)
     expected = _hand(model, batch)
     assert list(health) == list(expected)
     for name, value in health.items():
@@ -96,12 +96,12 @@ def test_shared_parameters_can_be_named() -> None:
     torch.manual_seed(0)
     model, crit = TwoHeads(), _criterion()
     batch = _data(16, 16)[0]
-    auto = lk.gradient_health(model, crit(model(batch), batch))
-    named = lk.gradient_health(model, crit(model(batch), batch), shared=model.trunk)
+    auto = lk.diagnostics.gradient_health(model, crit(model(batch), batch))
+    named = lk.diagnostics.gradient_health(model, crit(model(batch), batch), shared=model.trunk)
     for name in auto:
         torch.testing.assert_close(named[name], auto[name])
     # Named by hand, a head only one key reaches: the other key's gradient there is zero.
-    head = lk.gradient_health(model, crit(model(batch), batch), shared=model.cls)
+    head = lk.diagnostics.gradient_health(model, crit(model(batch), batch), shared=model.cls)
     assert head["grad_norm/reg"].item() == 0.0
     assert head["cos/cls/reg"].item() == 0.0
 
@@ -125,7 +125,7 @@ def test_a_hand_written_loop_logs_them_and_the_report_draws_them(tmp_path: Path)
     with Tracker([sinks.JSONL(tmp_path)], every=4, criterion=crit) as tracker:
         for step, batch in enumerate(_data(160, 16), start=1):
             res = crit(model(batch), batch)
-            health = lk.gradient_health(model, res) if step % 3 == 1 else None
+            health = lk.diagnostics.gradient_health(model, res) if step % 3 == 1 else None
             if health is not None:
                 logged[step] = {k: v.item() for k, v in health.items()}
             opt.zero_grad()
@@ -157,7 +157,7 @@ def test_conflicts_over_time_need_two_steps(tmp_path: Path) -> None:
 def _train(diagnostics_every: int | None, run_dir: Path | None, **kwargs: object) -> TwoHeads:
     torch.manual_seed(0)
     model = TwoHeads()
-    trainer = lk.Trainer(
+    trainer = lk.engine.Trainer(
         model,
         _criterion(),
         torch.optim.SGD(model.parameters(), lr=0.1),
@@ -187,7 +187,7 @@ def test_trainer_diagnostics_with_accumulation_use_the_first_micro_batch(tmp_pat
     torch.manual_seed(0)
     model = TwoHeads()
     expected = _hand(copy.deepcopy(model), _data(112, 16)[0])
-    trainer = lk.Trainer(
+    trainer = lk.engine.Trainer(
         model,
         _criterion(),
         torch.optim.SGD(model.parameters(), lr=0.1),
@@ -208,7 +208,7 @@ def test_trainer_diagnostics_with_accumulation_use_the_first_micro_batch(tmp_pat
 def test_trainer_refuses_a_bad_interval(bad: object) -> None:
     model = TwoHeads()
     with pytest.raises(lk.ConfigError, match="diagnostics_every"):
-        lk.Trainer(
+        lk.engine.Trainer(
             model, _criterion(), torch.optim.SGD(model.parameters(), lr=0.1), diagnostics_every=bad
         )  # type: ignore[arg-type]
 
@@ -219,7 +219,7 @@ def test_pairs_follow_the_key_order() -> None:
     crit = lk.Criterion(
         {k: lk.Term(lambda out, b, i=i: out[:, i].pow(2).mean()) for i, k in enumerate("xyz")}
     )
-    health = lk.gradient_health(trunk, crit(trunk(torch.randn(8, 3)), None))
+    health = lk.diagnostics.gradient_health(trunk, crit(trunk(torch.randn(8, 3)), None))
     assert [k for k in health if k.startswith("cos/")] == [
         f"cos/{a}/{b}" for a, b in itertools.combinations("xyz", 2)
     ]
@@ -237,7 +237,7 @@ def test_a_gradient_balancer_trains_the_same_with_diagnostics(tmp_path: Path) ->
             balancer={"name": "mgda", "shared": model.trunk},
         )
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        trainer = lk.Trainer(
+        trainer = lk.engine.Trainer(
             model, crit, opt, progress=False, run_dir=tmp_path / str(every), diagnostics_every=every
         )
         trainer.fit(_data(48, 16), epochs=1)

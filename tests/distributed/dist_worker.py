@@ -97,9 +97,9 @@ def fit(
     shuffle: bool = False,
     fsdp: bool = False,
     routed: bool = False,
-    on_step: Callable[[lk.Trainer], None] | None = None,
+    on_step: Callable[[lk.engine.Trainer], None] | None = None,
     desync: bool = False,
-) -> tuple[lk.Trainer, lk.FitSummary]:
+) -> tuple[lk.engine.Trainer, lk.engine.FitSummary]:
     """Train ``Net`` with a global batch of 8 split over ``world`` ranks and ``accumulate``."""
     torch.manual_seed(0)
     model = Net()
@@ -126,7 +126,7 @@ def fit(
     g = torch.Generator().manual_seed(1)
     train = DataLoader(Pairs(samples), batch_size=batch, shuffle=shuffle, generator=g)
     val = DataLoader(Pairs(16, seed=5), batch_size=4)
-    trainer = lk.Trainer(
+    trainer = lk.engine.Trainer(
         model,
         crit,
         opt,
@@ -143,7 +143,7 @@ def fit(
     return trainer, summary
 
 
-def state(trainer: lk.Trainer) -> dict[str, Any]:
+def state(trainer: lk.engine.Trainer) -> dict[str, Any]:
     return {
         "params": {
             k: v.detach().clone() for k, v in distributed.full_state(trainer.model, [])[0].items()
@@ -243,7 +243,7 @@ KILL_AT_STEP = 7  # epoch 2 (5 optimizer steps per epoch), after epoch 1's check
 def killed_scenario(root: Path) -> dict[str, Any]:
     """Train 2 epochs with a run folder; every rank SIGKILLs itself after optimizer step 7."""
 
-    def die(trainer: lk.Trainer) -> None:
+    def die(trainer: lk.engine.Trainer) -> None:
         if trainer.global_step == KILL_AT_STEP:
             os.kill(os.getpid(), signal.SIGKILL)
 

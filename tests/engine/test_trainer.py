@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import losskit as lk
-from losskit.engine.checkpoint import load_checkpoint
+from losskit.engine._checkpoint import load_checkpoint
 
 
 class TwoHeads(nn.Module):
@@ -59,7 +59,7 @@ def test_accumulation_equals_the_large_batch_gradient_with_a_short_last_window()
     model = TwoHeads()
     reference = copy.deepcopy(model)
     micro = _data(26, 4)  # sizes 4,4,4,4,4,4,2: windows of 3 -> (4,4,4), (4,4,4), (2,)
-    trainer = lk.Trainer(
+    trainer = lk.engine.Trainer(
         model,
         _criterion(),
         torch.optim.SGD(model.parameters(), lr=0.1),
@@ -84,7 +84,7 @@ def test_logged_train_means_are_weighted_by_batch_size() -> None:
     model = TwoHeads()
     before = copy.deepcopy(model)
     data = _data(10, 4)  # sizes 4, 4, 2
-    trainer = lk.Trainer(
+    trainer = lk.engine.Trainer(
         model, _criterion(), torch.optim.SGD(model.parameters(), lr=0.0), progress=False
     )
     summary = trainer.fit(data, epochs=1)
@@ -94,7 +94,7 @@ def test_logged_train_means_are_weighted_by_batch_size() -> None:
     assert summary.train["loss"] == pytest.approx(expected, rel=1e-5)
 
 
-def _fit(tmp: Path, epochs: int, resume: Path | None = None) -> tuple[lk.Trainer, Any]:
+def _fit(tmp: Path, epochs: int, resume: Path | None = None) -> tuple[lk.engine.Trainer, Any]:
     torch.manual_seed(1)
     model = TwoHeads()
     data = torch.utils.data.DataLoader(
@@ -114,7 +114,7 @@ def _fit(tmp: Path, epochs: int, resume: Path | None = None) -> tuple[lk.Trainer
             ),
         }
     )
-    trainer = lk.Trainer(
+    trainer = lk.engine.Trainer(
         model,
         crit,
         opt,
@@ -156,7 +156,7 @@ def test_bf16_autocast_on_cpu() -> None:
         seen.append(out["logits"].dtype)
         return out
 
-    trainer = lk.Trainer(
+    trainer = lk.engine.Trainer(
         model,
         _criterion(),
         torch.optim.SGD(model.parameters(), lr=0.1),
@@ -199,7 +199,7 @@ def test_routing_steps_each_optimizer_on_its_own_keys_only() -> None:
             "adv_g": lk.Term(lambda o, b: F.softplus(-o["fake"]).mean()),
         }
     )
-    trainer = lk.Trainer(
+    trainer = lk.engine.Trainer(
         gan,
         crit,
         {"disc": d_opt, "gen": g_opt},
@@ -241,7 +241,7 @@ def test_a_parameter_reached_only_by_disc_keys_is_never_stepped_by_gen() -> None
     model = TwoHeads()
     cls_opt = torch.optim.SGD([*model.trunk.parameters(), *model.cls.parameters()], lr=0.1)
     reg_opt = torch.optim.SGD([*model.reg.parameters()], lr=0.1)
-    trainer = lk.Trainer(
+    trainer = lk.engine.Trainer(
         model,
         _criterion(),
         {"cls": cls_opt, "reg": reg_opt},
@@ -273,7 +273,7 @@ def test_best_checkpoint_and_early_stopping(tmp_path: Path) -> None:
     def score(outputs: Any, batch: Any) -> torch.Tensor:
         return torch.tensor(next(values))
 
-    trainer = lk.Trainer(
+    trainer = lk.engine.Trainer(
         model,
         crit,
         torch.optim.SGD(model.parameters(), lr=0.01),
@@ -313,4 +313,4 @@ def test_trainer_configuration_errors(kwargs: dict[str, Any], match: str) -> Non
     if kwargs.pop("optimizers", None) == "two" or "routes" in kwargs:
         optimizers = {"a": optimizers, "b": torch.optim.SGD(model.parameters(), lr=0.1)}
     with pytest.raises(lk.ConfigError, match=match):
-        lk.Trainer(model, _criterion(), optimizers, **kwargs)
+        lk.engine.Trainer(model, _criterion(), optimizers, **kwargs)

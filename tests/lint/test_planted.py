@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from losskit.cli import app
 from losskit.lint import Finding, lint
-from losskit.lint.synthetic import Curve, decay_a, decay_b, two_term_log
+from losskit.lint._synthetic import Curve, decay_a, decay_b, two_term_log
 
 STEPS, EVERY, VAL_EVERY = 300, 10, 25
 

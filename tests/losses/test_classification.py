@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 import losskit as lk
-import losskit.losses.classification
+import losskit.losses._classification
 from losskit import losses
 from losskit.errors import ConfigError, LossInputError, LossKitWarning
 from losskit.losses import _elementwise
-from losskit.losses.classification import (
+from losskit.losses._classification import (
     AsymmetricLoss,
     DistillationKLLoss,
     FocalLoss,

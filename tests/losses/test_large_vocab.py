@@ -14,7 +14,7 @@ from torch import Tensor
 import losskit as lk
 from losskit import losses
 from losskit.errors import ConfigError, LossInputError, LossKitWarning
-from losskit.losses.large_vocab import LinearCrossEntropyLoss
+from losskit.losses._large_vocab import LinearCrossEntropyLoss
 
 N, H, V = 24, 8, 37
 

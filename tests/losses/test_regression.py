@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
-import losskit.losses.regression  # noqa: F401  (registers the losses)
+import losskit.losses._regression  # noqa: F401  (registers the losses)
 from losskit import losses
 from losskit.errors import ConfigError, LossInputError
-from losskit.losses.regression import CharbonnierLoss, LogCoshLoss, PoissonLoss, QuantileLoss
+from losskit.losses._regression import CharbonnierLoss, LogCoshLoss, PoissonLoss, QuantileLoss
 
 REDUCTIONS = ("mean", "sum", "none")
 

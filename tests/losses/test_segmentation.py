@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 import losskit as lk
 from losskit import losses
 from losskit.losses import _overlap
-from losskit.losses.lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
-from losskit.losses.segmentation import (
+from losskit.losses._lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
+from losskit.losses._segmentation import (
     DiceLoss,
     FocalTverskyLoss,
     GeneralizedDiceLoss,

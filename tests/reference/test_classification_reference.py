@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from losskit.losses.classification import (
+from losskit.losses._classification import (
     AsymmetricLoss,
     DistillationKLLoss,
     HingeLoss,

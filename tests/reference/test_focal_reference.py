@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-import losskit.losses.classification  # noqa: F401  (registers the losses)
-from losskit.losses.classification import FocalLoss, SoftmaxFocalLoss
+import losskit.losses._classification  # noqa: F401  (registers the losses)
+from losskit.losses._classification import FocalLoss, SoftmaxFocalLoss
 
 monai_losses = pytest.importorskip("monai.losses")
 kornia_losses = pytest.importorskip("kornia.losses")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from losskit.losses.regression import CharbonnierLoss, LogCoshLoss, PoissonLoss, QuantileLoss
+from losskit.losses._regression import CharbonnierLoss, LogCoshLoss, PoissonLoss, QuantileLoss
 
 REDUCTIONS = ("mean", "sum", "none")
 

@@ -15,8 +15,8 @@ import torch
 monai_losses = pytest.importorskip("monai.losses")
 kornia_losses = pytest.importorskip("kornia.losses")
 
-from losskit.losses.lovasz import LovaszHingeLoss, LovaszSoftmaxLoss  # noqa: E402
-from losskit.losses.segmentation import (  # noqa: E402
+from losskit.losses._lovasz import LovaszHingeLoss, LovaszSoftmaxLoss  # noqa: E402
+from losskit.losses._segmentation import (  # noqa: E402
     DiceLoss,
     GeneralizedDiceLoss,
     JaccardLoss,

@@ -19,17 +19,18 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
-from torchjd import aggregation
-from torchjd.autojac import backward as jac_backward
-from torchjd.autojac import mtl_backward
 
+from losskit._dist import all_reduce_sum, world_size
 from losskit.balancers._protocol import BalancerBase, BalancingError, Capabilities
 from losskit.balancers._registry import BALANCERS, GradientMethod
 from losskit.balancers._shared import Shared, _entries, shared_modules, trainable
 from losskit.errors import ConfigError, LossKitWarning, MissingDependencyError, NonFiniteLossError
-from losskit.tracking._distributed import all_reduce_sum, world_size
 
 if TYPE_CHECKING:
+    from torchjd import aggregation
+    from torchjd.autojac import backward as jac_backward
+    from torchjd.autojac import mtl_backward
+
     from losskit.result import LossResult
 
 __all__ = ["Gradient"]
@@ -60,15 +61,22 @@ def _check_solvers(method: GradientMethod) -> None:
         )
 
 
-#: aggregators whose state is tied to the number and order of the rows they see
-_STATEFUL = (aggregation.NashMTL,)
-
 #: aggregators that draw random numbers: under several processes rank 0's draw is used everywhere
-_RANDOMISED = tuple(
-    cls
-    for cls in (getattr(aggregation, n, None) for n in ("PCGrad", "GradDrop", "Random"))
-    if isinstance(cls, type)
-)
+_RANDOMISED = ("PCGrad", "GradDrop", "Random")
+
+
+def _import_torchjd() -> None:
+    """Bind torchjd's names on first use: torchjd imports cvxpy and scipy (most of a second), so
+    ``import losskit`` leaves it to the first gradient balancer built."""
+    global aggregation, jac_backward, mtl_backward
+    from torchjd import aggregation
+    from torchjd.autojac import backward as jac_backward
+    from torchjd.autojac import mtl_backward
+
+
+def _randomised() -> tuple[type, ...]:
+    found = (getattr(aggregation, name, None) for name in _RANDOMISED)
+    return tuple(cls for cls in found if isinstance(cls, type))
 
 
 class _SolverWatch:
@@ -223,6 +231,7 @@ class Gradient(BalancerBase):
         **options: Any,
     ) -> None:
         super().__init__()
+        _import_torchjd()
         if shared is None and features is None:
             raise ConfigError(
                 "a gradient balancer needs the shared part of the model: shared=<module or "
@@ -242,7 +251,7 @@ class Gradient(BalancerBase):
             raise ConfigError(f"method must be a name or a torchjd Aggregator, got {method!r}")
         self._options = options
         # Whether it draws random numbers depends on the method, known from its registry entry.
-        random = isinstance(getattr(self, "aggregator", None), _RANDOMISED) or (
+        random = isinstance(getattr(self, "aggregator", None), _randomised()) or (
             isinstance(method, str) and spec.random_draws
         )
         self.capabilities = replace(type(self).capabilities, random_draws=random)
@@ -434,7 +443,7 @@ class Gradient(BalancerBase):
             offset += p.numel()
         one = torch.ones((), device=term.device)
         rows = self._aggregate(averaged, list(self.keys), one, None, shared)
-        if size > 1 and isinstance(self.aggregator, _RANDOMISED):
+        if size > 1 and isinstance(self.aggregator, _randomised()):
             rows = _broadcast_from_rank0(shared, rows)
         effective = rows.to(term.dtype) * term
         for result in results:
@@ -510,7 +519,7 @@ class Gradient(BalancerBase):
                 "parameters is non-finite; nothing was aggregated"
             )
         keep = list(range(m))
-        if self.skip_zero and not isinstance(self.aggregator, _STATEFUL):
+        if self.skip_zero and not isinstance(self.aggregator, aggregation.NashMTL):
             keep = [i for i, v in enumerate(norms) if v > 0.0]
         if not keep:
             return torch.zeros(m, device=factor.device)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from losskit._dist import global_mean
 from losskit.balancers._protocol import BalancerBase, Capabilities
 from losskit.balancers._shared import Shared, _entries, trainable
 from losskit.errors import ConfigError
-from losskit.tracking._distributed import global_mean
 
 __all__ = ["GradNorm"]
 

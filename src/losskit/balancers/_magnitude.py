@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from losskit._dist import global_mean
 from losskit.balancers._protocol import BalancerBase
 from losskit.errors import ConfigError
-from losskit.tracking._distributed import global_mean
 
 __all__ = ["Magnitude"]
 

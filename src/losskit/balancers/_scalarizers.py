@@ -9,24 +9,33 @@ too.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
-from torchjd import scalarization
 
+from losskit._dist import global_mean
 from losskit.balancers._protocol import BalancerBase, Capabilities
 from losskit.errors import ConfigError, LossKitWarning
-from losskit.tracking._distributed import global_mean
 
 if TYPE_CHECKING:
+    from torchjd import scalarization
+
     from losskit.result import LossResult
 
 __all__ = ["DWA", "FAMO", "IMTLL", "STCH", "GeometricMean", "RandomWeights", "Uncertainty"]
 
 _STALE_STEPS = 10  # optimizer steps with gradients but no change before we say so
+
+
+def _import_torchjd() -> None:
+    """Bind ``scalarization`` on first use: torchjd imports cvxpy and scipy (most of a second),
+    so ``import losskit`` leaves it to the first adaptive balancer built."""
+    global scalarization
+    from torchjd import scalarization
 
 
 class _Scalarized(BalancerBase):
@@ -43,6 +52,7 @@ class _Scalarized(BalancerBase):
 
     def __init__(self) -> None:
         super().__init__()
+        _import_torchjd()
         self.scalarizer: scalarization.Scalarizer | None = None
         self._device = torch.device("cpu")
         self._last: Tensor | None = None  # whole: the last training weights, for validation
@@ -182,11 +192,24 @@ class IMTLL(_Scalarized):
         return scalarization.IMTLL(n)
 
 
-class _SyncFreeGeometricMean(scalarization.GeometricMean):
+@functools.cache
+def _sync_free_geometric_mean() -> type[scalarization.Scalarizer]:
     """torchjd's geometric mean without its sign check, which waits on the host every call."""
 
-    def forward(self, values: Tensor, /) -> Tensor:
-        return torch.exp(torch.log(values).mean())
+    class _SyncFreeGeometricMean(scalarization.GeometricMean):
+        def forward(self, values: Tensor, /) -> Tensor:
+            return torch.exp(torch.log(values).mean())
+
+    _SyncFreeGeometricMean.__qualname__ = "_SyncFreeGeometricMean"  # pickled by name: found
+    _SyncFreeGeometricMean.__module__ = __name__  # by the module's __getattr__
+    return _SyncFreeGeometricMean
+
+
+def __getattr__(name: str) -> Any:
+    if name == "_SyncFreeGeometricMean":  # unpickling a geometric mean balancer
+        _import_torchjd()
+        return _sync_free_geometric_mean()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class GeometricMean(_Scalarized):
@@ -207,7 +230,7 @@ class GeometricMean(_Scalarized):
     """
 
     def _make(self, n: int) -> scalarization.Scalarizer:
-        return _SyncFreeGeometricMean()
+        return _sync_free_geometric_mean()()
 
 
 class RandomWeights(_Scalarized):

@@ -3,11 +3,11 @@
 ``bench`` runs each case (a catalogue name, or ``"<activation>+<loss>"`` such as
 ``"sigmoid+bce"``) on inputs of the given shape, dtype and device and measures:
 
-- forward+backward time (:mod:`~losskit.benchmarking.timing`): warm-up, then the median and
+- forward+backward time (:mod:`~losskit.benchmarking._timing`): warm-up, then the median and
   interquartile range of repeated runs, the device synchronised;
-- peak memory of one step (:mod:`~losskit.benchmarking.memory`): CUDA allocator statistics on a
+- peak memory of one step (:mod:`~losskit.benchmarking._memory`): CUDA allocator statistics on a
   GPU, a child process's peak resident size on the CPU;
-- numerical behaviour (:mod:`~losskit.benchmarking.stability`): finite value and gradient at
+- numerical behaviour (:mod:`~losskit.benchmarking._stability`): finite value and gradient at
   logits of magnitude 1e4, all-correct and all-wrong predictions and an empty mask, a non-zero
   gradient at confidently wrong predictions, and the error against float64 in float32, bfloat16
   and float16.
@@ -19,8 +19,8 @@ wrong logits) and ``bce_with_logits`` is not. The JSON fields are those of
 Example::
 
     >>> import losskit as lk
-    >>> report = lk.bench(["bce_with_logits", "sigmoid+bce"], shape=(16, 4), memory=False,
-    ...                   min_run_time=0.01)
+    >>> report = lk.benchmarking.bench(["bce_with_logits", "sigmoid+bce"], shape=(16, 4),
+    ...                                memory=False, min_run_time=0.01)
     >>> [(case.name, bool(case.flags)) for case in report.cases]
     [('bce_with_logits', False), ('sigmoid+bce', True)]
 """
@@ -34,11 +34,11 @@ from typing import Any
 
 import torch
 
-from losskit.benchmarking.cases import Case, setup_step
-from losskit.benchmarking.memory import Memory, measure_cuda, peak_rss_delta
-from losskit.benchmarking.report import BenchReport, CaseResult
-from losskit.benchmarking.stability import precision_errors, scenarios
-from losskit.benchmarking.timing import time_step
+from losskit.benchmarking._cases import Case, setup_step
+from losskit.benchmarking._memory import Memory, measure_cuda, peak_rss_delta
+from losskit.benchmarking._report import BenchReport, CaseResult
+from losskit.benchmarking._stability import precision_errors, scenarios
+from losskit.benchmarking._timing import time_step
 from losskit.errors import ConfigError
 
 __all__ = ["BenchReport", "Case", "CaseResult", "bench"]

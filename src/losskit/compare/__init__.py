@@ -16,7 +16,7 @@ Example::
     >>> raw = demo.model_dump(mode="json")
     >>> raw["run"]["epochs"] = 1
     >>> raw["model"]["options"] = {"hidden": 16, "bottleneck": 8}
-    >>> result = lk.compare(raw, vary={"terms.recon.loss": ["mse", "l1"]}, seeds=1,
+    >>> result = lk.compare.compare(raw, vary={"terms.recon.loss": ["mse", "l1"]}, seeds=1,
     ...                     out=tempfile.mkdtemp())
     >>> [run.parent.name for run in result.ran]
     ['terms.recon.loss=mse', 'terms.recon.loss=l1']
@@ -27,13 +27,16 @@ Example::
 from __future__ import annotations
 
 import os
+import sys
+import types
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from losskit.compare.grid import Variant, expand, parse_vary
-from losskit.compare.report import (
+from losskit.compare._grid import Variant, expand, parse_vary
+from losskit.compare._report import (
     Comparison,
     Interval,
     Rank,
@@ -42,7 +45,7 @@ from losskit.compare.report import (
     render_comparison,
     summarize_grid,
 )
-from losskit.compare.runner import Job, plan, run_jobs, write_manifest
+from losskit.compare._runner import Job, plan, run_jobs, write_manifest
 from losskit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -127,3 +130,19 @@ def compare(
         report=report,
         comparison=comparison,
     )
+
+
+class _CallableModule(types.ModuleType):
+    """This package, callable for one release as the function ``losskit.compare`` used to be."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> CompareResult:
+        warnings.warn(
+            "calling losskit.compare(...) is deprecated: call losskit.compare.compare(...); "
+            "the package will stop being callable in losskit 0.3",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return compare(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

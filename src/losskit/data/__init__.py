@@ -8,6 +8,6 @@ Example::
     ((1797, 8, 8), (1797,))
 """
 
-from losskit.data.digits import Digits, DigitsDataset, load_digits
+from losskit.data._digits import Digits, DigitsDataset, load_digits
 
 __all__ = ["Digits", "DigitsDataset", "load_digits"]

@@ -8,19 +8,20 @@
   steps.
 """
 
-from losskit.diagnostics.doctor import (
+from losskit._findings import Finding, Severity
+from losskit.diagnostics._doctor import (
     Diagnosis,
-    Finding,
     TensorSummary,
     TermReport,
     diagnose,
     diagnose_config,
 )
-from losskit.diagnostics.gradients import gradient_health, key_gradients
+from losskit.diagnostics._gradients import gradient_health, key_gradients
 
 __all__ = [
     "Diagnosis",
     "Finding",
+    "Severity",
     "TensorSummary",
     "TermReport",
     "diagnose",

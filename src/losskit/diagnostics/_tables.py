@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from losskit.diagnostics.doctor import Diagnosis
+    from losskit.diagnostics._doctor import Diagnosis
 
 
 def _number(value: float | None) -> str:

@@ -1,6 +1,6 @@
 """The training engine: the Trainer and crash-safe checkpoints."""
 
-from losskit.engine.checkpoint import load_checkpoint, save_checkpoint
-from losskit.engine.trainer import FitSummary, Trainer, seed_everything
+from losskit.engine._checkpoint import load_checkpoint, save_checkpoint
+from losskit.engine._trainer import FitSummary, Trainer, seed_everything
 
 __all__ = ["FitSummary", "Trainer", "load_checkpoint", "save_checkpoint", "seed_everything"]

@@ -1,7 +1,7 @@
 """Training on several processes: set-up from ``torchrun``, the wrapped model, sharded loaders,
 gradient synchronisation once per optimizer step, and the rank-0 guard.
 
-The :class:`~losskit.Trainer` uses :class:`Replicas` when ``torch.distributed`` is initialised (or
+The :class:`~losskit.engine.Trainer` uses :class:`Replicas` once ``torch.distributed`` is up (or
 ``torchrun`` started the process); a hand-written loop, a Lightning module or an Accelerate loop
 uses :func:`synchronize_gradients` before ``optimizer.step()``. Two ways of reducing gradients:
 
@@ -41,10 +41,10 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler
 
+from losskit._dist import flat_all_reduce_mean, initialized, is_main, world
 from losskit.balancers import SynchronizedBalancer, capabilities
 from losskit.criterion import Criterion
 from losskit.errors import ConfigError
-from losskit.tracking import _distributed
 
 __all__ = [
     "Replicas",
@@ -84,7 +84,7 @@ def setup(backend: str | None = None) -> bool:
     ``backend``, or :func:`default_backend` (``gloo`` for CPU tensors, plus ``nccl`` for CUDA
     tensors when CUDA is available), and each process takes the GPU of its ``LOCAL_RANK``.
     """
-    if _distributed.initialized():
+    if initialized():
         return False
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1 or not dist.is_available():
@@ -108,20 +108,6 @@ def rank_device(device: torch.device) -> torch.device:
     if world() > 1 and str(device) == "cuda":  # no index
         return torch.device("cuda", torch.cuda.current_device())
     return device
-
-
-def world() -> int:
-    """The number of processes (1 when not distributed)."""
-    return _distributed.world_size(None)
-
-
-def is_main() -> bool:
-    """Whether this process is rank 0 (the one that writes files): the process group's rank, or
-    ``torchrun``'s ``RANK`` when there is no group (before :func:`setup`, or after ``losskit
-    run`` destroyed the one it created)."""
-    if _distributed.initialized():
-        return _distributed.rank() == 0
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def is_fsdp(model: nn.Module) -> bool:
@@ -387,24 +373,6 @@ def load_full_state(
         set_optimizer_state_dict(owner, optimizer, state, options=options)
 
 
-def _flat_all_reduce_mean(tensors: Sequence[Tensor]) -> None:
-    """Average tensors in place over the ranks with one collective per dtype and device."""
-    if not tensors:
-        return
-    size = world()
-    groups: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}
-    for t in tensors:
-        groups.setdefault((t.dtype, t.device), []).append(t)
-    for group in groups.values():
-        flat = torch.cat([t.reshape(-1) for t in group])
-        flat = _distributed.all_reduce_sum(flat, None).div_(size)
-        offset = 0
-        for t in group:
-            n = t.numel()
-            t.copy_(flat[offset : offset + n].view_as(t))
-            offset += n
-
-
 def synchronize_gradients(criterion: Criterion, params: Iterable[Tensor] = ()) -> None:
     """Finish an optimizer step's gradient reduction across the ranks (call before
     ``optimizer.step()``, once per step, on every rank).
@@ -438,4 +406,4 @@ def synchronize_gradients(criterion: Criterion, params: Iterable[Tensor] = ()) -
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         grads.append(p.grad)
-    _flat_all_reduce_mean(grads)
+    flat_all_reduce_mean(grads)

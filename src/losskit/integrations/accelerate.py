@@ -1,7 +1,7 @@
 """A Criterion in a hand-written Hugging Face Accelerate loop.
 
 :class:`AcceleratedCriterion` wraps the criterion for the loop: it evaluates it and hands every
-key to a :class:`~losskit.Tracker` (whose ``flush`` all-reduces, so the logs are global means),
+key to a :class:`~losskit.tracking.Tracker` (its ``flush`` all-reduces: logs are global means),
 does the backward pass (``accelerator.backward``, or a gradient-level balancer's own with DDP's
 all-reduce off), and at each real optimizer step (``accelerator.sync_gradients``) averages what
 DDP does not reduce (the criterion's learnable parameters; the per-key gradients of a gradient
@@ -9,7 +9,8 @@ balancer, aggregated once), steps the optimizer and then the criterion's schedul
 
     accelerator = Accelerator(gradient_accumulation_steps=2)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    crit = AcceleratedCriterion(accelerator, model, lk.Criterion({...}), tracker=lk.Tracker(...))
+    tracker = lk.tracking.Tracker(...)
+    crit = AcceleratedCriterion(accelerator, model, lk.Criterion({...}), tracker=tracker)
     for batch in loader:
         with crit.accumulate():
             res = crit(model(batch["x"]), batch)

@@ -18,8 +18,8 @@ Example::
     []
 """
 
-from losskit.lint.finding import KINDS, Finding, Severity
-from losskit.lint.linter import lint, lint_runs
-from losskit.lint.thresholds import Thresholds
+from losskit._findings import KINDS, Finding, Severity, finding
+from losskit.lint._linter import lint, lint_runs
+from losskit.lint._thresholds import Thresholds
 
-__all__ = ["KINDS", "Finding", "Severity", "Thresholds", "lint", "lint_runs"]
+__all__ = ["KINDS", "Finding", "Severity", "Thresholds", "finding", "lint", "lint_runs"]

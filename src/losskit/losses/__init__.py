@@ -1,7 +1,9 @@
 """The loss catalogue: every loss by name, with one-line descriptions and families.
 
 Importing this package registers every ``torch.nn`` loss and losskit's own families
-(classification, large-vocabulary, regression, segmentation, Lovász).
+(classification, large-vocabulary, regression, segmentation, Lovász); losskit's own loss classes
+are importable from here (``losses.FocalLoss``, ``losses.DiceLoss``, ...), the family modules
+are private.
 
 Example::
 
@@ -10,16 +12,36 @@ Example::
     BCEWithLogitsLoss()
     >>> {"focal", "dice", "quantile", "lovasz_softmax"} <= {s.name for s in losses.available()}
     True
+    >>> losses.FocalLoss(gamma=2.0)
+    FocalLoss(gamma=2.0, alpha=0.25, reduction='mean')
 """
 
-# Each family module registers its losses on import.
-from losskit.losses import classification as _classification  # noqa: F401
-from losskit.losses import large_vocab as _large_vocab  # noqa: F401
-from losskit.losses import lovasz as _lovasz  # noqa: F401
-from losskit.losses import regression as _regression  # noqa: F401
-from losskit.losses import segmentation as _segmentation  # noqa: F401
-from losskit.losses import torch_nn as _torch_nn  # noqa: F401
-from losskit.losses.contracts import Contract
+# Importing the family modules registers their losses.
+from losskit.losses import _torch_nn  # noqa: F401  (the checked torch.nn losses)
+from losskit.losses._classification import (
+    AsymmetricLoss,
+    DistillationKLLoss,
+    FocalLoss,
+    HingeLoss,
+    MulticlassHingeLoss,
+    MulticlassSquaredHingeLoss,
+    SoftmaxFocalLoss,
+    SoftTargetCrossEntropyLoss,
+    SquaredHingeLoss,
+    ZLoss,
+)
+from losskit.losses._imbalance import class_weights, pos_weight
+from losskit.losses._large_vocab import LinearCrossEntropyLoss
+from losskit.losses._lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
+from losskit.losses._regression import CharbonnierLoss, LogCoshLoss, PoissonLoss, QuantileLoss
+from losskit.losses._segmentation import (
+    DiceLoss,
+    FocalTverskyLoss,
+    GeneralizedDiceLoss,
+    JaccardLoss,
+    TverskyLoss,
+)
+from losskit.losses.contracts import Check, Contract
 from losskit.losses.registry import (
     LOSSES,
     LossSpec,
@@ -32,10 +54,35 @@ from losskit.losses.registry import (
 
 __all__ = [
     "LOSSES",
+    "AsymmetricLoss",
+    "CharbonnierLoss",
+    "Check",
     "Contract",
+    "DiceLoss",
+    "DistillationKLLoss",
+    "FocalLoss",
+    "FocalTverskyLoss",
+    "GeneralizedDiceLoss",
+    "HingeLoss",
+    "JaccardLoss",
+    "LinearCrossEntropyLoss",
+    "LogCoshLoss",
     "LossSpec",
+    "LovaszHingeLoss",
+    "LovaszSoftmaxLoss",
+    "MulticlassHingeLoss",
+    "MulticlassSquaredHingeLoss",
+    "PoissonLoss",
+    "QuantileLoss",
+    "SoftTargetCrossEntropyLoss",
+    "SoftmaxFocalLoss",
+    "SquaredHingeLoss",
+    "TverskyLoss",
+    "ZLoss",
     "available",
+    "class_weights",
     "get",
+    "pos_weight",
     "register",
     "resolve",
     "unregister",

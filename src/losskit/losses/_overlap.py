@@ -407,7 +407,7 @@ class SegmentationLoss(ContractedLoss, nn.Module):
         """Apply ``reduction`` to per-class losses ``(N, C)`` or ``(C,)``."""
         if self.reduction == "none":
             return losses
-        w = class_weights(
+        w = _reduction_weights(
             losses.shape[-1],
             self.class_weight,
             include_background=self.include_background,
@@ -420,7 +420,7 @@ class SegmentationLoss(ContractedLoss, nn.Module):
         return per_sample.mean() if self.reduction == "mean" else per_sample.sum()
 
 
-def class_weights(
+def _reduction_weights(
     num_classes: int, weight: Tensor | None, *, include_background: bool, like: Tensor
 ) -> Tensor:
     """The per-class weights ``(C,)`` a reduction uses: ``weight`` (or ones), background 0."""

@@ -27,7 +27,8 @@ from typing import Any, ClassVar, Literal, TypeAlias
 import torch
 from torch import Tensor
 
-from losskit.errors import ConfigError, LossInputError
+from losskit._checks import Check, check_mode
+from losskit.errors import LossInputError
 
 __all__ = [
     "Check",
@@ -56,7 +57,6 @@ TargetKind: TypeAlias = Literal[
     "any",
 ]
 ShapeRelation: TypeAlias = Literal["same", "class_dim", "any"]
-Check: TypeAlias = Literal["first", "always", "off"]
 
 FIRST_CALLS = 3
 """How many calls ``check="first"`` inspects values on."""
@@ -337,8 +337,7 @@ class ContractedLoss:
     loss_name: ClassVar[str]
 
     def _init_check(self, check: Check) -> None:
-        if check not in ("first", "always", "off"):
-            raise ConfigError(f"check must be 'first', 'always' or 'off', got {check!r}")
+        check = check_mode(check)
         # In the instance dict: nn.Module.__setattr__ is slow and this is read on every call.
         self.__dict__["_check_state"] = _CheckState(check)
 

@@ -2,7 +2,8 @@
 
 ``render(run_dir)`` reads ``run_dir/metrics.jsonl`` (written by
 :class:`losskit.tracking.sinks.JSONL`) and writes ``run_dir/report.html``. matplotlib is
-imported when a figure is drawn, not with this package.
+imported when a figure is drawn, not with this package. The page's pieces (:func:`write_page`,
+:func:`figure_html`, ...) are public for other page writers (``losskit.compare``'s report).
 
 Example::
 
@@ -16,24 +17,42 @@ Example::
     'report.html'
 """
 
-from __future__ import annotations
+from losskit.report._findings import findings_section, findings_table
+from losskit.report._page import (
+    figure_html,
+    format_number,
+    page_header,
+    render,
+    slug,
+    write_page,
+)
+from losskit.report._plots import (
+    Plot,
+    figures,
+    maybe_log_scale,
+    new_figure,
+    palette_colour,
+    style_axes,
+)
+from losskit.report._smoothing import ema
+from losskit.report._summary import SummaryRow, summarize
 
-from typing import TYPE_CHECKING, Any
-
-from losskit.report.page import render
-from losskit.report.smoothing import ema
-from losskit.report.summary import SummaryRow, summarize
-
-if TYPE_CHECKING:
-    from losskit.report.plots import Plot, figures
-
-__all__ = ["Plot", "SummaryRow", "ema", "figures", "render", "summarize"]
-
-
-def __getattr__(name: str) -> Any:
-    # The figures import matplotlib (most of a second): only when they are asked for.
-    if name in ("Plot", "figures"):
-        from losskit.report import plots
-
-        return getattr(plots, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = [
+    "Plot",
+    "SummaryRow",
+    "ema",
+    "figure_html",
+    "figures",
+    "findings_section",
+    "findings_table",
+    "format_number",
+    "maybe_log_scale",
+    "new_figure",
+    "page_header",
+    "palette_colour",
+    "render",
+    "slug",
+    "style_axes",
+    "summarize",
+    "write_page",
+]

@@ -12,9 +12,9 @@ Example::
 """
 
 from losskit.tracking import sinks
-from losskit.tracking.history import History, Series, load
-from losskit.tracking.record import Record
+from losskit.tracking._history import History, Series, load
+from losskit.tracking._record import Record
+from losskit.tracking._tracker import Tracker
 from losskit.tracking.sinks import Sink
-from losskit.tracking.tracker import Tracker
 
 __all__ = ["History", "Record", "Series", "Sink", "Tracker", "load", "sinks"]

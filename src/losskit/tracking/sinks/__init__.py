@@ -1,4 +1,4 @@
-"""Where a :class:`~losskit.Tracker` writes: one protocol, :class:`Sink`, and its built-ins.
+"""Where a :class:`~losskit.tracking.Tracker` writes: one protocol, :class:`Sink`, and built-ins.
 
 A sink has ``write(record)`` and ``close()``; anything with those plugs in.
 

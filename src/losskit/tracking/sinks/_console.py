@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from rich.console import Console as RichConsole
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from losskit.tracking._record import Record
 
-from losskit.tracking.record import Record
+if TYPE_CHECKING:
+    from rich.console import Console as RichConsole
+    from rich.progress import Progress, TaskID
 
 __all__ = ["Console"]
 
@@ -67,7 +61,11 @@ class Console:
         quiet: bool | None = None,
         train_split: str = "train",
     ) -> None:
-        self.console = console if console is not None else RichConsole()
+        if console is None:
+            from rich.console import Console as RichConsole  # rich: only when a console is made
+
+            console = RichConsole()
+        self.console = console
         self.quiet = (not self.console.is_terminal) if quiet is None else quiet
         self.total = total
         self.keys = keys
@@ -77,6 +75,15 @@ class Console:
 
     def _display(self) -> Progress:
         if self._progress is None:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("[bold]{task.description:>6}"),
                 BarColumn(bar_width=24),

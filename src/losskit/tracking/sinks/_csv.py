@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from losskit.tracking.record import Record
-from losskit.tracking.sinks._files import drop_partial_line
+from losskit._io import drop_partial_line
+from losskit.tracking._record import Record
 
 __all__ = ["CSV"]
 

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from losskit.tracking.record import Record
-from losskit.tracking.sinks._files import drop_partial_line
+from losskit._io import drop_partial_line
+from losskit.tracking._record import Record
 
 __all__ = ["JSONL"]
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from losskit.tracking.record import Record
+from losskit.tracking._record import Record
 
 __all__ = ["Sink"]
 
 
 @runtime_checkable
 class Sink(Protocol):
-    """Where a :class:`~losskit.Tracker` sends its records: ``write`` each, ``close`` once.
+    """Where a :class:`~losskit.tracking.Tracker` sends its records: ``write`` each, ``close`` once.
 
     A sink is called on rank 0 only. ``write`` should leave the record durable (or shown) before
     it returns, so that a crash loses at most the interval being accumulated. Any object with

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from losskit.errors import MissingDependencyError
-from losskit.tracking.record import Record
+from losskit.tracking._record import Record
 
 __all__ = ["TensorBoard"]
 

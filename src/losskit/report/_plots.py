@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from losskit.errors import MissingDependencyError
-from losskit.report.smoothing import auto_smoothing, ema
-from losskit.tracking.history import History
+from losskit.report._smoothing import auto_smoothing, ema
+from losskit.tracking import History
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -40,6 +40,10 @@ __all__ = [
     "gradient_norms",
     "loss_curves",
     "loss_shares",
+    "maybe_log_scale",
+    "new_figure",
+    "palette_colour",
+    "style_axes",
     "weight_curves",
 ]
 
@@ -57,7 +61,8 @@ class Plot:
     caption: str = ""
 
 
-def _new_figure(width: float = 6.4, height: float = 3.6) -> Figure:
+def new_figure(width: float = 6.4, height: float = 3.6) -> Figure:
+    """A blank matplotlib figure of the report's layout (imports matplotlib on first use)."""
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -67,7 +72,14 @@ def _new_figure(width: float = 6.4, height: float = 3.6) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _colour(index: int) -> str:
+def palette_colour(index: int) -> str:
+    """The colour of the ``index``-th series, from matplotlib's ten-colour cycle.
+
+    Example::
+
+        >>> palette_colour(0), palette_colour(12)
+        ('C0', 'C2')
+    """
     return f"C{index % 10}"
 
 
@@ -85,7 +97,8 @@ def _advances(history: History, split: str) -> bool:
     return split == "train" and sum(len(steps) for steps in spans) > 1
 
 
-def _maybe_log_scale(ax: Axes, values: Sequence[float]) -> bool:
+def maybe_log_scale(ax: Axes, values: Sequence[float]) -> bool:
+    """Put ``ax`` on a log scale when the positive ``values`` span decades; say whether it did."""
     finite = [v for v in values if math.isfinite(v)]
     if finite and min(finite) > 0 and math.log10(max(finite) / min(finite)) >= _DECADES:
         ax.set_yscale("log")
@@ -93,7 +106,8 @@ def _maybe_log_scale(ax: Axes, values: Sequence[float]) -> bool:
     return False
 
 
-def _style(ax: Axes, title: str, ylabel: str) -> None:
+def style_axes(ax: Axes, title: str, ylabel: str) -> None:
+    """Title, axis labels and grid of a report figure (steps along x)."""
     ax.set_title(title, fontsize=11)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
@@ -137,15 +151,15 @@ def loss_curves(history: History, smoothing: float | None = None) -> list[Plot]:
     splits = history.splits()
     plots = []
     for key in keys:
-        figure = _new_figure()
+        figure = new_figure()
         ax = figure.subplots()
         drawn: list[float] = []
         for index, split in enumerate(splits):
-            drawn += _curve(ax, history, key, split, _colour(index), smoothing)
+            drawn += _curve(ax, history, key, split, palette_colour(index), smoothing)
         if not drawn:
             continue
-        log = _maybe_log_scale(ax, drawn)
-        _style(ax, key, "value (log scale)" if log else "value")
+        log = maybe_log_scale(ax, drawn)
+        style_axes(ax, key, "value (log scale)" if log else "value")
         ax.legend(fontsize=8, frameon=False)
         plots.append(Plot("Losses", key, figure))
     return plots
@@ -174,15 +188,19 @@ def weight_curves(history: History) -> list[Plot]:
     keys = [k for k in history.keys(split) if k.startswith("weight/")] if split else []
     if split is None or not keys:
         return []
-    figure = _new_figure()
+    figure = new_figure()
     ax = figure.subplots()
     for index, key in enumerate(keys):
         series = history.series(key, split, "step") or history.series(key, split, "interval")
         steps, values = _thin(series.steps, series.values)
         ax.plot(
-            steps, values, color=_colour(index), linewidth=1.6, label=key.removeprefix("weight/")
+            steps,
+            values,
+            color=palette_colour(index),
+            linewidth=1.6,
+            label=key.removeprefix("weight/"),
         )
-    _style(ax, f"weight of every key ({split})", "weight")
+    style_axes(ax, f"weight of every key ({split})", "weight")
     figure.legend(fontsize=8, frameon=False, loc="outside right upper")
     return [Plot("Weights", "weight of every key", figure)]
 
@@ -218,19 +236,19 @@ def loss_shares(history: History, smoothing: float | None = None) -> list[Plot]:
     shares = [[smooth[n][i] / totals[i] for i in keep] for n in names]
     x = [steps[i] for i in keep]
     stride = max(1, math.ceil(len(x) / _MAX_DRAWN))
-    figure = _new_figure()
+    figure = new_figure()
     ax = figure.subplots()
     ax.stackplot(
         x[::stride],
         *[s[::stride] for s in shares],
         labels=names,
-        colors=[_colour(i) for i in range(len(names))],
+        colors=[palette_colour(i) for i in range(len(names))],
         alpha=0.85,
     )
     ax.set_ylim(0, 1)
     ax.set_xlim(x[0], x[-1])
     what = "|weight × loss|" if negative else "weight × loss"
-    _style(ax, f"share of the total ({split})", f"{what} / total")
+    style_axes(ax, f"share of the total ({split})", f"{what} / total")
     figure.legend(fontsize=8, frameon=False, loc="outside right upper")
     return [Plot("Shares", "share of the total", figure, f"smoothed with EMA {weight:.2f}")]
 
@@ -241,7 +259,7 @@ def gradient_norms(history: History, smoothing: float | None = None) -> list[Plo
     keys = [k for k in history.keys(split) if k.startswith("grad_norm/")] if split else []
     if split is None or not keys:
         return []
-    figure = _new_figure()
+    figure = new_figure()
     ax = figure.subplots()
     drawn: list[float] = []
     for index, key in enumerate(keys):
@@ -249,11 +267,15 @@ def gradient_norms(history: History, smoothing: float | None = None) -> list[Plo
         weight = auto_smoothing(len(series)) if smoothing is None else smoothing
         steps, values = _thin(series.steps, ema(series.values, weight))
         ax.plot(
-            steps, values, color=_colour(index), linewidth=1.6, label=key.removeprefix("grad_norm/")
+            steps,
+            values,
+            color=palette_colour(index),
+            linewidth=1.6,
+            label=key.removeprefix("grad_norm/"),
         )
         drawn += series.values
-    log = _maybe_log_scale(ax, drawn)
-    _style(ax, "gradient norm of every key", "norm (log scale)" if log else "norm")
+    log = maybe_log_scale(ax, drawn)
+    style_axes(ax, "gradient norm of every key", "norm (log scale)" if log else "norm")
     figure.legend(fontsize=8, frameon=False, loc="outside right upper")
     return [Plot("Diagnostics", "gradient norms", figure)]
 
@@ -279,7 +301,7 @@ def conflict_matrix(history: History) -> list[Plot]:
         i, j = names.index(a), names.index(b)
         matrix[i][j] = matrix[j][i] = value
     side = max(3.6, min(7.0, 1.6 + 0.5 * size))
-    figure = _new_figure(side * 16 / 9, side)
+    figure = new_figure(side * 16 / 9, side)
     ax = figure.subplots()
     image = ax.imshow(matrix, cmap="RdBu", vmin=-1.0, vmax=1.0)
     ax.set_xticks(range(size), names, rotation=45, ha="right")
@@ -321,7 +343,7 @@ def conflict_history(history: History) -> list[Plot]:
     shown = steps[::stride]
     labels = [f"{a} / {b}" for a, b in pairs]
     matrix = [[values.get(step, math.nan) for step in shown] for values, _ in pairs.values()]
-    figure = _new_figure(7.2, max(2.4, min(7.0, 1.4 + 0.35 * len(labels))))
+    figure = new_figure(7.2, max(2.4, min(7.0, 1.4 + 0.35 * len(labels))))
     ax = figure.subplots()
     image = ax.imshow(
         matrix,

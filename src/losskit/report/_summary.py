@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from losskit.tracking.history import History
+from losskit.tracking import History
 
 __all__ = ["SummaryRow", "lower_is_better", "summarize"]
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from losskit.compare.grid import Variant, with_seed
+from losskit._io import replace_text
+from losskit.compare._grid import Variant, with_seed
 from losskit.errors import ConfigError
-from losskit.tracking.sinks._files import replace_text
 
 if TYPE_CHECKING:
     from losskit.config import RunConfig

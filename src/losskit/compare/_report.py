@@ -4,7 +4,7 @@ spread, and the linter's findings for every run.
 
 Example::
 
-    >>> from losskit.compare.report import Spread
+    >>> from losskit.compare._report import Spread
     >>> s = Spread.of([1.0, 2.0, 3.0])
     >>> s.mean, s.low, s.high, round(s.std, 3)
     (2.0, 1.0, 3.0, 1.0)
@@ -23,13 +23,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from losskit.compare.runner import MANIFEST, is_complete
+from losskit.compare._runner import MANIFEST, is_complete
 from losskit.errors import ConfigError
 from losskit.lint import Finding, lint_runs
-from losskit.report.findings import findings_table
-from losskit.report.page import _figure, _header, _number, _slug, write_page
-from losskit.report.plots import Plot, _colour, _maybe_log_scale, _new_figure, _style
-from losskit.tracking.history import History, load
+from losskit.report import (
+    Plot,
+    figure_html,
+    findings_table,
+    format_number,
+    maybe_log_scale,
+    new_figure,
+    page_header,
+    palette_colour,
+    slug,
+    style_axes,
+    write_page,
+)
+from losskit.tracking import History, load
 
 __all__ = ["Comparison", "Rank", "Row", "Spread", "render_comparison", "summarize_grid"]
 
@@ -67,7 +77,7 @@ class Spread:
         return a[0] <= b[1] and b[0] <= a[1]
 
     def text(self) -> str:
-        return f"{_number(self.mean)} ± {_number(self.std)}"
+        return f"{format_number(self.mean)} ± {format_number(self.std)}"
 
 
 @dataclass(frozen=True)
@@ -243,7 +253,7 @@ def curve_figures(comparison: Comparison) -> list[Plot]:
     keys = list(dict.fromkeys(r.key for r in comparison.rows))
     plots = []
     for key in keys:
-        figure = _new_figure(7.2, 3.8)
+        figure = new_figure(7.2, 3.8)
         ax = figure.subplots()
         drawn: list[float] = []
         for index, variant in enumerate(comparison.variants):
@@ -253,7 +263,7 @@ def curve_figures(comparison: Comparison) -> list[Plot]:
             spreads = [Spread.of(column) for column in columns]
             means = [s.mean for s in spreads]
             low, high = zip(*(s.interval(comparison.interval) for s in spreads))
-            colour = _colour(index)
+            colour = palette_colour(index)
             ax.plot(
                 steps,
                 means,
@@ -267,8 +277,8 @@ def curve_figures(comparison: Comparison) -> list[Plot]:
             drawn += [v for column in columns for v in column]
         if not drawn:
             continue
-        log = _maybe_log_scale(ax, drawn)
-        _style(ax, key, "value (log scale)" if log else "value")
+        log = maybe_log_scale(ax, drawn)
+        style_axes(ax, key, "value (log scale)" if log else "value")
         figure.legend(fontsize=7, frameon=False, loc="outside lower center", ncols=2)
         band = "min–max" if comparison.interval == "range" else "±1 std"
         plots.append(
@@ -279,7 +289,7 @@ def curve_figures(comparison: Comparison) -> list[Plot]:
 
 # -- page ---------------------------------------------------------------------------------------
 def _cell(value: float | None) -> str:
-    return f"<td>{_number(value)}</td>"
+    return f"<td>{format_number(value)}</td>"
 
 
 def _ranking_section(c: Comparison) -> str:
@@ -385,15 +395,15 @@ def render_comparison(comparison: Comparison, output: str | Path | None = None) 
     """Write the self-contained ``compare.html`` (default in the grid's folder)."""
     c = comparison
     target = Path(output) if output is not None else c.out / "compare.html"
-    figures = "".join(_figure(p.title, p.figure, p.caption) for p in curve_figures(c))
+    figures = "".join(figure_html(p.title, p.figure, p.caption) for p in curve_figures(c))
     body = [
-        _header(c.out).replace("losskit report", "losskit comparison", 1),
+        page_header(c.out).replace("losskit report", "losskit comparison", 1),
         "<main>",
         _grid_section(c),
         _ranking_section(c),
         _table_section(c),
         _timing_section(c),
-        f'<section id="{_slug("Curves")}"><h2>Curves</h2><div class="grid">{figures}</div>'
+        f'<section id="{slug("Curves")}"><h2>Curves</h2><div class="grid">{figures}</div>'
         "</section>",
         _findings_section(c),
         "</main>",

@@ -26,7 +26,6 @@ Example::
 
     >>> import torch
     >>> from losskit import losses
-    >>> from losskit.losses import classification  # registers the losses
     >>> losses.get("focal", gamma=2.0)
     FocalLoss(gamma=2.0, alpha=0.25, reduction='mean')
 """

@@ -13,13 +13,13 @@ rank (1D signals, images, 3D volumes) are scored alike.
 
 ``ignore_index`` removes positions from the sort and from the Jaccard counts
 (kornia/kornia#3034: peers lack it); ``weight``, ``batch``, ``classes`` and ``reduction`` mean
-what they mean for the Dice family (:mod:`losskit.losses.segmentation`). The sort runs in
+what they mean for the Dice family (:mod:`losskit.losses._segmentation`). The sort runs in
 float32 for half-precision inputs.
 
 Example::
 
     >>> import torch
-    >>> from losskit.losses.lovasz import LovaszSoftmaxLoss
+    >>> from losskit.losses._lovasz import LovaszSoftmaxLoss
     >>> logits = torch.randn(2, 3, 4, 4, 4, requires_grad=True)  # 3D volumes
     >>> target = torch.randint(0, 3, (2, 4, 4, 4))
     >>> LovaszSoftmaxLoss()(logits, target).backward()

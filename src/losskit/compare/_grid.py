@@ -4,7 +4,7 @@ Example::
 
     >>> from importlib import resources
     >>> from losskit.config import load_config
-    >>> from losskit.compare.grid import expand, parse_vary
+    >>> from losskit.compare._grid import expand, parse_vary
     >>> base = load_config(resources.files("losskit").joinpath("demo.toml"))
     >>> path, values = parse_vary("terms.recon.loss=mse,l1")
     >>> variants = expand(base, {path: values, "optimizer.lr": [0.001, 0.003]})

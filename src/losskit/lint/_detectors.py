@@ -1,13 +1,13 @@
 """Detectors of one key: non-finite onset, spikes, divergence, plateau, overfitting, oscillation.
 
-Each takes :class:`~losskit.lint.curves.Curve` values and returns findings; the linter runs them
+Each takes :class:`~losskit.lint._curves.Curve` values and returns findings; the linter runs them
 on the total and on every term. They look at per-step points where one step matters (a NaN, a
 spike, a fast oscillation) and at interval means where a trend matters.
 
 Example::
 
-    >>> from losskit.lint.curves import Curve
-    >>> from losskit.lint.detectors import nonfinite
+    >>> from losskit.lint._curves import Curve
+    >>> from losskit.lint._detectors import nonfinite
     >>> curve = Curve("loss", "train", (1, 2, 3), (1, 2, 3), (0.5, float("nan"), 0.4))
     >>> [(f.kind, f.start, f.end) for f in nonfinite(curve)]
     [('nonfinite', 2, 2)]
@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 import statistics
 
-from losskit.lint.curves import Curve, acf, moving_average, rolling_median
-from losskit.lint.finding import Finding
-from losskit.lint.thresholds import Thresholds
+from losskit._findings import Finding, finding
+from losskit.lint._curves import Curve, acf, moving_average, rolling_median
+from losskit.lint._thresholds import Thresholds
 
 __all__ = ["divergence", "nonfinite", "oscillation", "overfitting", "plateau", "spikes"]
 
@@ -46,7 +46,7 @@ def nonfinite(curve: Curve, t: Thresholds = _DEFAULT) -> list[Finding]:
     first, last = bad[0], bad[-1]
     what = "NaN" if math.isnan(curve.values[first]) else "infinite"
     return [
-        Finding(
+        finding(
             curve.key,
             "nonfinite",
             curve.starts[first],
@@ -88,7 +88,7 @@ def spikes(curve: Curve, t: Thresholds = _DEFAULT) -> list[Finding]:
     for first, last in _ranges(hits, gap=2):
         peak = max(values[first : last + 1])
         findings.append(
-            Finding(
+            finding(
                 c.key,
                 "spike",
                 c.starts[first],
@@ -119,7 +119,7 @@ def divergence(curve: Curve, t: Thresholds = _DEFAULT) -> list[Finding]:
     near = max(i for i in range(low, len(smooth)) if smooth[i] <= 1.05 * floor)
     start = c.starts[near + 1]
     return [
-        Finding(
+        finding(
             c.key,
             "divergence",
             start,
@@ -173,7 +173,7 @@ def plateau(curve: Curve, t: Thresholds = _DEFAULT) -> list[Finding]:
         if j - i + 1 >= needed and level > 0 and (i == 0 or dropped):
             what = "from the start" if i == 0 else f"then fell to {min(later):.4g} afterwards"
             findings.append(
-                Finding(
+                finding(
                     c.key,
                     "plateau",
                     c.starts[i],
@@ -215,7 +215,7 @@ def overfitting(train: Curve, val: Curve, t: Thresholds = _DEFAULT) -> list[Find
     if now > (1 - t.overfit_train_fall) * before:
         return []
     return [
-        Finding(
+        finding(
             v.key,
             "overfitting",
             v.ends[best],
@@ -273,7 +273,7 @@ def oscillation(points: Curve, means: Curve, t: Thresholds = _DEFAULT) -> list[F
     for first, last, lag in flagged:
         first, last = _swinging(list(p.values), first, min(last, len(p) - 1))
         findings.append(
-            Finding(
+            finding(
                 p.key,
                 "oscillation",
                 p.starts[first],
@@ -289,7 +289,7 @@ def oscillation(points: Curve, means: Curve, t: Thresholds = _DEFAULT) -> list[F
         lag = _oscillates(list(m.values), 5, range(1, 4), t)
         if lag is not None:
             findings.append(
-                Finding(
+                finding(
                     m.key,
                     "oscillation",
                     m.starts[0],

@@ -39,8 +39,8 @@ the only full-size buffer allocated is the input gradient.
 Example::
 
     >>> import torch
-    >>> from losskit.losses import segmentation
-    >>> dice = segmentation.DiceLoss()
+    >>> from losskit import losses
+    >>> dice = losses.DiceLoss()
     >>> logits = torch.tensor([[[[9.0, -9.0]], [[-9.0, 9.0]]]])  # (N=1, C=2, H=1, W=2)
     >>> dice(logits, torch.tensor([[[0, 1]]])).item() < 1e-6
     True

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from losskit.benchmarking.cases import ACTIVATIONS, Case, Inputs
+from losskit.benchmarking._cases import ACTIVATIONS, Case, Inputs
 from losskit.errors import LossKitError
 
 __all__ = ["EXTREME", "PRECISIONS", "Precision", "Scenario", "precision_errors", "scenarios"]

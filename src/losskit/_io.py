@@ -1,4 +1,5 @@
-"""Files that survive a killed writer: appended logs, and whole files replaced atomically."""
+"""Files that survive a killed writer (private, shared): appended logs, and whole files replaced
+atomically."""
 
 from __future__ import annotations
 

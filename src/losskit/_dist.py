@@ -1,14 +1,17 @@
-"""Reduction of buffered values across ``torch.distributed`` processes.
+"""Ranks, world size and reductions across ``torch.distributed`` processes (private, shared).
 
-Processes must agree on what they reduce: a key logged on one rank only would pair unrelated
-numbers or hang the collective (mmdetection#9340). Before reducing, every rank contributes a
-checksum of its splits, keys and update counts; when they differ, every rank learns it from the
-same collective, gathers the lists and raises :class:`~losskit.errors.RankMismatchError`.
+Every helper degrades to the single-process answer when no process group exists, so callers
+need no branch of their own. Processes must agree on what they reduce: a key logged on one rank
+only would pair unrelated numbers or hang the collective (mmdetection#9340). Before reducing,
+every rank contributes a checksum of its splits, keys and update counts; when they differ, every
+rank learns it from the same collective, gathers the lists and raises
+:class:`~losskit.errors.RankMismatchError`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from collections.abc import Sequence
 
@@ -35,6 +38,20 @@ def rank() -> int:
 def world_size(group: dist.ProcessGroup | None) -> int:
     """How many processes the group holds (1 when not distributed)."""
     return dist.get_world_size(group) if initialized() else 1
+
+
+def world() -> int:
+    """The number of processes in the default group (1 when not distributed)."""
+    return world_size(None)
+
+
+def is_main() -> bool:
+    """Whether this process is rank 0 (the one that writes files): the process group's rank, or
+    ``torchrun``'s ``RANK`` when there is no group (before set-up, or after ``losskit run``
+    destroyed the one it created)."""
+    if initialized():
+        return rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def comm_device(group: dist.ProcessGroup | None, device: torch.device) -> torch.device:
@@ -97,3 +114,21 @@ def global_mean(tensor: Tensor, group: dist.ProcessGroup | None = None) -> Tenso
     if size == 1:
         return tensor
     return all_reduce_sum(tensor.detach().clone(), group).div_(size)
+
+
+def flat_all_reduce_mean(tensors: Sequence[Tensor]) -> None:
+    """Average tensors in place over the ranks with one collective per dtype and device."""
+    if not tensors:
+        return
+    size = world()
+    groups: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}
+    for t in tensors:
+        groups.setdefault((t.dtype, t.device), []).append(t)
+    for group in groups.values():
+        flat = torch.cat([t.reshape(-1) for t in group])
+        flat = all_reduce_sum(flat, None).div_(size)
+        offset = 0
+        for t in group:
+            n = t.numel()
+            t.copy_(flat[offset : offset + n].view_as(t))
+            offset += n

@@ -40,7 +40,7 @@ def auto_smoothing(points: int) -> float:
 
     Example::
 
-        >>> from losskit.report.smoothing import auto_smoothing
+        >>> from losskit.report._smoothing import auto_smoothing
         >>> auto_smoothing(100), auto_smoothing(100_000)
         (0.8, 0.99)
     """

@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from losskit.benchmarking.memory import Memory
-from losskit.benchmarking.stability import Precision, Scenario
-from losskit.benchmarking.timing import Timing
-from losskit.tracking.sinks._files import replace_text
+from losskit._io import replace_text
+from losskit.benchmarking._memory import Memory
+from losskit.benchmarking._stability import Precision, Scenario
+from losskit.benchmarking._timing import Timing
 
 __all__ = ["BenchReport", "CaseResult"]
 

@@ -10,7 +10,6 @@ Example::
 
     >>> import torch
     >>> from losskit import losses
-    >>> from losskit.losses import regression  # registers the losses
     >>> losses.get("pinball", quantiles=[0.1, 0.9])
     QuantileLoss(quantiles=(0.1, 0.9), reduction='mean')
 """

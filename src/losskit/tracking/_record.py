@@ -1,7 +1,7 @@
 """One written unit of a run's log: the means of one split over one interval or one epoch.
 
-A :class:`~losskit.Tracker` hands records to its sinks; :func:`~losskit.tracking.load` reads
-them back. The JSON form is strict JSON: non-finite values are the strings ``"NaN"``,
+A :class:`~losskit.tracking.Tracker` hands records to its sinks; :func:`~losskit.tracking.load`
+reads them back. The JSON form is strict JSON: non-finite values are the strings ``"NaN"``,
 ``"Infinity"`` and ``"-Infinity"``, and a key absent at a step is ``null``. A key whose points
 are all equal in a record (a constant weight) is written as that one value instead of a list.
 

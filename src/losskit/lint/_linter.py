@@ -6,11 +6,12 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from losskit.lint import detectors, multiloss
-from losskit.lint.curves import interval_means, points
-from losskit.lint.finding import Finding
-from losskit.lint.thresholds import Thresholds
-from losskit.tracking.history import History, load
+from losskit._findings import Finding
+from losskit.lint import _detectors as detectors
+from losskit.lint import _multiloss as multiloss
+from losskit.lint._curves import interval_means, points
+from losskit.lint._thresholds import Thresholds
+from losskit.tracking import History, load
 
 __all__ = ["lint", "lint_runs"]
 

@@ -120,7 +120,7 @@ def gradient_health(
         ...                      "b": lk.Term(lambda out, b: -out["a"].mean(), weight=2.0)})
         >>> h = trunk(torch.randn(16, 4))
         >>> res = crit({"a": head(h)}, None)
-        >>> health = lk.gradient_health(model, res)
+        >>> health = lk.diagnostics.gradient_health(model, res)
         >>> sorted(health)
         ['cos/a/b', 'grad_norm/a', 'grad_norm/b']
         >>> round(health["cos/a/b"].item(), 4)  # opposed gradients

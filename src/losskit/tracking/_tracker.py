@@ -26,11 +26,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from losskit import _dist
 from losskit.errors import ConfigError
 from losskit.result import LossResult
-from losskit.tracking import _distributed
 from losskit.tracking._buffer import Layout, SplitBuffer, Value, Weight, accumulator_dtype
-from losskit.tracking.record import Record
+from losskit.tracking._record import Record
 from losskit.tracking.sinks._protocol import Sink
 
 __all__ = ["Tracker"]
@@ -235,11 +235,11 @@ class Tracker:
     def _flush(self, check: bool) -> list[Record]:
         self._since_flush = 0
         splits = sorted(s for s, b in self._buffers.items() if b.updates)
-        distributed = _distributed.initialized()
+        distributed = _dist.initialized()
         records: list[Record] = []
         if distributed:
             device = self._device(splits)
-            signature: _distributed.Signature = [
+            signature: _dist.Signature = [
                 (
                     s,
                     sorted(self._buffers[s].names),
@@ -247,7 +247,7 @@ class Tracker:
                 )
                 for s in splits
             ]
-            _distributed.check_agreement(signature, self.group, device)
+            _dist.check_agreement(signature, self.group, device)
         if splits:
             records = self._reduce(splits, distributed)
             for split in splits:
@@ -269,7 +269,7 @@ class Tracker:
         gather = self._gather_distributed if distributed else self._gather_local
         totals = gather(splits)
         now, elapsed = time.time(), self.elapsed
-        world = _distributed.world_size(self.group) if distributed else 1
+        world = _dist.world_size(self.group) if distributed else 1
         records: list[Record] = []
         for split, (sums, counts, points) in zip(splits, totals):
             kept = [k for k in sums if counts[k] > 0]
@@ -349,7 +349,7 @@ class Tracker:
                 weighted, weights = weighted.sum(0, keepdim=True), weights.sum(0, keepdim=True)
             payload += [weighted.T.reshape(-1), weights.T.reshape(-1)]
             layout.append((names, buffer.updates if self.points else 1))
-        reduced = _distributed.all_reduce_sum(torch.cat(payload), self.group)
+        reduced = _dist.all_reduce_sum(torch.cat(payload), self.group)
         host: list[float] = reduced.tolist()  # the flush's one host sync
         at = 0
         totals: list[_Totals] = []
@@ -399,7 +399,7 @@ class Tracker:
             count=max((c for _, c in sums.values()), default=0.0),
             updates=self._epoch_updates[split],
             values={key: s / c for key, (s, c) in sums.items() if c > 0},
-            world=_distributed.world_size(self.group),
+            world=_dist.world_size(self.group),
         )
 
     def latest(self, split: str = "train") -> dict[str, float | None]:
@@ -407,7 +407,7 @@ class Tracker:
         return dict(self._latest.get(split, {}))
 
     def _write(self, records: Sequence[Record]) -> None:
-        if _distributed.rank() != 0:
+        if _dist.rank() != 0:
             return
         for record in records:
             for sink in self.sinks:
@@ -454,7 +454,7 @@ class Tracker:
         if self._closed:
             return
         try:
-            if any(b.updates for b in self._buffers.values()) or _distributed.initialized():
+            if any(b.updates for b in self._buffers.values()) or _dist.initialized():
                 self.flush()
         finally:
             self._closed = True
@@ -476,7 +476,7 @@ class Tracker:
         # Keep what was logged up to the failure; under distribution the other ranks may not
         # reach a flush, so no collective is attempted there.
         try:
-            if not _distributed.initialized():
+            if not _dist.initialized():
                 self._flush(check=False)
         finally:
             self._closed = True

@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from losskit.tracking.history import History
+from losskit.tracking import History
 
 __all__ = ["Curve", "acf", "interval_means", "moving_average", "points", "rolling_median"]
 

@@ -13,20 +13,21 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from losskit.config import RunConfig, load_config
+from losskit._findings import Finding
 from losskit.criterion import Criterion
-from losskit.diagnostics.gradients import cosines, gram_matrix, key_gradients
+from losskit.diagnostics._gradients import cosines, gram_matrix, key_gradients
 from losskit.errors import LossInputError, LossKitError
 from losskit.losses.contracts import Contract
 
-__all__ = ["Diagnosis", "Finding", "TensorSummary", "TermReport", "diagnose", "diagnose_config"]
+if TYPE_CHECKING:
+    from losskit.config import RunConfig
 
-Severity = Literal["error", "warning"]
+__all__ = ["Diagnosis", "Finding", "TensorSummary", "TermReport", "diagnose", "diagnose_config"]
 
 DOMINANCE = 100.0
 """A key whose weighted value (or gradient) exceeds every other's this many times dominates."""
@@ -35,24 +36,6 @@ CONFLICT = -0.5
 """Two keys whose gradients' cosine on the shared parameters is below this conflict."""
 
 _CLASS_TARGETS = ("class_indices", "class_indices_or_probabilities")
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem: what kind, how serious, under which key, and what to do about it.
-
-    ``kind`` is one of ``"nonfinite"``, ``"contract"``, ``"probabilities_as_logits"``,
-    ``"integer_coded_target"``, ``"selection"``, ``"dominates"``, ``"zero_gradient"``,
-    ``"untrained_parameters"`` and ``"conflict"``. ``other`` is the second key of a conflict
-    or the runner-up of a dominating key; ``parameters`` the parameters concerned.
-    """
-
-    kind: str
-    severity: Severity
-    key: str | None
-    message: str
-    other: str | None = None
-    parameters: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -338,7 +321,7 @@ def diagnose(
         ...         return {"logits": self.cls(h), "aux": self.aux(h)}
         >>> crit = lk.Criterion({"cls": lk.Term("cross_entropy", input="logits", target="y")})
         >>> batch = {"x": torch.randn(16, 4), "y": torch.randint(0, 3, (16,))}
-        >>> report = lk.diagnose(Net(), crit, batch, forward=lambda m, b: m(b["x"]))
+        >>> report = lk.diagnostics.diagnose(Net(), crit, batch, forward=lambda m, b: m(b["x"]))
         >>> [(f.kind, f.parameters) for f in report.findings]
         [('untrained_parameters', ('aux.weight', 'aux.bias'))]
         >>> report.ok  # warnings only
@@ -463,6 +446,7 @@ def diagnose_config(config: RunConfig | str | Path) -> Diagnosis:
 
     The model, criterion, data and forward pass are built as ``losskit run`` builds them.
     """
+    from losskit.config import load_config  # pydantic: only when a configuration is read
     from losskit.run import build
 
     trainer, train, _ = build(

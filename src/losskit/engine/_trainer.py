@@ -9,7 +9,7 @@ Example::
     >>> model = torch.nn.Linear(3, 1)
     >>> crit = lk.Criterion({"mse": lk.Term("mse", input=0, target="y")})
     >>> data = [{"x": torch.randn(4, 3), "y": torch.randn(4)} for _ in range(5)]
-    >>> trainer = lk.Trainer(model, crit, torch.optim.SGD(model.parameters(), lr=0.1),
+    >>> trainer = lk.engine.Trainer(model, crit, torch.optim.SGD(model.parameters(), lr=0.1),
     ...                      forward=lambda m, b: (m(b["x"]).squeeze(-1),), progress=False)
     >>> summary = trainer.fit(data, data, epochs=2)
     >>> summary.epochs, summary.steps, sorted(summary.val)
@@ -34,9 +34,9 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from losskit.criterion import Criterion
-from losskit.diagnostics.gradients import gradient_health
+from losskit.diagnostics import gradient_health
 from losskit.engine import distributed
-from losskit.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from losskit.engine._checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from losskit.errors import ConfigError
 from losskit.evaluation import evaluate, to_device
 from losskit.result import LossResult
@@ -124,7 +124,7 @@ class Trainer:
         seed: seed every generator before training.
         diagnostics_every: every this many optimizer steps, log each key's gradient norm and
             the gradient cosines between keys on the shared parameters (``grad_norm/<key>``,
-            ``cos/<a>/<b>``; see :func:`~losskit.gradient_health`), from the first
+            ``cos/<a>/<b>``; see :func:`~losskit.diagnostics.gradient_health`), from the first
             micro-batch of the window; each key costs one extra backward pass that step.
 
     Under ``torchrun`` (or with a process group already initialised) ``fit`` wraps the model in
@@ -371,7 +371,8 @@ class Trainer:
     def validate(self, loader: Iterable[Any], split: str = "val") -> None:
         """Evaluate every route's keys (and the metrics) on ``loader`` into the tracker.
 
-        The dataset means come from :func:`losskit.evaluate` (sample-weighted, read once).
+        The dataset means come from :func:`losskit.evaluation.evaluate` (sample-weighted, read
+        once).
         """
         assert self.tracker is not None
         enabled = set(self.criterion.enabled)

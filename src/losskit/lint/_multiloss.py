@@ -3,8 +3,8 @@ diverges while the total falls, a weight schedule that ends while its term still
 
 Example::
 
-    >>> from losskit.lint.curves import Curve
-    >>> from losskit.lint.multiloss import shares
+    >>> from losskit.lint._curves import Curve
+    >>> from losskit.lint._multiloss import shares
     >>> steps = tuple(range(10, 110, 10))
     >>> starts = tuple(s - 9 for s in steps)
     >>> big = {"loss/a": Curve("loss/a", "train", starts, steps, (1.0,) * 10),
@@ -21,9 +21,9 @@ import itertools
 import math
 from collections.abc import Mapping
 
-from losskit.lint.curves import Curve, rolling_median
-from losskit.lint.finding import Finding
-from losskit.lint.thresholds import Thresholds
+from losskit._findings import Finding, finding
+from losskit.lint._curves import Curve, rolling_median
+from losskit.lint._thresholds import Thresholds
 
 __all__ = ["schedule_ends", "shares", "term_diverges"]
 
@@ -106,7 +106,7 @@ def shares(
                         "(balancer='magnitude' or 'uncertainty')"
                     )
                 findings.append(
-                    Finding(
+                    finding(
                         name,
                         kind,
                         starts[eligible[first]],
@@ -126,9 +126,9 @@ def term_diverges(divergence: Finding, total: Curve) -> Finding | None:
         return None
     smooth = rolling_median(c.values, 3)
     at_start = [v for v, e in zip(smooth, c.ends) if e < divergence.start]
-    if not at_start or smooth[-1] >= at_start[-1]:
+    if not at_start or smooth[-1] >= at_start[-1] or divergence.key is None:
         return None
-    return Finding(
+    return finding(
         divergence.key,
         "term_diverges_while_total_falls",
         divergence.start,
@@ -173,7 +173,7 @@ def schedule_ends(loss: Curve, weight: Curve, t: Thresholds = _DEFAULT) -> list[
     while last + 1 < len(values) and values[last + 1] > values[last]:
         last += 1
     return [
-        Finding(
+        finding(
             loss.key,
             "schedule_ends_while_rising",
             schedule_end,

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from losskit.errors import LogFormatError, LogNotFoundError
-from losskit.tracking.record import Record
+from losskit.tracking._record import Record
 
 __all__ = ["History", "Series", "load"]
 

@@ -25,12 +25,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from losskit.report.findings import findings_section
-from losskit.report.summary import SummaryRow, summarize
-from losskit.tracking.history import History, load
-from losskit.tracking.sinks._files import replace_text
+from losskit._io import replace_text
+from losskit.report._findings import findings_section
+from losskit.report._summary import SummaryRow, summarize
+from losskit.tracking import History, load
 
-__all__ = ["render"]
+__all__ = ["figure_html", "format_number", "page_header", "render", "slug", "write_page"]
 
 # The page may load nothing: images are data: URIs, styles inline, no scripts.
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -87,7 +87,7 @@ def render(
             :func:`losskit.tracking.load`); the report lists them.
         smoothing: the EMA weight of the curves (default: chosen from the number of points).
     """
-    from losskit.report.plots import figures
+    from losskit.report._plots import figures
 
     run = Path(run_dir)
     history = load(run, skip_corrupt=skip_corrupt)
@@ -95,9 +95,11 @@ def render(
     plots = figures(history, smoothing)
     sections: dict[str, list[str]] = {}
     for plot in plots:
-        sections.setdefault(plot.section, []).append(_figure(plot.title, plot.figure, plot.caption))
+        sections.setdefault(plot.section, []).append(
+            figure_html(plot.title, plot.figure, plot.caption)
+        )
     body = [
-        _header(run),
+        page_header(run),
         "<main>",
         _notes(history),
         _facts(run, history),
@@ -106,7 +108,7 @@ def render(
         findings_section(history),
     ]
     for section, items in sections.items():
-        body.append(f'<section id="{_slug(section)}"><h2>{html.escape(section)}</h2>')
+        body.append(f'<section id="{slug(section)}"><h2>{html.escape(section)}</h2>')
         body.append('<div class="grid">' + "".join(items) + "</div></section>")
     if not plots:
         body.append('<section><p class="muted">No values to plot yet.</p></section>')
@@ -127,11 +129,19 @@ def write_page(target: Path, title: str, body: Sequence[str]) -> None:
     replace_text(target, page)
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """An HTML id made of ``text`` (lower case, other characters as dashes).
+
+    Example::
+
+        >>> slug("Loss shares")
+        'loss-shares'
+    """
     return "".join(c if c.isalnum() else "-" for c in text.lower())
 
 
-def _figure(title: str, figure: object, caption: str) -> str:
+def figure_html(title: str, figure: object, caption: str) -> str:
+    """A ``<figure>`` holding ``figure`` (a matplotlib Figure) as an inline PNG."""
     from matplotlib.figure import Figure
 
     assert isinstance(figure, Figure)
@@ -158,7 +168,8 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-def _header(run: Path) -> str:
+def page_header(run: Path) -> str:
+    """The page's header: the run folder's name and path, and when the page was made."""
     now = _when(datetime.datetime.now().timestamp())
     return (
         f"<header><h1>losskit report: {html.escape(run.resolve().name)}</h1>"
@@ -218,7 +229,14 @@ def _config(run: Path) -> str:
     )
 
 
-def _number(value: float | None) -> str:
+def format_number(value: float | None) -> str:
+    """A value as the report's tables show it (four significant digits, a dash for none).
+
+    Example::
+
+        >>> format_number(3.14159), format_number(None)
+        ('3.142', '–')
+    """
     return "–" if value is None else f"{value:.4g}"
 
 
@@ -238,9 +256,10 @@ def _summary(rows: Sequence[SummaryRow]) -> str:
         previous = row.split
         body.append(
             f'<tr{cls}><td class="text">{html.escape(row.split)}</td>'
-            f'<td class="text">{html.escape(row.key)}</td><td>{_number(row.final)}</td>'
-            f"<td>{_number(row.best)}</td><td>{'–' if row.best_step is None else row.best_step}"
-            f"</td><td>{row.last_step}</td><td>{row.values}</td>"
+            f'<td class="text">{html.escape(row.key)}</td><td>{format_number(row.final)}</td>'
+            f"<td>{format_number(row.best)}</td>"
+            f"<td>{'–' if row.best_step is None else row.best_step}</td>"
+            f"<td>{row.last_step}</td><td>{row.values}</td>"
             f'<td class="text">{html.escape(row.source)} means</td></tr>'
         )
     return (

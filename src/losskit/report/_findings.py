@@ -4,7 +4,7 @@ Example::
 
     >>> import tempfile, torch
     >>> from losskit.tracking import Tracker, load, sinks
-    >>> from losskit.report.findings import findings_section
+    >>> from losskit.report._findings import findings_section
     >>> run = tempfile.mkdtemp()
     >>> with Tracker([sinks.JSONL(run)]) as tracker:
     ...     tracker.update({"loss": torch.tensor(float("nan"))})
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from losskit.errors import LossKitWarning
 from losskit.lint import Finding, lint
-from losskit.tracking.history import History
+from losskit.tracking import History
 
 __all__ = ["findings_section", "findings_table"]
 
