@@ -107,21 +107,6 @@ def run_config(
     _execute(config, out, resume=resume, quiet=quiet)
 
 
-@app.command()
-def report(
-    run_dir: Path = typer.Argument(..., help="A run folder holding metrics.jsonl."),
-    skip_corrupt: bool = typer.Option(False, help="Leave out corrupted log lines."),
-) -> None:
-    """Write the run folder's self-contained report.html (curves, weights, shares, summary)."""
-    from losskit.report import render
-
-    try:
-        path = render(run_dir, skip_corrupt=skip_corrupt)
-    except LossKitError as exc:
-        raise _fail(exc) from exc
-    Console().print(f"report: {path}")
-
-
 @app.command(name="losses")
 def list_losses(
     family: str | None = typer.Option(None, help="Only losses of this family."),
@@ -373,7 +358,7 @@ def bench_command(
             from losskit.config import load_config
 
             for term in load_config(config).terms.values():
-                chosen.setdefault(term.loss, dict(term.options))
+                chosen.setdefault(term.loss, dict(term.loss_arguments))
         if not chosen:
             raise LossKitError("name the losses to bench (or give --config)")
         try:

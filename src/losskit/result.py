@@ -69,7 +69,16 @@ class LossResult:
     ``.item()``, so logging every step costs no host synchronisation.
     """
 
-    __slots__ = ("_backward", "_keys", "_monitored", "_parts", "_weights", "total")
+    __slots__ = (
+        "_absent",
+        "_backward",
+        "_counts",
+        "_keys",
+        "_monitored",
+        "_parts",
+        "_weights",
+        "total",
+    )
 
     def __init__(
         self,
@@ -80,16 +89,23 @@ class LossResult:
         *,
         monitored: tuple[tuple[str, Tensor], ...] = (),
         backward: Backward | None = None,
+        counts: tuple[Tensor | None, ...] | None = None,
+        absent: tuple[str, ...] = (),
     ) -> None:
         """``weights`` has one entry per key (a vector, or its entries detached and unbound);
         ``monitored`` holds ``(key, value)`` of the
-        monitor-only terms; ``backward`` replaces ``total.backward()`` (see :class:`Backward`)."""
+        monitor-only terms; ``backward`` replaces ``total.backward()`` (see :class:`Backward`);
+        ``counts`` has one entry per key: how many samples or elements its value averages (a
+        0-dim tensor) or None where the term does not say; ``absent`` names the optional terms
+        whose inputs this batch lacks."""
         self.total = total
         self._keys = keys
         self._parts = parts
         self._weights = weights.detach().unbind() if isinstance(weights, Tensor) else weights
         self._monitored = monitored
         self._backward = backward
+        self._counts = counts
+        self._absent = absent
 
     def report_weights(self, weights: Tensor) -> None:
         """Set the weights a gradient-level balancer applied, when it knows them only after
@@ -125,6 +141,31 @@ class LossResult:
     def parts(self) -> dict[str, Tensor]:
         """Every computed term's unweighted value by key (graph attached)."""
         return dict(zip(self._keys, self._parts))
+
+    @property
+    def counts(self) -> dict[str, Tensor]:
+        """How many samples (or elements, per the loss's reduction) each key's value averages:
+        the weight its value carries in a mean over batches. A 0-dim tensor on the value's
+        device (no host sync); 0 when nothing in the batch carried that label. Keys whose term
+        does not report a count are left out (a mean weighs them by the batch instead).
+
+        Example::
+
+            >>> import torch
+            >>> res = LossResult(torch.tensor(1.5), ("cls", "aux"),
+            ...                  (torch.tensor(1.0), torch.tensor(0.5)), torch.ones(2),
+            ...                  counts=(torch.tensor(3.0), None))
+            >>> res.counts
+            {'cls': tensor(3.)}
+        """
+        if self._counts is None:
+            return {}
+        return {k: c for k, c in zip(self._keys, self._counts) if c is not None}
+
+    @property
+    def absent(self) -> tuple[str, ...]:
+        """The optional terms left out of this result because the batch lacks their inputs."""
+        return self._absent
 
     @property
     def monitored(self) -> dict[str, Tensor]:

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from losskit._dist import all_reduce_sum, world_size
+from losskit._lazy import LazyModule
 from losskit.balancers._protocol import BalancerBase, BalancingError, Capabilities
 from losskit.balancers._registry import BALANCERS, GradientMethod
 from losskit.balancers._shared import Shared, _entries, shared_modules, trainable
@@ -32,6 +33,16 @@ if TYPE_CHECKING:
     from torchjd.autojac import mtl_backward
 
     from losskit.result import LossResult
+else:
+    aggregation = LazyModule("torchjd.aggregation")
+    _autojac = LazyModule("torchjd.autojac")
+
+    def jac_backward(*args: Any, **kwargs: Any) -> Any:
+        return _autojac.backward(*args, **kwargs)
+
+    def mtl_backward(*args: Any, **kwargs: Any) -> Any:
+        return _autojac.mtl_backward(*args, **kwargs)
+
 
 __all__ = ["Gradient"]
 
@@ -63,15 +74,6 @@ def _check_solvers(method: GradientMethod) -> None:
 
 #: aggregators that draw random numbers: under several processes rank 0's draw is used everywhere
 _RANDOMISED = ("PCGrad", "GradDrop", "Random")
-
-
-def _import_torchjd() -> None:
-    """Bind torchjd's names on first use: torchjd imports cvxpy and scipy (most of a second), so
-    ``import losskit`` leaves it to the first gradient balancer built."""
-    global aggregation, jac_backward, mtl_backward
-    from torchjd import aggregation
-    from torchjd.autojac import backward as jac_backward
-    from torchjd.autojac import mtl_backward
 
 
 def _randomised() -> tuple[type, ...]:
@@ -231,7 +233,6 @@ class Gradient(BalancerBase):
         **options: Any,
     ) -> None:
         super().__init__()
-        _import_torchjd()
         if shared is None and features is None:
             raise ConfigError(
                 "a gradient balancer needs the shared part of the model: shared=<module or "

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from losskit._dist import global_mean
+from losskit._lazy import LazyModule
 from losskit.balancers._protocol import BalancerBase, Capabilities
 from losskit.errors import ConfigError, LossKitWarning
 
@@ -25,17 +26,13 @@ if TYPE_CHECKING:
     from torchjd import scalarization
 
     from losskit.result import LossResult
+else:
+    scalarization = LazyModule("torchjd.scalarization")
+
 
 __all__ = ["DWA", "FAMO", "IMTLL", "STCH", "GeometricMean", "RandomWeights", "Uncertainty"]
 
 _STALE_STEPS = 10  # optimizer steps with gradients but no change before we say so
-
-
-def _import_torchjd() -> None:
-    """Bind ``scalarization`` on first use: torchjd imports cvxpy and scipy (most of a second),
-    so ``import losskit`` leaves it to the first adaptive balancer built."""
-    global scalarization
-    from torchjd import scalarization
 
 
 class _Scalarized(BalancerBase):
@@ -52,11 +49,12 @@ class _Scalarized(BalancerBase):
 
     def __init__(self) -> None:
         super().__init__()
-        _import_torchjd()
         self.scalarizer: scalarization.Scalarizer | None = None
         self._device = torch.device("cpu")
         self._last: Tensor | None = None  # whole: the last training weights, for validation
-        self._versions: dict[str, tuple[int, int]] = {}
+        # per learnable parameter: its value at the last step and the steps it stayed there
+        self._unchanged: dict[str, tuple[Tensor, int]] = {}
+        self._moving: set[str] = set()  # seen to change: an optimizer steps it
         self._warned = False
 
     def _make(self, n: int) -> scalarization.Scalarizer:
@@ -119,11 +117,17 @@ class _Scalarized(BalancerBase):
         if self.scalarizer is None or self._warned:
             return
         for name, param in self.scalarizer.named_parameters():
-            if param.grad is None:
+            if param.grad is None or name in self._moving:
                 continue
-            version, stale = self._versions.get(name, (-1, 0))
-            stale = stale + 1 if param._version == version else 0
-            self._versions[name] = (param._version, stale)
+            # A host sync per step, only until the parameter is first seen to move.
+            value = param.detach()
+            before = self._unchanged.get(name)
+            if before is not None and not torch.equal(before[0], value):
+                self._moving.add(name)
+                self._unchanged.pop(name)
+                continue
+            stale = 0 if before is None else before[1] + 1
+            self._unchanged[name] = (value.clone(), stale)
             if stale >= _STALE_STEPS:
                 self._warned = True
                 warnings.warn(
@@ -207,7 +211,6 @@ def _sync_free_geometric_mean() -> type[scalarization.Scalarizer]:
 
 def __getattr__(name: str) -> Any:
     if name == "_SyncFreeGeometricMean":  # unpickling a geometric mean balancer
-        _import_torchjd()
         return _sync_free_geometric_mean()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
