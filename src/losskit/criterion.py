@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from losskit._checks import Check, check_mode
 from losskit.balancers import BalancerSpec, GradientBalancer, capabilities, create
 from losskit.errors import ConfigError, LossKitWarning, NonFiniteLossError
-from losskit.result import LossResult
+from losskit.result import Count, LossResult
 from losskit.schedules import Constant
 from losskit.term import Term
 
@@ -82,6 +82,7 @@ class _Progress:
     step: int = 0  # optimizer steps taken: the schedules' position
     calls: int = 0  # forward calls, for check="first"
     checked_at: int = 0  # the step of the last non-finite check
+    skipped: int = 0  # calls where every trained term was optional and absent
 
 
 Plan: TypeAlias = tuple[tuple[str, Term], ...]
@@ -361,17 +362,53 @@ class Criterion(nn.Module):
             chosen, plan, index = self._subset(tuple(keys))
         if not chosen:
             raise ConfigError("every term selected is disabled: nothing to compute")
-        computed = []
+        computed: list[Tensor] = []
+        counts: list[Count | None] = []
+        absent: list[str] = []
         for key, term in plan:
-            computed.append(term.compute(key, outputs, batch))
-        parts = tuple(computed)
+            if term.optional and not term.present(outputs, batch):
+                absent.append(key)
+                continue
+            value, count = term.measure(key, outputs, batch)
+            computed.append(value)
+            counts.append(count)
         monitored: tuple[tuple[str, Tensor], ...] = ()
         if self._monitor_plan:
             with torch.no_grad():  # monitor-only terms: values, no graph
                 monitored = tuple(
-                    (key, term.compute(key, outputs, batch)) for key, term in self._monitor_plan
+                    (key, term.compute(key, outputs, batch))
+                    for key, term in self._monitor_plan
+                    if not term.optional or term.present(outputs, batch)
                 )
-        return self._combined(chosen, parts, index, outputs, batch, monitored)
+        if absent:
+            present = tuple(k for k in chosen if k not in absent)
+            if not present:
+                return self._skipped(tuple(absent), monitored)
+            chosen, _, index = self._subset(present)
+        known = tuple(counts) if any(c is not None for c in counts) else None
+        return self._combined(
+            chosen, tuple(computed), index, outputs, batch, monitored, known, tuple(absent)
+        )
+
+    def _skipped(
+        self, absent: tuple[str, ...], monitored: tuple[tuple[str, Tensor], ...]
+    ) -> LossResult:
+        """A batch that holds none of the trained terms' inputs: nothing to train on."""
+        self._progress.skipped += 1
+        warnings.warn(
+            f"a batch held the inputs of none of the trained terms ({', '.join(absent)} are "
+            "optional and absent): nothing to train on, the step is skipped "
+            "(Criterion.skipped_steps counts them)",
+            LossKitWarning,
+            stacklevel=3,
+        )
+        empty = torch.zeros(0)
+        return LossResult(empty.sum(), (), (), empty, monitored=monitored, absent=absent)
+
+    @property
+    def skipped_steps(self) -> int:
+        """Calls where no trained term was present (every one optional and absent)."""
+        return self._progress.skipped
 
     def _combined(
         self,
@@ -381,6 +418,8 @@ class Criterion(nn.Module):
         outputs: Any,
         batch: Any,
         monitored: tuple[tuple[str, Tensor], ...],
+        counts: tuple[Count | None, ...] | None = None,
+        absent: tuple[str, ...] = (),
     ) -> LossResult:
         """The total of computed parts: devices, dtypes, subsets, checks and the balancer."""
         stacked = torch.stack(parts)
@@ -436,7 +475,16 @@ class Criterion(nn.Module):
             balancer = cast(GradientBalancer, self.balancer)
             context = (balancer.features(outputs), effective.detach())
             backward = functools.partial(balancer.backward, context=context)
-        return LossResult(total, keys, parts, views, monitored=monitored, backward=backward)
+        return LossResult(
+            total,
+            keys,
+            parts,
+            views,
+            monitored=monitored,
+            backward=backward,
+            counts=counts,
+            absent=absent,
+        )
 
     def _subset(self, keys: tuple[str, ...]) -> tuple[tuple[str, ...], Plan, Tensor]:
         cached = self._subsets.get(keys)

@@ -15,13 +15,16 @@ Example::
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeAlias
 
 import torch
 from torch import Tensor
 
 __all__ = ["Backward", "LossResult"]
+
+Count: TypeAlias = Tensor | Callable[[], Tensor]
+"""What a key's value averages: a 0-dim tensor, or a function computing it when asked."""
 
 
 class Backward(Protocol):
@@ -89,14 +92,15 @@ class LossResult:
         *,
         monitored: tuple[tuple[str, Tensor], ...] = (),
         backward: Backward | None = None,
-        counts: tuple[Tensor | None, ...] | None = None,
+        counts: tuple[Count | None, ...] | None = None,
         absent: tuple[str, ...] = (),
     ) -> None:
         """``weights`` has one entry per key (a vector, or its entries detached and unbound);
         ``monitored`` holds ``(key, value)`` of the
         monitor-only terms; ``backward`` replaces ``total.backward()`` (see :class:`Backward`);
         ``counts`` has one entry per key: how many samples or elements its value averages (a
-        0-dim tensor) or None where the term does not say; ``absent`` names the optional terms
+        0-dim tensor, or a function computing it when asked) or None where the term does not
+        say; ``absent`` names the optional terms
         whose inputs this batch lacks."""
         self.total = total
         self._keys = keys
@@ -160,7 +164,9 @@ class LossResult:
         """
         if self._counts is None:
             return {}
-        return {k: c for k, c in zip(self._keys, self._counts) if c is not None}
+        if any(callable(c) for c in self._counts):  # computed once, when first asked
+            self._counts = tuple(c() if callable(c) else c for c in self._counts)
+        return {k: c for k, c in zip(self._keys, self._counts) if isinstance(c, Tensor)}
 
     @property
     def absent(self) -> tuple[str, ...]:
@@ -208,6 +214,8 @@ class LossResult:
         balancer does the backward pass (only ``retain_graph`` is accepted) and
         :attr:`weights` then reports the weights it applied.
         """
+        if not self._keys:
+            return  # a skipped step (every trained term absent): nothing to backpropagate
         if self._backward is not None:
             unknown = set(kwargs) - {"retain_graph"}
             if unknown:

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 
 from losskit import losses
 from losskit.errors import ConfigError, LossInputError
+from losskit.result import Count
 from losskit.schedules import Constant, Schedule
 
 __all__ = ["Selector", "Term", "WeightLike"]
@@ -30,6 +32,17 @@ Selector: TypeAlias = str | int | Callable[[Any, Any], Tensor]
 
 WeightLike: TypeAlias = float | int | Schedule
 """A fixed weight or a :class:`~losskit.schedules.Schedule` of the optimizer step."""
+
+
+def _valid_count(target: Tensor, ignore_index: int, loss: object) -> Tensor:
+    """The denominator of a mean over the targets that are not ``ignore_index``: their number,
+    or the sum of their class weights (the loss's ``weight``)."""
+    valid = target != ignore_index
+    class_weight = getattr(loss, "weight", None)
+    if not isinstance(class_weight, Tensor):
+        return valid.sum().to(torch.float32)
+    weights = class_weight[torch.where(valid, target, 0)]
+    return torch.where(valid, weights, 0).sum().to(torch.float32)
 
 
 def _describe(container: Any) -> str:
@@ -124,10 +137,20 @@ class Term(nn.Module):
         monitor: a monitor-only term: the criterion computes it without building a graph and
             logs it as ``loss/<key>`` (no ``weight/<key>``), but it never enters the total, its
             gradient, the weights or the balancer. It takes no weight.
+        optional: the term is absent from a batch that lacks what it reads (a missing key in
+            the outputs or the batch, a callable selector returning None): it contributes
+            nothing and is reported in ``res.absent``, not as 0. A batch where it has nothing
+            to average (an empty mask, every target ``ignore_index``) gives it the count 0 and
+            the value 0 (never NaN), which means and balancers leave out.
         **loss_kwargs: arguments for the catalogue loss when ``loss`` is a name.
 
     With ``mask`` or ``sample_weight`` the loss is computed unreduced and reduced here as
     ``sum(w * loss) / sum(w)``, so the loss must accept ``reduction="none"``.
+
+    :meth:`measure` also reports what the value averages (``res.counts``): ``sum(w)`` under a
+    mask or sample weights, the targets that are not ``ignore_index`` (weighted by the class
+    weights) for a loss that has one and reduces by ``"mean"``; nothing for other terms, which
+    a mean over batches weighs by the batch.
 
     Example::
 
@@ -150,6 +173,7 @@ class Term(nn.Module):
         sample_weight: Selector | None = None,
         enabled: bool = True,
         monitor: bool = False,
+        optional: bool = False,
         **loss_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -187,9 +211,17 @@ class Term(nn.Module):
         self.weight: Schedule = _as_schedule(weight)
         self.enabled_at_start = enabled
         self.monitor = monitor
+        self.optional = optional
         self._per_element = per_element
         # The common term: one input and one target, each selected by key.
         self._by_key = isinstance(input, str) and isinstance(target, str)
+        ignore_index = getattr(loss, "ignore_index", None)
+        counts_targets = (
+            not per_element
+            and isinstance(ignore_index, int)
+            and getattr(loss, "reduction", None) == "mean"
+        )
+        self._ignore_index = ignore_index if counts_targets else None
 
     def selected(self, key: str, outputs: Any, batch: Any) -> dict[str, Tensor]:
         """The tensors this term reads, by role (``input``, ``target``, ``mask``, ...)."""
@@ -228,57 +260,109 @@ class Term(nn.Module):
 
     def compute(self, key: str, outputs: Any, batch: Any) -> Tensor:
         """The unweighted value of this term (named ``key`` in errors) on one batch."""
+        return self.measure(key, outputs, batch)[0]
+
+    def measure(self, key: str, outputs: Any, batch: Any) -> tuple[Tensor, Count | None]:
+        """The unweighted value of this term on one batch and what it averages (see
+        :data:`Count`; None when the term does not say).
+
+        Example::
+
+            >>> import torch
+            >>> term = Term("cross_entropy", input="x", target="y")
+            >>> value, count = term.measure("cls", {"x": torch.zeros(3, 4)},
+            ...                             {"y": torch.tensor([1, -100, 2])})
+            >>> value, count()
+            (tensor(1.3863), tensor(2.))
+        """
         try:
+            target = None
             if self._by_key:
                 x = outputs.get(self.input) if type(outputs) is dict else None
                 if type(x) is not Tensor:  # not found in a dict: the general selection's errors
                     x = _pick(key, "input", self.input, "outputs", outputs, batch)  # type: ignore[arg-type]
-                y = batch.get(self.target) if type(batch) is dict else None
-                if type(y) is not Tensor:
-                    y = _pick(key, "target", self.target, "batch", batch, outputs)  # type: ignore[arg-type]
-                value = self.loss(x, y)
+                target = batch.get(self.target) if type(batch) is dict else None
+                if type(target) is not Tensor:
+                    target = _pick(key, "target", self.target, "batch", batch, outputs)  # type: ignore[arg-type]
+                value = self.loss(x, target)
             else:
-                value = self._call(key, outputs, batch)
-            if type(value) is Tensor and value.ndim == 0 and not self._per_element:
-                return value
-            return self._finish(key, value, outputs, batch)
+                value, target = self._call(key, outputs, batch)
+            count: Count | None = None
+            if self._per_element:
+                value, count = self._reduce(key, self._checked(key, value), outputs, batch)
+            else:
+                if not (type(value) is Tensor and value.ndim == 0):
+                    value = self._finish(key, value)
+                if (
+                    self._ignore_index is not None
+                    and target is not None
+                    and not target.is_floating_point()
+                ):
+                    count = functools.partial(_valid_count, target, self._ignore_index, self.loss)
+            if self.optional and count is not None:
+                count = count() if callable(count) else count
+                value = torch.where(count > 0, value, value.new_zeros(()))  # all-ignored: NaN
+            return value, count
         except LossInputError as exc:
             if str(exc).startswith(f"term {key!r}"):
                 raise
             raise LossInputError(f"term {key!r}: {exc}") from exc
 
-    def _call(self, key: str, outputs: Any, batch: Any) -> Any:
-        """Select the inputs (any selector kind) and call the loss on them."""
+    def present(self, outputs: Any, batch: Any) -> bool:
+        """Whether ``outputs`` and ``batch`` hold what this term reads (see ``optional``)."""
+        inputs = self.input if isinstance(self.input, tuple) else (self.input,)
+        wanted = [(s, outputs, batch, True) for s in inputs if s is not None]
+        wanted += [
+            (s, batch, outputs, False)
+            for s in (self.target, self.mask, self.sample_weight)
+            if s is not None
+        ]
+        for selector, source, other, from_outputs in wanted:
+            if callable(selector):
+                pair = (source, other) if from_outputs else (other, source)
+                if selector(*pair) is None:
+                    return False
+            elif isinstance(selector, str):
+                if not isinstance(source, Mapping) or source.get(selector) is None:
+                    return False
+            elif not isinstance(source, Sequence) or not -len(source) <= selector < len(source):
+                return False
+        return True
+
+    def _call(self, key: str, outputs: Any, batch: Any) -> tuple[Any, Tensor | None]:
+        """Select the inputs (any selector kind) and call the loss on them; also the target."""
         loss = self.loss
         if self.input is None and self.target is None:
-            return loss(outputs, batch)
+            return loss(outputs, batch), None
+        target = None
+        if self.target is not None:
+            target = _pick(key, "target", self.target, "batch", batch, outputs)
         if isinstance(self.input, tuple):
             xs = self._inputs(key, outputs, batch)
-            if self.target is not None:
-                xs += (_pick(key, "target", self.target, "batch", batch, outputs),)
-            return loss(*xs)
+            return loss(*xs, *(() if target is None else (target,))), target
         x = self._input(key, outputs, batch)
-        if self.target is None:
-            return loss(x)
-        return loss(x, _pick(key, "target", self.target, "batch", batch, outputs))
+        return (loss(x) if target is None else loss(x, target)), target
 
-    def _finish(self, key: str, value: Any, outputs: Any, batch: Any) -> Tensor:
-        """Check what the loss returned; reduce it under a mask or sample weights."""
+    @staticmethod
+    def _checked(key: str, value: Any) -> Tensor:
         if not isinstance(value, Tensor):
             raise LossInputError(
                 f"term {key!r}: the loss returned a {type(value).__name__}, expected a tensor"
             )
-        if self._per_element:
-            return self._reduce(key, value, outputs, batch)
-        if value.ndim != 0:
+        return value
+
+    def _finish(self, key: str, value: Any) -> Tensor:
+        """Check that the loss returned a scalar tensor."""
+        tensor = self._checked(key, value)
+        if tensor.ndim != 0:
             raise LossInputError(
-                f"term {key!r}: the loss returned a tensor of shape {tuple(value.shape)}, "
+                f"term {key!r}: the loss returned a tensor of shape {tuple(tensor.shape)}, "
                 "expected a scalar (0-dim); reduce it (e.g. `.mean()`) or use "
                 "mask=/sample_weight= for per-sample weighting"
             )
-        return value
+        return tensor
 
-    def _reduce(self, key: str, value: Tensor, outputs: Any, batch: Any) -> Tensor:
+    def _reduce(self, key: str, value: Tensor, outputs: Any, batch: Any) -> tuple[Tensor, Tensor]:
         if value.ndim == 0:
             raise LossInputError(
                 f"term {key!r}: mask/sample_weight need the unreduced loss, but the loss "
@@ -301,7 +385,8 @@ class Term(nn.Module):
         weight = weight.expand_as(value)
         kept = weight != 0
         numerator = torch.where(kept, value * weight, value.new_zeros(())).sum()
-        return numerator / weight.sum().clamp_min(torch.finfo(value.dtype).tiny)
+        total = weight.sum()
+        return numerator / total.clamp_min(torch.finfo(value.dtype).tiny), total
 
     def extra_repr(self) -> str:
         parts = [f"input={self.input!r}", f"target={self.target!r}", f"weight={self.weight!r}"]
@@ -311,4 +396,6 @@ class Term(nn.Module):
             parts.append(f"sample_weight={self.sample_weight!r}")
         if self.monitor:
             parts.append("monitor=True")
+        if self.optional:
+            parts.append("optional=True")
         return ", ".join(parts)
