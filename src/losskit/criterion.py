@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from losskit._checks import Check, check_mode
-from losskit.balancers import BalancerSpec, GradientBalancer, capabilities, create
+from losskit.balancers import Balancer, BalancerSpec, GradientBalancer, capabilities, create
 from losskit.errors import ConfigError, LossKitWarning, NonFiniteLossError
 from losskit.result import Count, LossResult
 from losskit.schedules import Constant
@@ -150,6 +150,7 @@ class Criterion(nn.Module):
     # their values are derived from the step count kept in the extra state, so they need no
     # place in state_dict.
     _weights: Tensor
+    _balancer: Balancer  # the balancer, read without nn.Module.__getattr__
     _nonfinite_sum: Tensor
 
     def __init__(
@@ -198,6 +199,13 @@ class Criterion(nn.Module):
         # no kernel, and one fold every _FOLD steps keeps the list short.
         self._pending: list[Tensor] = []
         self._refresh()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "balancer":
+            # Also in the instance dict: a submodule is found through nn.Module.__getattr__ (a
+            # Python call per read), and every call combines through it.
+            self.__dict__["_balancer"] = value
 
     # -- checking -------------------------------------------------------------------------
     def _configure(self, nonfinite: NonFinite, check: Check, check_steps: int) -> None:
@@ -434,7 +442,7 @@ class Criterion(nn.Module):
                 keys, _, index = self._subset(keys)
         if index is not None:
             weights = weights.index_select(0, index)
-        compiling = torch.compiler.is_compiling()
+        compiling = torch.compiler.is_dynamo_compiling()
         if not compiling:
             self._progress.calls += 1
         combined = stacked
@@ -463,7 +471,7 @@ class Criterion(nn.Module):
             combined = combined.float()  # a half-precision total would round the weights
         if weights.dtype != combined.dtype:
             weights = weights.to(combined.dtype)
-        total, effective = self.balancer.combine(combined, weights, keys)
+        total, effective = self._balancer.combine(combined, weights, keys)
         if effective is self._weights:  # unchanged since the last call: the same views
             views = self._weight_views
             if views is None:

@@ -162,6 +162,8 @@ class Term(nn.Module):
         tensor(1.6094)
     """
 
+    _loss_fn: Callable[..., Tensor]  # the loss, read without nn.Module.__getattr__
+
     def __init__(
         self,
         loss: str | nn.Module | Callable[..., Tensor],
@@ -258,6 +260,13 @@ class Term(nn.Module):
             )
         return outputs
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "loss":
+            # Also in the instance dict: a submodule is found through nn.Module.__getattr__ (a
+            # Python call per read), and the term calls its loss every step.
+            self.__dict__["_loss_fn"] = value
+
     def compute(self, key: str, outputs: Any, batch: Any) -> Tensor:
         """The unweighted value of this term (named ``key`` in errors) on one batch."""
         return self.measure(key, outputs, batch)[0]
@@ -284,7 +293,7 @@ class Term(nn.Module):
                 target = batch.get(self.target) if type(batch) is dict else None
                 if type(target) is not Tensor:
                     target = _pick(key, "target", self.target, "batch", batch, outputs)  # type: ignore[arg-type]
-                value = self.loss(x, target)
+                value = self._loss_fn(x, target)
             else:
                 value, target = self._call(key, outputs, batch)
             count: Count | None = None
@@ -331,7 +340,7 @@ class Term(nn.Module):
 
     def _call(self, key: str, outputs: Any, batch: Any) -> tuple[Any, Tensor | None]:
         """Select the inputs (any selector kind) and call the loss on them; also the target."""
-        loss = self.loss
+        loss = self._loss_fn
         if self.input is None and self.target is None:
             return loss(outputs, batch), None
         target = None
