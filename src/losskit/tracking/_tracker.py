@@ -189,7 +189,7 @@ class Tracker:
         row: list[Value]
         counts = values.counts if isinstance(values, LossResult) else {}
         if isinstance(values, LossResult) and not extra and not values.monitored:
-            signature = (values.keys(), tuple(counts))
+            signature = (values.keys(), tuple(counts) if counts else ())
             known = self._result_layouts.get(signature)
             if known is not None and known[1] and buffer.reads(known[0]):
                 # CPU values are read now: cheaper than detaching them, and nothing to wait for.
@@ -197,7 +197,8 @@ class Tracker:
                 row = [values.total.item()]
                 row += [part.item() for part in values.parts.values()]
                 row += [weight.item() for weight in values.weights.values()]
-                row += [count.item() for count in counts.values()]
+                if counts:
+                    row += [count.item() for count in counts.values()]
             else:
                 logged = values.log()
                 if known is None:
@@ -212,7 +213,9 @@ class Tracker:
                     known = (_layout(names, signature[1]), direct)
                     self._result_layouts[signature] = known
                 layout = known[0]
-                row = [*logged.values(), *_detached(counts.values())]
+                row = list(logged.values())
+                if counts:
+                    row += _detached(counts.values())
         else:
             mapping = values.log() if isinstance(values, LossResult) else values
             if extra:
