@@ -200,3 +200,27 @@ def test_many_updates_over_several_layouts_and_compactions() -> None:
     values = only(tracker.flush()).values
     for key, name in (("a", "loss/a"), ("b", "loss/b"), ("loss", "loss")):
         assert_close(values[name], sums[key] / weights[key])
+
+
+def test_update_with_counts_does_not_touch_accelerator_values(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an accelerator ("stacked") the counts are kept as references, like the values."""
+    tracker = Tracker()
+    res = result({"a": 2.0, "b": 1.0}, {"a": 3, "b": 1})
+    tracker.update(res, batch_size=4)  # the first update of a layout inspects shapes
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("update read or computed a value")
+
+    if path == "stacked":
+        for name in ("item", "tolist", "__float__", "__bool__", "cpu", "to"):
+            monkeypatch.setattr(torch.Tensor, name, forbidden)
+    monkeypatch.setattr(torch, "stack", forbidden)
+    monkeypatch.setattr(torch, "cat", forbidden)
+    for _ in range(_buffer._COMPACT_EVERY - 2):
+        tracker.update(res, batch_size=4)
+    monkeypatch.undo()
+    values = only(tracker.flush()).values
+    assert values["loss/a"] == 2.0
+    assert values["loss/b"] == 1.0
