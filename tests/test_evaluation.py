@@ -117,6 +117,68 @@ def test_tuple_batches_and_default_forward() -> None:
     assert means["loss/ce"] == pytest.approx(expected, rel=1e-6)
 
 
+def labelled_l1(outputs: Tensor, batch: tuple[Tensor, Tensor]) -> lk.LossResult:
+    """A stand-in criterion over partial labels (NaN: no label): "a" is the L1 error over the
+    labelled samples with their count, "b" the mean output (no count), "c" a head whose label
+    no sample carries (count 0)."""
+    y = batch[1]
+    labelled = ~torch.isnan(y)
+    count = labelled.sum().to(outputs.dtype)
+    a = (outputs - y).abs()[labelled].sum() / count.clamp(min=1)  # 0 without labels
+    b = outputs.mean()
+    return lk.LossResult(
+        a + b,
+        ("a", "b", "c"),
+        (a, b, torch.zeros(())),
+        torch.ones(3),
+        counts=(count, None, torch.zeros(())),
+    )
+
+
+NAN = float("nan")
+PARTIAL = [  # labelled errors 1, 0 | none | 2, 0, 3: six over five labelled samples
+    (torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([0.0, NAN, 3.0, NAN])),
+    (torch.tensor([1.0, 1.0, 1.0]), torch.full((3,), NAN)),
+    (torch.tensor([2.0, 2.0, 2.0, 2.0, 2.0]), torch.tensor([0.0, NAN, NAN, 2.0, 5.0])),
+]
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 2, 3])
+def test_a_counted_key_is_the_mean_over_its_labelled_samples(chunk_size: int | None) -> None:
+    means = lk.evaluation.evaluate(torch.nn.Identity(), labelled_l1, PARTIAL, chunk_size)
+    assert means["loss/a"] == pytest.approx((1 + 0 + 2 + 0 + 3) / 5)  # sample-weighted: 0.86
+    assert means["loss/b"] == pytest.approx((10 + 3 + 10) / 12)  # no count: by samples
+    assert "loss/c" not in means  # counted 0 times over the whole data
+    assert means["weight/c"] == 1.0
+    if chunk_size is None:  # the total keeps the sample weighting of each batch's value
+        assert means["loss"] == pytest.approx((3.0 * 4 + 1.0 * 3 + (5 / 3 + 2) * 5) / 12)
+
+
+def test_a_counted_key_left_out_of_some_results() -> None:
+    def optional(outputs: Tensor, batch: tuple[Tensor, Tensor]) -> lk.LossResult:
+        res = labelled_l1(outputs, batch)
+        if not res.counts["a"]:  # an optional term: absent where no sample is labelled
+            b = res["b"]
+            return lk.LossResult(b, ("b",), (b,), torch.ones(1), counts=(None,), absent=("a",))
+        return res
+
+    means = lk.evaluation.evaluate(torch.nn.Identity(), optional, PARTIAL)
+    assert means["loss/a"] == pytest.approx(6 / 5)
+    assert means["loss/b"] == pytest.approx(23 / 12)
+
+
+def test_a_value_counted_zero_times_adds_nothing_even_when_not_finite() -> None:
+    def empty_mean(outputs: Tensor, batch: tuple[Tensor, Tensor]) -> lk.LossResult:
+        labelled = ~torch.isnan(batch[1])
+        a = (outputs - batch[1])[labelled].abs().mean()  # NaN without labels
+        return lk.LossResult(
+            torch.zeros(()), ("a",), (a,), torch.ones(1), counts=(labelled.sum().float(),)
+        )
+
+    means = lk.evaluation.evaluate(torch.nn.Identity(), empty_mean, PARTIAL)
+    assert means["loss/a"] == pytest.approx(6 / 5)
+
+
 def test_errors() -> None:
     model, crit, data = _setup()
     with pytest.raises(ConfigError, match="chunk_size must be a positive integer"):
@@ -146,6 +208,8 @@ def test_every_rank_gets_the_mean_over_all_ranks(
     for r, result in enumerate(out):
         assert "error" not in result, f"rank {r} failed:\n{result['error']}"
         assert result["means"]["loss/ce"] == pytest.approx(full, rel=1e-6)
+        assert result["counted"]["loss/a"] == pytest.approx(worker.COUNTED_MEAN)
+        assert "loss/c" not in result["counted"]
         assert "only0" in result["mismatch"]
         assert "only1" in result["mismatch"]
     assert out[0]["local"]["loss/ce"] == pytest.approx(rank0, rel=1e-6)

@@ -3,7 +3,9 @@
 ``evaluate`` runs the model under ``no_grad`` over the data, weighs each batch (or chunk) by its
 number of samples, and reads the sums back once at the end: no ``.item()`` per batch, and a short
 last batch counts for what it holds, so the result equals the one-batch computation of the
-whole dataset for every loss that averages over samples.
+whole dataset for every loss that averages over samples. A key whose
+:attr:`~losskit.LossResult.counts` the result reports is weighed by that count instead (the
+samples that carried its label), so its mean is over its own samples.
 
 Example::
 
@@ -97,11 +99,12 @@ def _chunks(batch: Any, n: int, chunk_size: int | None) -> Iterator[tuple[Any, i
         yield _slice(batch, start, stop, n), stop - start
 
 
-def _values(result: Any) -> Mapping[str, Tensor]:
+def _values(result: Any) -> tuple[Mapping[str, Tensor], dict[str, Tensor]]:
+    """The logged values and, by logged name, the count that weighs a value (where known)."""
     if isinstance(result, LossResult):
-        return result.log()
+        return result.log(), {f"loss/{k}": c for k, c in result.counts.items()}
     if isinstance(result, Mapping):
-        return result
+        return result, {}
     raise ConfigError(
         "evaluate: the criterion returned a "
         f"{type(result).__name__}; expected a LossResult or a mapping of scalar tensors"
@@ -140,12 +143,15 @@ def evaluate(
     Returns:
         ``{name: mean}`` over all samples, read from the device once. A batch's weight is its
         sample count (dim 0), so a loss averaged over other units (valid tokens of a mask) is
-        the sample-weighted mean of its per-batch values. Under ``torch.distributed`` every
-        rank gets the means over all ranks' samples (one all-reduce; ranks whose names differ
-        raise :class:`~losskit.errors.RankMismatchError` instead of hanging). The means are
-        exact over the samples the ranks were given: a ``DistributedSampler`` (as the Trainer
-        uses under DDP) pads a dataset whose size the world size does not divide by repeating
-        a few samples, and those count twice.
+        the sample-weighted mean of its per-batch values, unless the result reports that key's
+        count (:attr:`~losskit.LossResult.counts`): ``loss/<key>`` is then weighed by it, and a
+        key counted 0 times over the whole data (no sample carried its label) is left out.
+        Under ``torch.distributed`` every rank gets the means over all ranks' samples (one
+        all-reduce of the sums and counts; ranks whose names differ raise
+        :class:`~losskit.errors.RankMismatchError` instead of hanging). The means are exact over
+        the samples the ranks were given: a ``DistributedSampler`` (as the Trainer uses under
+        DDP) pads a dataset whose size the world size does not divide by repeating a few
+        samples, and those count twice.
 
     Example::
 
@@ -162,7 +168,7 @@ def evaluate(
     run = forward if forward is not None else _default_forward
     target_device = torch.device(device) if device is not None else None
     sums: dict[str, Tensor] = {}
-    counts: dict[str, int] = {}
+    counts: dict[str, Tensor | int] = {}
     was_training = model.training if isinstance(model, nn.Module) else None
     if isinstance(model, nn.Module):
         model.eval()
@@ -176,7 +182,7 @@ def evaluate(
                     f"be weighted; got a {type(batch).__name__}"
                 )
             for chunk, size in _chunks(batch, n, chunk_size):
-                values = _values(criterion(run(model, chunk), chunk))
+                values, weights = _values(criterion(run(model, chunk), chunk))
                 for name, value in values.items():
                     v = value.detach() if isinstance(value, Tensor) else torch.tensor(value)
                     if v.numel() != 1:
@@ -185,9 +191,13 @@ def evaluate(
                         )
                     # float64 sums: exact enough over millions of samples (MPS has no float64).
                     acc = torch.float64 if v.device.type != "mps" else torch.float32
-                    weighted = v.reshape(()).to(acc) * size
-                    sums[name] = sums[name] + weighted if name in sums else weighted
-                    counts[name] = counts.get(name, 0) + size
+                    v = v.reshape(()).to(acc)
+                    w: Tensor | int = size
+                    if name in weights:
+                        w = weights[name].detach().reshape(()).to(v.device, acc)
+                        v = v.where(w > 0, 0.0)  # no sample: the value stands for nothing
+                    sums[name] = sums[name] + v * w if name in sums else v * w
+                    counts[name] = counts[name] + w if name in counts else w
     finally:
         if isinstance(model, nn.Module) and was_training is not None:
             model.train(was_training)
@@ -197,12 +207,36 @@ def evaluate(
         return {}
     names = list(sums)
     where = sums[names[0]].device
-    means = torch.stack([sums[k].to(where) / counts[k] for k in names]).tolist()  # the one sync
-    return dict(zip(names, means, strict=True))
+    return _means(names, _pack(names, sums, counts, where, sums[names[0]].dtype))
+
+
+def _pack(
+    names: list[str],
+    sums: Mapping[str, Tensor],
+    counts: Mapping[str, Tensor | int],
+    where: torch.device,
+    dtype: torch.dtype,
+) -> Tensor:
+    """The sums of ``names``, then their counts, as one vector on ``where``."""
+    if not names:
+        return torch.zeros(0, dtype=dtype, device=where)
+    weights = [
+        c.to(where, dtype) if isinstance(c, Tensor) else torch.tensor(c, dtype=dtype, device=where)
+        for c in (counts[k] for k in names)
+    ]
+    return torch.stack([sums[k].to(where, dtype) for k in names] + weights)
+
+
+def _means(names: list[str], packed: Tensor) -> dict[str, float]:
+    """``{name: sum / count}`` from :func:`_pack`'s vector (the one host sync); a name counted
+    0 times has no mean and is left out."""
+    totals = packed.tolist()
+    k = len(names)
+    return {name: totals[i] / totals[k + i] for i, name in enumerate(names) if totals[k + i] > 0}
 
 
 def _reduce_across_ranks(
-    sums: dict[str, Tensor], counts: dict[str, int], device: torch.device | None
+    sums: dict[str, Tensor], counts: dict[str, Tensor | int], device: torch.device | None
 ) -> dict[str, float]:
     """Every rank gets the means over all ranks' samples; ranks must agree on the names."""
     names = sorted(sums)
@@ -210,15 +244,6 @@ def _reduce_across_ranks(
     where = _dist.comm_device(None, where)
     # Differing names would pair unrelated numbers or hang the collective: refuse them first.
     _dist.check_agreement([("evaluate", names, None)], None, where)
-    packed = (
-        torch.stack(
-            [sums[k].to(where, torch.float64) for k in names]
-            + [torch.tensor(float(counts[k]), dtype=torch.float64, device=where) for k in names]
-        )
-        if names
-        else torch.zeros(0, dtype=torch.float64, device=where)
-    )
+    packed = _pack(names, sums, counts, where, torch.float64)
     dist.all_reduce(packed)
-    totals = packed.tolist()
-    k = len(names)
-    return {name: totals[i] / totals[k + i] for i, name in enumerate(names)}
+    return _means(names, packed)

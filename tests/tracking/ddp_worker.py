@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from losskit.errors import RankMismatchError
+from losskit.result import LossResult
 from losskit.tracking import Tracker, _buffer, sinks
 
 _reads_on_host = _buffer.reads_on_host
@@ -22,6 +23,9 @@ WORLD = 2
 # Rank r logs these (value, batch size) pairs for "loss" in the train split, then one val batch.
 TRAIN = {0: [(1.0, 10), (2.0, 10), (3.0, 20)], 1: [(5.0, 30), (7.0, 10), (0.0, 40)]}
 VAL = {0: (4.0, 8), 1: (8.0, 24)}
+# Rank r logs results whose "a" averages its own labelled samples: (value, count) per update,
+# with batch size 4; "b" has no labelled sample anywhere.
+COUNTED = {0: [(1.0, 3.0), (0.0, 0.0)], 1: [(5.0, 1.0), (3.0, 2.0)]}
 
 
 def free_port() -> int:
@@ -59,7 +63,23 @@ def _means(rank: int, root: Path) -> dict[str, Any]:
     }
     out["epoch"] = {r.split: dict(r.values) for r in tracker.end_epoch()}
     tracker.close()
+    out["counted"] = _counted(rank)
     return out
+
+
+def _counted(rank: int) -> dict[str, Any]:
+    tracker = Tracker()
+    for value, count in COUNTED[rank]:
+        res = LossResult(
+            torch.tensor(value),
+            ("a", "b"),
+            (torch.tensor(value), torch.tensor(0.0)),
+            torch.ones(2),
+            counts=(torch.tensor(count), torch.tensor(0.0)),
+        )
+        tracker.update(res, batch_size=4)
+    (record,) = tracker.flush()
+    return {"values": dict(record.values), "points": dict(record.points), "count": record.count}
 
 
 def _mismatches(rank: int) -> dict[str, Any]:

@@ -97,3 +97,17 @@ def test_declared_keys_reduce_with_weight_zero_where_absent(
     for result in out:
         assert_close(result["declared"]["loss"], 1.0)
         assert_close(result["declared"]["loss/aux"], 2.0)
+
+
+def test_per_key_counts_weigh_their_key_over_all_ranks(
+    ddp: Any, results: tuple[Path, list[dict[str, Any]]]
+) -> None:
+    _, out = results
+    # "a": (1.0 x 3, 0.0 x 0) on rank 0 and (5.0 x 1, 3.0 x 2) on rank 1.
+    for result in [*out, *(r["stacked"] for r in out)]:
+        counted = result["counted"]
+        assert_close(counted["values"]["loss/a"], (1.0 * 3 + 5.0 * 1 + 3.0 * 2) / 6)
+        assert_close(counted["points"]["loss/a"], [(3.0 + 5.0) / 4, 6.0 / 2])
+        assert "loss/b" not in counted["values"]  # counted 0 times on every rank
+        assert_close(counted["values"]["loss"], (1.0 + 0.0 + 5.0 + 3.0) / 4)  # batches of 4
+        assert counted["count"] == 16

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -38,6 +38,19 @@ __all__ = ["Tracker"]
 
 _Totals = tuple[dict[str, float], dict[str, float], dict[str, tuple[float | None, ...]]]
 """Per split: the weighted sum and the summed weight of every key, and its per-update points."""
+
+
+def _layout(names: tuple[str, ...], counted: tuple[str, ...]) -> Layout:
+    """The layout of ``names`` whose ``loss/<key>`` values are weighed by the counts of the
+    ``counted`` keys (a :class:`~losskit.LossResult`'s), in that order."""
+    position = {name: j for j, name in enumerate(names)}
+    return Layout(names, tuple(position[f"loss/{key}"] for key in counted))
+
+
+def _detached(values: Iterable[Value]) -> list[Value]:
+    """The values, each tensor with a graph detached: it would keep that graph alive until the
+    flush."""
+    return [v.detach() if isinstance(v, Tensor) and v.requires_grad else v for v in values]
 
 
 class _ChecksFinite(Protocol):
@@ -111,8 +124,10 @@ class Tracker:
         self.group = group
         self._declared = tuple(keys)
         self._buffers: dict[str, SplitBuffer] = {}
-        self._layouts: dict[tuple[str, ...], Layout] = {}
-        self._result_layouts: dict[tuple[str, ...], tuple[Layout, bool]] = {}
+        # Layouts by (logged names, counted keys) and by (result keys, counted keys).
+        self._layouts: dict[tuple[tuple[str, ...], tuple[str, ...]], Layout] = {}
+        self._result_layouts: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[Layout, bool]]
+        self._result_layouts = {}
         self._step = 0
         self._epoch = 0
         self._since_flush = 0
@@ -157,9 +172,12 @@ class Tracker:
 
         Args:
             values: a :class:`~losskit.LossResult` (logged as ``res.log()``) or a mapping from
-                name to a scalar tensor or number.
+                name to a scalar tensor or number. A result's ``loss/<key>`` is weighed by
+                ``res.counts[key]`` where the result has it (the samples that carried the
+                key's label), so that a key's mean is over its own samples.
             batch_size: this batch's weight in the means (a number or a 0-dim tensor, e.g. the
-                count of valid tokens); every update weighs 1 when omitted.
+                count of valid tokens) for every value without a count of its own; every update
+                weighs 1 when omitted.
             step: the step to record instead of the tracker's own count.
             extra: more named scalars for this update (a learning rate, a metric).
         """
@@ -169,14 +187,18 @@ class Tracker:
         if buffer is None:
             buffer = self._buffers[split] = SplitBuffer(self._declared)
         row: list[Value]
+        counts = values.counts if isinstance(values, LossResult) else {}
         if isinstance(values, LossResult) and not extra and not values.monitored:
-            known = self._result_layouts.get(values.keys())
+            signature = (values.keys(), tuple(counts) if counts else ())
+            known = self._result_layouts.get(signature)
             if known is not None and known[1] and buffer.reads(known[0]):
                 # CPU values are read now: cheaper than detaching them, and nothing to wait for.
                 layout = known[0]
                 row = [values.total.item()]
                 row += [part.item() for part in values.parts.values()]
                 row += [weight.item() for weight in values.weights.values()]
+                if counts:
+                    row += [count.item() for count in counts.values()]
             else:
                 logged = values.log()
                 if known is None:
@@ -188,26 +210,28 @@ class Tracker:
                         *(f"loss/{k}" for k in keys),
                         *(f"weight/{k}" for k in keys),
                     )
-                    known = self._result_layouts[keys] = (Layout(names), direct)
+                    known = (_layout(names, signature[1]), direct)
+                    self._result_layouts[signature] = known
                 layout = known[0]
                 row = list(logged.values())
+                if counts:
+                    row += _detached(counts.values())
         else:
             mapping = values.log() if isinstance(values, LossResult) else values
             if extra:
                 mapping = {**mapping, **extra}
             names = tuple(mapping)
-            found = self._layouts.get(names)
+            found = self._layouts.get((names, tuple(counts)))
             if found is None:
-                found = self._layouts[names] = Layout(names)
+                found = self._layouts[names, tuple(counts)] = _layout(names, tuple(counts))
             layout = found
             if buffer.reads(layout):
-                row = [v.item() if isinstance(v, Tensor) else v for v in mapping.values()]
-            else:
-                # A value with a graph would keep that graph alive until the flush.
                 row = [
-                    v.detach() if isinstance(v, Tensor) and v.requires_grad else v
-                    for v in mapping.values()
+                    v.item() if isinstance(v, Tensor) else v
+                    for v in (*mapping.values(), *counts.values())
                 ]
+            else:
+                row = _detached((*mapping.values(), *counts.values()))
         if batch_size is None:
             weight: Weight = 1
         elif isinstance(batch_size, Tensor):
@@ -272,7 +296,7 @@ class Tracker:
         world = _dist.world_size(self.group) if distributed else 1
         records: list[Record] = []
         for split, (sums, counts, points) in zip(splits, totals):
-            kept = [k for k in sums if counts[k] > 0]
+            kept = [k for k in sums if counts[k] > 0]  # a key counted 0 times has no mean
             means = {k: sums[k] / counts[k] for k in kept}
             epoch = self._epoch_sums.setdefault(split, {})
             for k in kept:
@@ -290,7 +314,7 @@ class Tracker:
                     epoch=self._epoch,
                     time=now,
                     elapsed=elapsed,
-                    count=max((counts[k] for k in kept), default=0.0),
+                    count=self._batch_count(split, {k: counts[k] for k in kept}),
                     updates=updates,
                     values=means,
                     steps=tuple(self._buffers[split].steps) if self.points else (),
@@ -311,14 +335,19 @@ class Tracker:
         for split in splits:
             buffer = self._buffers[split]
             at = buffer.take(host, at)
-            columns, weights = buffer.columns()
+            columns, weights, counted = buffer.columns()
             total_weight = sum(weights)
             sums: dict[str, float] = {}
             counts: dict[str, float] = {}
             points: dict[str, tuple[float | None, ...]] = {}
             for key in sorted(columns):  # the split's key order
                 column, name = columns[key], buffer.names[key]
-                if None in column:
+                if key in counted:  # weighed by its counts; a value counted 0 times is absent
+                    pairs = [(v, c) for v, c in zip(column, counted[key]) if v is not None and c]
+                    sums[name] = sum(v * c for v, c in pairs)
+                    counts[name] = sum(c for _, c in pairs)
+                    column = [v if c > 0 else None for v, c in zip(column, counted[key])]
+                elif None in column:
                     pairs = [(v, w) for v, w in zip(column, weights) if v is not None]
                     sums[name] = sum(v * w for v, w in pairs)
                     counts[name] = sum(w for _, w in pairs)
@@ -396,11 +425,19 @@ class Tracker:
             epoch=self._epoch,
             time=time.time(),
             elapsed=self.elapsed,
-            count=max((c for _, c in sums.values()), default=0.0),
+            count=self._batch_count(split, {k: c for k, (_, c) in sums.items()}),
             updates=self._epoch_updates[split],
             values={key: s / c for key, (s, c) in sums.items() if c > 0},
             world=_dist.world_size(self.group),
         )
+
+    def _batch_count(self, split: str, weights: Mapping[str, float]) -> float:
+        """The summed batch weight behind a record: the largest summed weight of a key that
+        no count weighs (a key's count may be of other units, such as tokens)."""
+        buffer = self._buffers.get(split)
+        counted = {buffer.names[i] for i in buffer.counted} if buffer is not None else set()
+        batch = [w for k, w in weights.items() if k not in counted]
+        return max(batch or weights.values(), default=0.0)
 
     def latest(self, split: str = "train") -> dict[str, float | None]:
         """The means of ``split`` in its most recent interval record (empty before any)."""
