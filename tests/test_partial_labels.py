@@ -119,3 +119,53 @@ def test_optional_callable_selector_returning_none_means_absent() -> None:
     res = crit({"x": torch.zeros(2)}, {"yb": torch.ones(2)})
     assert res.absent == ("a",)
     torch.testing.assert_close(res.total, torch.tensor(1.0))
+
+
+def test_the_tracker_logs_the_mean_over_labelled_samples_only() -> None:
+    # The case end to end: a batch of 4 labelled samples with error 1, then a batch in
+    # which no sample carries the label. Weighted by batch size the log read 0.5.
+    crit = lk.Criterion({"a": lk.Term("l1", input="p", target="y", mask="has_y")})
+    tracker = lk.tracking.Tracker(every=None, criterion=crit)
+    labelled = {"y": torch.ones(4), "has_y": torch.ones(4, dtype=torch.bool)}
+    unlabelled = {"y": torch.zeros(4), "has_y": torch.zeros(4, dtype=torch.bool)}
+    for batch in (labelled, unlabelled):
+        tracker.update(crit({"p": torch.zeros(4)}, batch), batch_size=4)
+    (record,) = tracker.flush()
+    assert record.values["loss/a"] == pytest.approx(1.0)
+
+
+def test_an_interval_without_the_optional_key_does_not_log_it() -> None:
+    crit = lk.Criterion(
+        {
+            "a": lk.Term("l1", input="p", target="ya", optional=True),
+            "b": lk.Term("l1", input="p", target="yb"),
+        }
+    )
+    tracker = lk.tracking.Tracker(every=None, criterion=crit)
+    tracker.update(crit({"p": torch.zeros(2)}, {"yb": torch.ones(2)}), batch_size=2)
+    (record,) = tracker.flush()
+    assert record.values.get("loss/a") is None
+    assert record.values["loss/b"] == pytest.approx(1.0)
+
+
+def test_evaluate_averages_each_key_over_its_labelled_samples() -> None:
+    model = torch.nn.Identity()
+    crit = lk.Criterion(
+        {
+            "cls": lk.Term("cross_entropy", input="logits", target="label", optional=True),
+            "reg": lk.Term("l1", input="value", target="y"),
+        }
+    )
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.0], [0.0, 3.0]])
+    label = torch.tensor([0, -100, 1, 1, -100])
+    value, y = torch.zeros(5), torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    data = [
+        {"logits": logits[:2], "label": label[:2], "value": value[:2], "y": y[:2]},
+        {"logits": logits[2:4], "value": value[2:4], "y": y[2:4]},  # dataset without labels
+        {"logits": logits[4:], "label": label[4:], "value": value[4:], "y": y[4:]},  # ignored
+    ]
+    # batch 1 has one labelled sample, batch 2 no label key, batch 3 only ignore_index
+    means = lk.evaluation.evaluate(model, crit, data, forward=lambda m, b: b)
+    expected = F.cross_entropy(logits[:1], label[:1])
+    assert means["loss/cls"] == pytest.approx(float(expected), rel=1e-6)
+    assert means["loss/reg"] == pytest.approx(float(y.mean()), rel=1e-6)
