@@ -393,7 +393,7 @@ class Criterion(nn.Module):
             if not present:
                 return self._skipped(tuple(absent), monitored)
             chosen, _, index = self._subset(present)
-        known = tuple(counts) if any(c is not None for c in counts) else None
+        known = tuple(counts) if counts.count(None) < len(counts) else None
         return self._combined(
             chosen, tuple(computed), index, outputs, batch, monitored, known, tuple(absent)
         )

@@ -307,7 +307,9 @@ class Term(nn.Module):
                     and target is not None
                     and not target.is_floating_point()
                 ):
-                    count = functools.partial(_valid_count, target, self._ignore_index, self.loss)
+                    count = functools.partial(
+                        _valid_count, target, self._ignore_index, self._loss_fn
+                    )
             if self.optional and count is not None:
                 count = count() if callable(count) else count
                 value = torch.where(count > 0, value, value.new_zeros(()))  # all-ignored: NaN
