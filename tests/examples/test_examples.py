@@ -33,6 +33,7 @@ def test_every_example_has_a_test() -> None:
         "distillation",
         "toy_pareto",
         "compare_regression_losses",
+        "partial_labels",
     }
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
@@ -94,3 +95,40 @@ def test_compare_regression_losses_robust_loss_beats_mse(load, tmp_path: Path) -
     assert "terms.fit.loss=mse" not in c.ranking[0].ties
     for variant in c.variants:  # every variant reports the monitored clean errors
         assert c.row(variant, "val/loss/mae").final.n == 3
+
+
+def test_partial_labels_key_means_count_only_the_labelled_samples(load) -> None:  # type: ignore[no-untyped-def]
+    # Accumulated over a round-robin of batches from A (class only), B (image and ink only)
+    # and C (both), each key's mean must be the one of a single batch of all the samples that
+    # carry its label: an absent key averaged in as 0 would pull it down.
+    from losskit.data import partially_labelled_digits
+    from losskit.demo import DigitsNet
+
+    example = load("partial_labels")
+    parts = partially_labelled_digits(seed=0, both_fraction=0.2)
+    torch.manual_seed(0)
+    model, crit = DigitsNet().eval(), example.make_criterion()
+    means = example.key_means(model, crit, example.round_robin(parts, batch_size=50, seed=0))
+    assert sorted(means) == ["loss/cls", "loss/ink", "loss/recon"]
+    labelled = {"cls": (parts.classes, parts.both), "recon": (parts.images, parts.both)}
+    labelled["ink"] = labelled["recon"]
+    for key, sets in labelled.items():
+        batch = {k: torch.cat([ds.tensors[k] for ds in sets]) for k in sets[0].keys}
+        with torch.no_grad():
+            res = crit(model(batch["pixels"]), batch)
+        assert res.keys() == ((key,) if key == "cls" else ("recon", "ink"))
+        assert means[f"loss/{key}"] == pytest.approx(float(res[key]), rel=1e-5)
+
+
+def test_partial_labels_trains_every_head_on_its_labels(load) -> None:  # type: ignore[no-untyped-def]
+    summary, hand = load("partial_labels").main(tiny=True)
+    keys = ("loss/cls", "loss/recon", "loss/ink")
+    assert hand.skipped_steps == 0
+    for epoch in hand.train:  # every key is trained (and logged) every epoch, never as 0
+        assert all(epoch[k] > 0 for k in keys)
+    for key in keys:
+        assert hand.after[key] < 0.9 * hand.before[key], key
+        assert summary.val[key] < summary.history[0]["val"][key], key
+        assert summary.train[key] > 0
+    assert hand.after["loss/cls"] < 0.2 * hand.before["loss/cls"]  # 2.3 at chance
+    assert summary.val["metric/accuracy"] > 0.8  # chance is 0.1

@@ -1,4 +1,5 @@
-"""Small real datasets shipped inside the package (nothing is downloaded).
+"""Small real datasets shipped inside the package (nothing is downloaded), and the pieces that
+combine datasets annotating different targets.
 
 Example::
 
@@ -9,5 +10,16 @@ Example::
 """
 
 from losskit.data._digits import Digits, DigitsDataset, load_digits
+from losskit.data._keyed import KeyedTensorDataset
+from losskit.data._partial import PartialDigits, partially_labelled_digits
+from losskit.data._round_robin import RoundRobin
 
-__all__ = ["Digits", "DigitsDataset", "load_digits"]
+__all__ = [
+    "Digits",
+    "DigitsDataset",
+    "KeyedTensorDataset",
+    "PartialDigits",
+    "RoundRobin",
+    "load_digits",
+    "partially_labelled_digits",
+]

@@ -131,9 +131,20 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def leaves_parameters_unused(criterion: Criterion, optimizers: int) -> bool:
     """Whether DDP needs ``find_unused_parameters=True`` from the start: a term that starts
-    disabled, or several optimizers (each route's backward reaches only its own heads)."""
+    disabled, an optional term (absent from a batch without its labels, it leaves its head
+    without a gradient), or several optimizers (each route's backward reaches only its own
+    heads).
+
+    Example::
+
+        >>> import losskit as lk
+        >>> crit = lk.Criterion({"a": lk.Term("mse", input="a", target="a", optional=True)})
+        >>> leaves_parameters_unused(crit, optimizers=1)
+        True
+    """
     return optimizers > 1 or any(
-        not getattr(term, "enabled_at_start", True) for term in criterion.terms.values()
+        not getattr(term, "enabled_at_start", True) or getattr(term, "optional", False)
+        for term in criterion.terms.values()
     )
 
 
