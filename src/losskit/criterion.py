@@ -33,7 +33,14 @@ import torch
 from torch import Tensor, nn
 
 from losskit._checks import Check, check_mode
-from losskit.balancers import Balancer, BalancerSpec, GradientBalancer, capabilities, create
+from losskit.balancers import (
+    AbsenceAwareBalancer,
+    Balancer,
+    BalancerSpec,
+    GradientBalancer,
+    capabilities,
+    create,
+)
 from losskit.errors import ConfigError, LossKitWarning, NonFiniteLossError
 from losskit.result import Count, LossResult
 from losskit.schedules import Constant
@@ -101,6 +108,16 @@ def _summarise(tensor: Tensor) -> str:
         f", min {finite.min().item():.4g}, max {finite.max().item():.4g}" if finite.numel() else ""
     )
     return text + f"{bounds}, {nan} NaN, {inf} inf"
+
+
+def _presence(counts: tuple[Tensor | None, ...], like: Tensor) -> Tensor:
+    """True where a key's term has something to average (count > 0) or reports no count."""
+    return torch.stack(
+        [
+            c.reshape(()) > 0 if c is not None else like.new_ones((), dtype=torch.bool)
+            for c in counts
+        ]
+    )
 
 
 class Criterion(nn.Module):
@@ -431,6 +448,13 @@ class Criterion(nn.Module):
     ) -> LossResult:
         """The total of computed parts: devices, dtypes, subsets, checks and the balancer."""
         stacked = torch.stack(parts)
+        # Which keys have anything to average, for the balancers that ask (no host sync; Sum
+        # and Mean never pay for it).
+        absence = self._capabilities.handles_absence
+        present = None
+        if absence and counts is not None:
+            counts = tuple(c() if callable(c) else c for c in counts)
+            present = _presence(counts, stacked)
         weights = self._weights
         if weights.device != stacked.device:
             self._weights = weights = weights.to(stacked.device)
@@ -458,6 +482,8 @@ class Criterion(nn.Module):
                         [p if ok else torch.zeros_like(p.detach()) for p, ok in zip(parts, flags)]
                     )
                     weights = weights * finite.to(weights.dtype)
+                    if absence:
+                        present = finite if present is None else present & finite
         elif self._check != "off":  # the device-side non-finite flag (no host sync)
             if index is None and not compiling:
                 self._pending.append(stacked.detach())
@@ -471,7 +497,11 @@ class Criterion(nn.Module):
             combined = combined.float()  # a half-precision total would round the weights
         if weights.dtype != combined.dtype:
             weights = weights.to(combined.dtype)
-        total, effective = self._balancer.combine(combined, weights, keys)
+        if absence:
+            aware = cast(AbsenceAwareBalancer, self._balancer)
+            total, effective = aware.combine(combined, weights, keys, present=present)
+        else:
+            total, effective = self._balancer.combine(combined, weights, keys)
         if effective is self._weights:  # unchanged since the last call: the same views
             views = self._weight_views
             if views is None:

@@ -80,12 +80,14 @@ def test_a_duck_typed_balancer_without_capabilities_gets_the_defaults() -> None:
     [
         ("sum", Capabilities(fixed_weights=True)),
         ("mean", Capabilities(fixed_weights=True)),
-        ("magnitude", Capabilities()),
+        ("magnitude", Capabilities(handles_absence=True)),
+        ("dwa", Capabilities(handles_absence=True)),
         ("random", Capabilities(rank_consistent=False, random_draws=True)),
     ],
 )
 def test_built_ins_declare_their_needs(name: str, expected: Capabilities) -> None:
-    assert capabilities(lk.balancers.create(name)) == expected
+    options = {"every": 1} if name == "dwa" else {}
+    assert capabilities(lk.balancers.create(name, **options)) == expected
 
 
 def test_gradient_level_balancers_declare_their_backward() -> None:
@@ -99,7 +101,7 @@ def test_gradient_level_balancers_declare_their_backward() -> None:
         derivative_weights=False,
     )
     gradnorm = capabilities(lk.balancers.GradNorm(shared=trunk))
-    assert gradnorm == Capabilities(backward_per_key=True, fsdp_safe=False)
+    assert gradnorm == Capabilities(backward_per_key=True, fsdp_safe=False, handles_absence=True)
 
 
 def test_a_user_balancer_declaring_one_backward_per_key_refuses_a_single_backward_loss() -> None:

@@ -19,6 +19,7 @@ from losskit.balancers._gradient import Gradient
 from losskit.balancers._gradnorm import GradNorm
 from losskit.balancers._magnitude import Magnitude
 from losskit.balancers._protocol import (
+    AbsenceAwareBalancer,
     Balancer,
     BalancerBase,
     BalancingError,
@@ -55,6 +56,7 @@ __all__ = [
     "FAMO",
     "IMTLL",
     "STCH",
+    "AbsenceAwareBalancer",
     "Balancer",
     "BalancerBase",
     "BalancerSpec",

@@ -327,6 +327,14 @@ class Gradient(BalancerBase):
         live = [i for i, (p, w) in enumerate(zip(parts, weights.tolist())) if p.requires_grad and w]
         if not live:
             return None
+        if len(live) < len(self.keys) and isinstance(self.aggregator, aggregation.NashMTL):
+            missing = [k for k in self.keys if k not in [keys[i] for i in live]]
+            raise ConfigError(
+                f"nash_mtl solves its bargaining problem for every key {list(self.keys)} and "
+                f"cannot aggregate a call without {missing} (an optional term absent from the "
+                "batch, a disabled or zero-weighted term, a keys= route); use another gradient "
+                "balancer (upgrad, mgda, ...) or keep every term in every call"
+            )
         tensors = [parts[i].float() for i in live]
         scaled = (weights * factor).unbind()
         seeds = [scaled[i] for i in live]

@@ -26,6 +26,11 @@ class GradNorm(BalancerBase):
     step; :meth:`step` then takes one gradient step of size ``lr`` and renormalises the weights
     of the keys that took part to sum to their number. The model trains on ``sum_k w_k L_k``.
 
+    A key absent from a call (an optional term, a ``keys=`` route) or with nothing to average
+    (count 0, an empty mask: reported with weight 0) takes no part in that call: its ``L_k(0)``,
+    its pending gradient and its weight stay as they were, and the means above run over the
+    keys that take part.
+
     Args:
         shared: the last shared layer ``W`` (a module or its parameters), as in the paper.
         alpha: the restoring force; 0 equalises the gradient norms, larger values favour keys
@@ -47,7 +52,7 @@ class GradNorm(BalancerBase):
         True
     """
 
-    capabilities = Capabilities(backward_per_key=True, fsdp_safe=False)
+    capabilities = Capabilities(backward_per_key=True, fsdp_safe=False, handles_absence=True)
     task_weights: Tensor
     initial: Tensor
     pending: Tensor
@@ -73,18 +78,26 @@ class GradNorm(BalancerBase):
         self.calls = torch.zeros(n)
 
     def combine(
-        self, losses: Tensor, weights: Tensor, keys: tuple[str, ...]
+        self,
+        losses: Tensor,
+        weights: Tensor,
+        keys: tuple[str, ...],
+        present: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         if self.task_weights.device != losses.device:
             self.to(losses.device)
         index = self.index(keys, losses.device)
         values = losses * weights
         task = self.task_weights.index_select(0, index).to(values.dtype)
+        if present is None:
+            present = torch.ones_like(values, dtype=torch.bool)
+        else:
+            task = task * present.to(task.dtype)
         if torch.is_grad_enabled() and values.requires_grad:
-            self._accumulate(values, task, index)
+            self._accumulate(values, task, index, present)
         return torch.dot(values, task), task * weights
 
-    def _accumulate(self, values: Tensor, task: Tensor, index: Tensor) -> None:
+    def _accumulate(self, values: Tensor, task: Tensor, index: Tensor, present: Tensor) -> None:
         params = trainable(self._shared)
         if not params:
             raise ConfigError("GradNorm: every parameter of the shared layer is frozen")
@@ -100,15 +113,18 @@ class GradNorm(BalancerBase):
         # every rank takes the same weight step.
         norm, current = global_mean(torch.stack([torch.stack(norms), values]).detach()).unbind()
         initial = self.initial.index_select(0, index).to(current.dtype)
-        initial = torch.where((initial == 0) & (current != 0), current, initial)
+        initial = torch.where((initial == 0) & (current != 0) & present, current, initial)
         self.initial.index_copy_(0, index, initial.to(self.initial.dtype))
         rate = torch.where(initial != 0, current / initial, torch.ones_like(current))
-        relative = rate / rate.mean()
+        # Means over the keys that take part (a count-0 key is out of this call).
+        taking = present.to(current.dtype)
+        n = taking.sum().clamp(min=1.0)
+        relative = rate / ((rate * taking).sum() / n)
         scaled = task * norm
-        target = scaled.mean() * relative.pow(self.alpha)
-        grad = torch.sign(scaled - target) * norm
+        target = (scaled * taking).sum() / n * relative.pow(self.alpha)
+        grad = torch.sign(scaled - target) * norm * taking
         self.pending.index_add_(0, index, grad.to(self.pending.dtype))
-        self.calls.index_add_(0, index, torch.ones_like(self.calls.index_select(0, index)))
+        self.calls.index_add_(0, index, taking.to(self.calls.dtype))
 
     def step(self) -> None:
         took_part = self.calls > 0

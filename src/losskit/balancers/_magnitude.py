@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from losskit._dist import global_mean
-from losskit.balancers._protocol import BalancerBase
+from losskit.balancers._protocol import BalancerBase, Capabilities
 from losskit.errors import ConfigError
 
 __all__ = ["Magnitude"]
@@ -28,8 +28,10 @@ class Magnitude(BalancerBase):
             the EMA; no step uses an estimate made of a single early value for long.
         eps: the smallest magnitude divided by.
 
-    A term that is exactly zero (an empty mask, say) or non-finite leaves its estimate unchanged;
-    a key with no estimate yet keeps its term weight. Under ``torch.distributed`` the estimate
+    A term that is exactly zero or non-finite leaves its estimate unchanged; a key with no
+    estimate yet keeps its term weight. A key absent from a call (an optional term, a ``keys=``
+    route) or with nothing to average (count 0, an empty mask) keeps its estimate and its count;
+    a count-0 key is reported with weight 0. Under ``torch.distributed`` the estimate
     follows the terms' mean over the processes (one small all-reduce per training call), so
     every rank applies the same weights.
 
@@ -45,6 +47,7 @@ class Magnitude(BalancerBase):
         [1.0, 2.0]
     """
 
+    capabilities = Capabilities(handles_absence=True)
     magnitude: Tensor
     count: Tensor
 
@@ -68,7 +71,11 @@ class Magnitude(BalancerBase):
         self.count = torch.zeros(len(keys))
 
     def combine(
-        self, losses: Tensor, weights: Tensor, keys: tuple[str, ...]
+        self,
+        losses: Tensor,
+        weights: Tensor,
+        keys: tuple[str, ...],
+        present: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         if self.magnitude.device != losses.device:
             self.to(losses.device)
@@ -80,6 +87,8 @@ class Magnitude(BalancerBase):
             # Under torch.distributed every rank updates from the global mean of the terms.
             value = global_mean(losses.detach()).abs().to(old.dtype)
             seen = torch.isfinite(value) & (value > 0)
+            if present is not None:
+                seen = seen & present
             count = count + seen.to(count.dtype)
             # The running mean for the first `warmup` values, the EMA afterwards.
             beta = torch.where(count <= self.warmup, 1.0 - 1.0 / count.clamp(min=1.0), self.beta)
@@ -93,6 +102,8 @@ class Magnitude(BalancerBase):
             old = new
         scale = torch.where(count > 0, old.clamp(min=self.eps), 1.0).to(weights.dtype)
         effective = weights / scale
+        if present is not None:
+            effective = effective * present.to(effective.dtype)
         return torch.dot(losses, effective), effective
 
     def extra_repr(self) -> str:

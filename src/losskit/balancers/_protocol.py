@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from losskit.result import LossResult
 
 __all__ = [
+    "AbsenceAwareBalancer",
     "Balancer",
     "BalancerBase",
     "BalancingError",
@@ -67,6 +68,11 @@ class Capabilities:
         random_draws: it draws random numbers (weights, a projection order); with
             ``rank_consistent`` the draw of rank 0 is shared.
         derivative_weights: the reported weight of each key equals ``d total / d part``.
+        handles_absence: it takes ``combine(..., present=mask)``: a bool tensor over the call's
+            keys, False where a key's term has nothing to average in the batch (count 0, an
+            empty mask), so it can leave that key out without a host sync (see
+            :class:`AbsenceAwareBalancer`). Without it the criterion makes today's call and
+            the key arrives as a zero term.
     """
 
     fixed_weights: bool = False
@@ -77,6 +83,7 @@ class Capabilities:
     rank_consistent: bool = True
     random_draws: bool = False
     derivative_weights: bool = True
+    handles_absence: bool = False
 
 
 def capabilities(balancer: object) -> Capabilities:
@@ -108,6 +115,10 @@ class Balancer(Protocol):
     backpropagate and the weight each key effectively had in it (d total / d term). ``step()`` is
     called once per optimizer step by ``Criterion.step()``. A ``capabilities`` attribute (a
     :class:`Capabilities`) is optional: without one the defaults apply.
+
+    ``keys`` may be a subset of the bound keys (a disabled term, a ``keys=`` route, an optional
+    term absent from the batch): a stateful balancer then leaves the state of the other keys as
+    it was.
     """
 
     def bind(self, keys: tuple[str, ...]) -> None: ...
@@ -117,6 +128,42 @@ class Balancer(Protocol):
     ) -> tuple[Tensor, Tensor]: ...
 
     def step(self) -> None: ...
+
+
+@runtime_checkable
+class AbsenceAwareBalancer(Balancer, Protocol):
+    """A balancer told which keys of a call have anything to average
+    (``Capabilities(handles_absence=True)``).
+
+    The criterion calls ``combine(losses, weights, keys, present=present)`` with ``present`` a
+    bool tensor over ``keys`` on the losses' device: False where the term's count is 0 (every
+    target ignored, an empty mask; its value is then 0), True where it is positive or the term
+    reports no count. ``present`` is None when no term of the call reports a count. The balancer
+    should combine the call as if those keys were absent, without host syncs (mask, never
+    branch on values), and report weight 0 for them.
+
+    Example::
+
+        >>> import torch, losskit as lk
+        >>> class Present(lk.balancers.BalancerBase):
+        ...     capabilities = lk.balancers.Capabilities(handles_absence=True)
+        ...     def combine(self, losses, weights, keys, present=None):
+        ...         weights = weights if present is None else weights * present
+        ...         return torch.dot(losses, weights), weights
+        >>> crit = lk.Criterion({"a": lk.Term("mse", input="x", target="y", mask="m"),
+        ...                      "b": lk.Term("l1", input="x", target="y")}, balancer=Present())
+        >>> res = crit({"x": torch.zeros(2)}, {"y": torch.ones(2), "m": torch.zeros(2).bool()})
+        >>> res.weights
+        {'a': tensor(0.), 'b': tensor(1.)}
+    """
+
+    def combine(
+        self,
+        losses: Tensor,
+        weights: Tensor,
+        keys: tuple[str, ...],
+        present: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]: ...
 
 
 @runtime_checkable

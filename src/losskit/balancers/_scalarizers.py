@@ -40,18 +40,27 @@ class _Scalarized(BalancerBase):
 
     Subclasses build the scalarizer in ``_make``. ``per_key`` names its parameters and buffers
     that hold one entry per key: a call on a subset of the keys (a term disabled at run time, a
-    ``keys=`` route) uses those entries only. ``whole`` scalarizers keep history tied to the full
-    key set and refuse subsets.
+    ``keys=`` route, an optional term absent from the batch) uses those entries only, so the
+    other keys' entries get no gradient and stay as they were. ``historical`` scalarizers learn
+    their weights from the terms of training calls (DWA, FAMO); validation reuses the last
+    training weights instead of feeding the history.
+
+    A subclass that declares ``handles_absence`` is given ``present`` (False for a key with
+    nothing to average this call, whose value is 0) and combines the call as if those keys were
+    absent: by default (``_scalarize``) their ``per_key`` entries are replaced by 0 for the call,
+    which takes them out of the total exactly for a scalarizer whose every key adds a summand
+    that vanishes at a zero value and zero parameters (uncertainty weighting, IMTL-L).
     """
 
     per_key: ClassVar[tuple[str, ...]] = ()
-    whole: ClassVar[bool] = False
+    historical: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
         self.scalarizer: scalarization.Scalarizer | None = None
         self._device = torch.device("cpu")
-        self._last: Tensor | None = None  # whole: the last training weights, for validation
+        # historical: per key, the last training weights (the slopes), for validation
+        self._last: Tensor | None = None
         # per learnable parameter: its value at the last step and the steps it stayed there
         self._unchanged: dict[str, tuple[Tensor, int]] = {}
         self._moving: set[str] = set()  # seen to change: an optimizer steps it
@@ -64,54 +73,78 @@ class _Scalarized(BalancerBase):
         super().bind(keys)
         self.scalarizer = self._make(len(keys))
 
-    def _scalarize(self, values: Tensor, keys: tuple[str, ...]) -> Tensor:
+    def _scalarize(self, values: Tensor, keys: tuple[str, ...], present: Tensor | None) -> Tensor:
         assert self.scalarizer is not None, "bind() the balancer first"
-        if keys == self.keys:
+        if keys == self.keys and present is None:
             return self.scalarizer(values)
-        if self.whole:
-            raise ConfigError(
-                f"{type(self).__name__} keeps history for the criterion's whole set of terms "
-                f"{list(self.keys)} and cannot balance the subset {list(keys)} (a term disabled "
-                "at run time or a keys= route); use another balancer, or keep every term enabled"
-            )
         replaced = {}
         for name in self.per_key:
             tensor = getattr(self.scalarizer, name, None)
-            if isinstance(tensor, Tensor):
-                replaced[name] = tensor.index_select(0, self.index(keys, values.device))
+            if not isinstance(tensor, Tensor):
+                continue
+            if keys != self.keys:
+                tensor = tensor.index_select(0, self.index(keys, values.device))
+            if present is not None:
+                tensor = torch.where(present, tensor, torch.zeros_like(tensor))
+            replaced[name] = tensor
         if not replaced:
             return self.scalarizer(values)
         out: Tensor = torch.func.functional_call(self.scalarizer, replaced, (values,))
         return out
 
     def combine(
-        self, losses: Tensor, weights: Tensor, keys: tuple[str, ...]
+        self,
+        losses: Tensor,
+        weights: Tensor,
+        keys: tuple[str, ...],
+        present: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         if self._device != losses.device:
             self.to(losses.device)
             self._device = losses.device
         values = losses * weights  # a term weight scales its term before balancing
+        if present is not None:  # a key with nothing to average is out of this call
+            values = torch.where(present, values, torch.zeros_like(values))
         training = torch.is_grad_enabled()
-        if self.whole and not training:
+        if self.historical and not training:
             # Validation must not feed the history: reuse the last training weights.
-            last = self._last if self._last is not None else torch.ones_like(values)
+            last = self._last if self._last is not None else torch.ones(len(self.keys))
+            last = last.to(values.device)
             if keys != self.keys:
                 last = last.index_select(0, self.index(keys, values.device))
-            return torch.dot(values, last), last * weights
+            if present is not None:
+                last = last * present.to(last.dtype)
+            return torch.dot(values, last.to(values.dtype)), last * weights
         # Under torch.distributed the state (DWA's history, ...) and the weights follow the
         # global mean of the terms, so every rank applies the same weights.
         leaf = (global_mean(values.detach()) if training else values.detach()).requires_grad_(True)
         with torch.enable_grad():
-            scalar = self._scalarize(leaf, keys)
+            scalar = self._scalarize(leaf, keys, present)
             (slope,) = torch.autograd.grad(scalar, leaf, retain_graph=training)
+        if present is not None:
+            slope = slope * present.to(slope.dtype)
         learnable = any(p.requires_grad for p in self.parameters())
         if not training or not (values.requires_grad or learnable):
             return scalar.detach(), slope * weights
-        if self.whole:
-            self._last = slope.detach()
+        if self.historical:
+            self._remember(slope.detach(), keys, present)
         # The value is the scalarizer's; the model's gradient flows through `values` with the
         # slope as weights, the scalarizer's parameters' gradient through `scalar`.
         return scalar + torch.dot(slope, values - leaf), slope * weights
+
+    def _remember(self, slope: Tensor, keys: tuple[str, ...], present: Tensor | None) -> None:
+        """Keep the weights of the keys that took part; the others' stay as they were."""
+        index = self.index(keys, slope.device)
+        last = self._last
+        if last is None or last.device != slope.device:
+            last = torch.ones(len(self.keys), device=slope.device, dtype=slope.dtype)
+            if self._last is not None:
+                last.copy_(self._last)
+        else:
+            last = last.clone()
+        if present is not None:
+            slope = torch.where(present, slope, last.index_select(0, index))
+        self._last = last.index_copy_(0, index, slope.to(last.dtype))
 
     def step(self) -> None:
         if self.scalarizer is None or self._warned:
@@ -162,6 +195,9 @@ class Uncertainty(_Scalarized):
     parameters of the criterion, so give ``criterion.parameters()`` to an optimizer (a warning
     says so after some steps without it). Reported weights are ``0.5 * exp(-s_k)``.
 
+    A key absent from a call, or with nothing to average (count 0), leaves its summand out of
+    the total (regulariser included): its ``s_k`` gets no gradient from that call.
+
     Example::
 
         >>> import torch, losskit as lk
@@ -171,6 +207,7 @@ class Uncertainty(_Scalarized):
         (1.0, tensor(0.5000), ['balancer.scalarizer.log_var'])
     """
 
+    capabilities = Capabilities(handles_absence=True)
     per_key: ClassVar[tuple[str, ...]] = ("log_var",)
 
     def _make(self, n: int) -> scalarization.Scalarizer:
@@ -180,7 +217,8 @@ class Uncertainty(_Scalarized):
 class IMTLL(_Scalarized):
     """IMTL-L (Liu et al., 2021): a learned log-scale per key, ``sum_k exp(s_k) L_k - s_k``.
 
-    Like :class:`Uncertainty`, its parameters belong in an optimizer.
+    Like :class:`Uncertainty`, its parameters belong in an optimizer, and a key absent from a
+    call or with nothing to average (count 0) leaves its summand out of the total.
 
     Example::
 
@@ -190,6 +228,7 @@ class IMTLL(_Scalarized):
         tensor(1.)
     """
 
+    capabilities = Capabilities(handles_absence=True)
     per_key: ClassVar[tuple[str, ...]] = ("log_scale",)
 
     def _make(self, n: int) -> scalarization.Scalarizer:
@@ -311,8 +350,15 @@ class DWA(_Scalarized):
             calls of ``Criterion.step()``.
         temperature: larger values make the weights more uniform.
 
-    The weights stay uniform for the first two periods. DWA keeps per-period history for the
-    whole key set, so it refuses calls on a subset of the keys.
+    The weights of a call are ``K * softmax(r / T)`` over its ``K`` keys, with ``r_k`` the ratio
+    of key ``k``'s last two period averages (torchjd's ``DWA``, whose formula this follows). They
+    stay uniform until every key of the call has two period averages.
+
+    The history is kept per key, so a call on some of the keys (an optional term absent from
+    the batch, a term with nothing to average, a disabled term, a ``keys=`` route) is weighted
+    over those keys and feeds only their averages. A period average is over the calls a key
+    took part in; a key that took part in no call of a period keeps its last two averages (its
+    rate is held, not decayed).
 
     Example::
 
@@ -326,44 +372,72 @@ class DWA(_Scalarized):
         [0.938, 1.062]
     """
 
-    whole: ClassVar[bool] = True
+    capabilities = Capabilities(handles_absence=True)
+    historical: ClassVar[bool] = True
+    loss_sum: Tensor
+    calls: Tensor
+    averages: Tensor
+    periods: Tensor
 
     def __init__(self, every: int, temperature: float = 2.0) -> None:
         super().__init__()
         if every < 1:
             raise ConfigError(f"DWA: every must be >= 1 optimizer step, got {every}")
+        if temperature <= 0:
+            raise ConfigError(f"DWA: temperature must be > 0, got {temperature}")
         self.every = every
         self.temperature = temperature
         self._steps = 0
+        for name in ("loss_sum", "calls", "averages", "periods"):
+            self.register_buffer(name, torch.zeros(0))
 
     def _make(self, n: int) -> scalarization.Scalarizer:
-        return scalarization.DWA(self.temperature)
+        return scalarization.DWA(self.temperature)  # its repr; the history is kept per key here
+
+    def bind(self, keys: tuple[str, ...]) -> None:
+        super().bind(keys)
+        n = len(keys)
+        self.loss_sum = torch.zeros(n)  # this period: the summed terms of the calls taken part in
+        self.calls = torch.zeros(n)  # this period: the calls taken part in
+        self.averages = torch.zeros(2, n)  # the last two period averages, older first
+        self.periods = torch.zeros(n)  # period averages held (at most 2)
+
+    def _scalarize(self, values: Tensor, keys: tuple[str, ...], present: Tensor | None) -> Tensor:
+        index = self.index(keys, values.device)
+        taking = torch.ones_like(values) if present is None else present.to(values.dtype)
+        averages = self.averages.index_select(1, index).to(values.dtype)
+        ready = (self.periods.index_select(0, index) >= 2) | (taking == 0)
+        logits = torch.where(taking > 0, averages[1] / averages[0] / self.temperature, -torch.inf)
+        # A key out of the call has logit -inf (weight 0); the max keeps softmax finite even
+        # when every key is out (then every weight is 0).
+        logits = logits - logits.max().clamp(min=torch.finfo(values.dtype).min)
+        dynamic = taking.sum() * torch.softmax(logits.nan_to_num(nan=-torch.inf), dim=0)
+        weights = torch.where(ready.all(), dynamic, taking)
+        detached = values.detach()
+        self.loss_sum.index_add_(0, index, (detached * taking).to(self.loss_sum.dtype))
+        self.calls.index_add_(0, index, taking.to(self.calls.dtype))
+        return (weights.detach() * values).sum()
 
     def step(self) -> None:
         self._steps += 1
         if self._steps % self.every == 0:
-            assert isinstance(self.scalarizer, scalarization.DWA)
-            self.scalarizer.step()
+            took_part = self.calls > 0
+            average = self.loss_sum / self.calls.clamp(min=1.0)
+            rolled = torch.stack([self.averages[1], average])
+            self.averages.copy_(torch.where(took_part, rolled, self.averages))
+            self.periods.add_(took_part.to(self.periods.dtype)).clamp_(max=2.0)
+            self.loss_sum.zero_()
+            self.calls.zero_()
 
     def get_extra_state(self) -> dict[str, Any]:
-        dwa = self.scalarizer
-        assert isinstance(dwa, scalarization.DWA)
-        return {
-            "steps": self._steps,
-            "loss_sum": dwa._loss_sum,
-            "n_batches": dwa._n_batches,
-            "previous_averages": list(dwa._previous_averages),
-            "last": self._last,
-        }
+        return {"steps": self._steps, "last": self._last}
 
     def set_extra_state(self, state: Any) -> None:
-        dwa = self.scalarizer
-        assert isinstance(dwa, scalarization.DWA)
         self._steps = int(state["steps"])
-        dwa._loss_sum = state["loss_sum"]
-        dwa._n_batches = int(state["n_batches"])
-        dwa._previous_averages = list(state["previous_averages"])
         self._last = state["last"]
+
+
+_FAMO_EPSILON = 1e-8  # torchjd's FAMO: added to every shifted term before its logarithm
 
 
 class FAMO(_Scalarized):
@@ -383,6 +457,12 @@ class FAMO(_Scalarized):
         lr, weight_decay: of FAMO's internal Adam on its weight logits.
         min_losses: per-key lower bound ``b_k`` (terms must stay above it; default 0).
 
+    The total and the update are torchjd's ``FAMO``, over the keys of the call: a key absent
+    from the batch (or with nothing to average, count 0) is left out of the softmax of the
+    logits, and :meth:`update` learns from the keys present both in the training call and in
+    the recomputed one. The other keys' logits and Adam moments are held as they were (Adam's
+    shared step count still advances, so their bias correction moves on).
+
     Example::
 
         >>> import torch, losskit as lk
@@ -392,7 +472,8 @@ class FAMO(_Scalarized):
         [0.333, 0.667]
     """
 
-    whole: ClassVar[bool] = True
+    capabilities = Capabilities(handles_absence=True)
+    historical: ClassVar[bool] = True
     per_key: ClassVar[tuple[str, ...]] = ("_w", "min_losses")
 
     def __init__(
@@ -406,7 +487,9 @@ class FAMO(_Scalarized):
         self.lr = lr
         self.weight_decay = weight_decay
         self.min_losses = dict(min_losses) if min_losses is not None else None
-        self._base: Tensor | None = None
+        self._base: Tensor | None = None  # per key: the term weights of its last training call
+        self._before: Tensor | None = None  # per key: its weighted term in that call
+        self._seen: Tensor | None = None  # per key: in the last training call, with a count
         self._pending = False  # a training call not yet followed by update()
         self._stepped = False  # an optimizer step since that call
         self._update_warned = False
@@ -415,8 +498,41 @@ class FAMO(_Scalarized):
         floor = _per_key_tensor("FAMO", "min_losses", self.min_losses, self.keys, 0.0)
         return scalarization.FAMO(n, floor, lr=self.lr, weight_decay=self.weight_decay)
 
+    def _famo(self) -> scalarization.FAMO:
+        assert isinstance(self.scalarizer, scalarization.FAMO), "bind() the balancer first"
+        return self.scalarizer
+
+    def _per_key(self, known: Tensor | None, fill: float, like: Tensor) -> Tensor:
+        n = len(self.keys)
+        if known is None:
+            return torch.full((n,), fill, device=like.device, dtype=like.dtype)
+        return known.to(like.device, like.dtype).clone()
+
+    def _scalarize(self, values: Tensor, keys: tuple[str, ...], present: Tensor | None) -> Tensor:
+        famo = self._famo()
+        index = self.index(keys, values.device)
+        taking = torch.ones_like(values, dtype=torch.bool) if present is None else present
+        logits = famo._w.detach().index_select(0, index)
+        # torchjd's forward, over the keys taking part (the others: weight 0, log 1 = 0).
+        z = torch.softmax(torch.where(taking, logits, -torch.inf), dim=0)
+        z = torch.where(taking, z, torch.zeros_like(z))  # every key out: 0, not NaN
+        floor = famo.min_losses.index_select(0, index).to(values.dtype)
+        shifted = torch.where(taking, values - floor + _FAMO_EPSILON, torch.ones_like(values))
+        normalizer = (z / shifted).sum().detach()
+        # Remember the terms of this call for update(), per key.
+        before = self._per_key(self._before, 0.0, values)
+        held = torch.where(taking, values.detach(), before.index_select(0, index))
+        self._before = before.index_copy_(0, index, held)
+        seen = torch.zeros(len(self.keys), dtype=torch.bool, device=values.device)
+        self._seen = seen.index_copy_(0, index, taking)
+        return ((z / normalizer) * torch.log(shifted)).sum()
+
     def combine(
-        self, losses: Tensor, weights: Tensor, keys: tuple[str, ...]
+        self,
+        losses: Tensor,
+        weights: Tensor,
+        keys: tuple[str, ...],
+        present: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         if torch.is_grad_enabled():
             if self._stepped and self._pending and not self._update_warned:
@@ -428,45 +544,95 @@ class FAMO(_Scalarized):
                     LossKitWarning,
                     stacklevel=4,
                 )
-            self._base = weights.detach()
+            base = self._per_key(self._base, 1.0, weights.detach())
+            self._base = base.index_copy_(0, self.index(keys, weights.device), weights.detach())
             self._pending, self._stepped = True, False
-        return super().combine(losses, weights, keys)
+        return super().combine(losses, weights, keys, present)
 
     def update(self, recomputed: LossResult | Tensor) -> None:
-        """Learn the weights from the terms recomputed on the same batch after the step."""
+        """Learn the weights from the terms recomputed on the same batch after the step.
+
+        ``recomputed`` is the criterion's result (any of its keys; those absent from it or with
+        nothing to average are left out) or a tensor of every key's weighted term.
+        """
         from losskit.result import LossResult
 
-        assert isinstance(self.scalarizer, scalarization.FAMO)
+        famo = self._famo()
+        if self._before is None or self._seen is None:
+            raise ConfigError("FAMO.update needs a training call of the criterion before it")
         if isinstance(recomputed, LossResult):
-            if recomputed.keys() != self.keys:
-                raise ConfigError(
-                    f"FAMO.update needs every key {list(self.keys)}, got {list(recomputed.keys())}"
-                )
+            keys = recomputed.keys()
+            if not keys:
+                return  # every term absent: nothing to learn from
             values = torch.stack([p.detach() for p in recomputed.parts.values()]).float()
+            counts = recomputed.counts
+            present = torch.stack(
+                [counts[k] > 0 if k in counts else torch.ones((), dtype=torch.bool) for k in keys]
+            ).to(values.device)
+            index = self.index(keys, values.device)
             if self._base is not None:
-                values = values * self._base
+                values = values * self._base.to(values.device).index_select(0, index)
         else:
             values = recomputed.detach().float()
-        self.scalarizer.update(global_mean(values))
+            keys = self.keys
+            if values.shape != (len(keys),):
+                raise ConfigError(
+                    f"FAMO.update takes one value per key {list(keys)}, got shape "
+                    f"{tuple(values.shape)}"
+                )
+            present = torch.ones(len(keys), dtype=torch.bool, device=values.device)
+            index = self.index(keys, values.device)
+        values = global_mean(values)
+        after = self._before.to(values.device, values.dtype).clone().index_copy_(0, index, values)
+        taking = torch.zeros_like(self._seen).index_copy_(0, index, present.to(self._seen.device))
+        self._learn(famo, self._before.to(after.dtype), after, taking & self._seen)
         self._pending = False
+
+    @staticmethod
+    def _learn(famo: scalarization.FAMO, before: Tensor, after: Tensor, taking: Tensor) -> None:
+        """torchjd's ``FAMO.update`` over the keys taking part; the others' logits and Adam
+        moments are held."""
+        floor = famo.min_losses.to(before.dtype)
+        delta = torch.log(before - floor + _FAMO_EPSILON) - torch.log(after - floor + _FAMO_EPSILON)
+        delta = torch.where(taking, delta, torch.zeros_like(delta))
+        with torch.enable_grad():
+            z = torch.softmax(torch.where(taking, famo._w, -torch.inf), dim=0)
+            (grad,) = torch.autograd.grad(z, famo._w, grad_outputs=delta)
+        grad = torch.where(taking, grad, torch.zeros_like(grad))  # every key out: 0, not NaN
+        if famo._optimizer is None:
+            famo._optimizer = torch.optim.Adam(
+                [famo._w], lr=famo.lr, weight_decay=famo.weight_decay
+            )
+        state = famo._optimizer.state.get(famo._w, {})
+        held = {name: state[name].clone() for name in ("exp_avg", "exp_avg_sq") if name in state}
+        logits = famo._w.detach().clone()
+        famo._w.grad = grad
+        famo._optimizer.step()
+        famo._w.grad = None  # FAMO alone steps its logits, never a user's optimizer
+        with torch.no_grad():
+            famo._w.copy_(torch.where(taking, famo._w, logits))
+            for name, moment in famo._optimizer.state[famo._w].items():
+                if name in ("exp_avg", "exp_avg_sq"):
+                    old = held.get(name, torch.zeros_like(moment))
+                    moment.copy_(torch.where(taking, moment, old))
 
     def step(self) -> None:
         self._stepped = True
 
     def get_extra_state(self) -> dict[str, Any]:
-        famo = self.scalarizer
-        assert isinstance(famo, scalarization.FAMO)
+        famo = self._famo()
         return {
-            "prev_losses": famo._prev_losses,
+            "before": self._before,
+            "seen": self._seen,
             "optimizer": famo._optimizer.state_dict() if famo._optimizer is not None else None,
             "base": self._base,
             "last": self._last,
         }
 
     def set_extra_state(self, state: Any) -> None:
-        famo = self.scalarizer
-        assert isinstance(famo, scalarization.FAMO)
-        famo._prev_losses = state["prev_losses"]
+        famo = self._famo()
+        self._before = state["before"]
+        self._seen = state["seen"]
         famo._optimizer = None
         if state["optimizer"] is not None:
             famo._optimizer = torch.optim.Adam(
