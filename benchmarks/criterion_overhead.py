@@ -38,6 +38,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,18 +62,36 @@ class ThreeHeads(nn.Module):
         return {"logits": self.cls(h), "value": self.reg(h).squeeze(-1), "recon": self.recon(h)}
 
 
-def _criterion() -> lk.Criterion:
+def _criterion(variant: str = "catalogue") -> lk.Criterion:
+    """The benchmark's criterion; the other variants locate its cost (``--ablation``)."""
+    losses: dict[str, Any] = {"cls": "cross_entropy", "reg": "huber", "recon": "mse"}
+    options: dict[str, Any] = {}
+    if variant == "check_off":
+        options = {"check": "off"}
+    elif variant == "torch_nn":  # loss modules without a contract
+        losses = {"cls": nn.CrossEntropyLoss(), "reg": nn.HuberLoss(), "recon": nn.MSELoss()}
+    elif variant == "functions":  # no loss module at all
+        losses = {"cls": F.cross_entropy, "reg": F.huber_loss, "recon": F.mse_loss}
     return lk.Criterion(
         {
-            "cls": lk.Term("cross_entropy", input="logits", target="label"),
-            "reg": lk.Term("huber", input="value", target="y", weight=0.5),
-            "recon": lk.Term("mse", input="recon", target="x", weight=0.1),
-        }
+            "cls": lk.Term(losses["cls"], input="logits", target="label", **options),
+            "reg": lk.Term(losses["reg"], input="value", target="y", weight=0.5, **options),
+            "recon": lk.Term(losses["recon"], input="recon", target="x", weight=0.1, **options),
+        },
+        check=options.get("check", "first"),
     )
 
 
+ABLATION = ("check_off", "torch_nn", "functions")
+
+
 def make_steps(
-    batch: dict[str, Tensor], features: int, hidden: int, classes: int, compiled: bool
+    batch: dict[str, Tensor],
+    features: int,
+    hidden: int,
+    classes: int,
+    compiled: bool,
+    ablation: bool = False,
 ) -> dict[str, Callable[[], dict[str, Tensor]]]:
     """A hand-written step and Criterion steps (eager, compiled), all training one model."""
     torch.manual_seed(0)
@@ -113,6 +132,10 @@ def make_steps(
     if compiled:
         other = _criterion()
         steps["compiled"] = stepping(torch.compile(other), other)
+    if ablation:
+        for variant in ABLATION:
+            own = _criterion(variant)
+            steps[variant] = stepping(own, own)
     return steps
 
 
@@ -131,6 +154,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds (default 500, --quick 150)")
     parser.add_argument("--block", type=int, default=9, help="steps per group and round")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled criterion")
+    parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also step variants that locate the cost: check='off', torch.nn losses, functions",
+    )
     args = parser.parse_args()
     rounds = args.rounds or (150 if args.quick else 500)
     features, classes = 32, 10
@@ -142,7 +170,8 @@ def main() -> None:
     }
     compiled = not args.no_compile
     instances = [
-        make_steps(batch, features, args.hidden, classes, compiled) for _ in range(args.instances)
+        make_steps(batch, features, args.hidden, classes, compiled, args.ablation)
+        for _ in range(args.instances)
     ]
     groups = {
         "hand": [i["hand"] for i in instances],
@@ -151,6 +180,9 @@ def main() -> None:
     }
     if compiled:
         groups["compiled"] = [i["compiled"] for i in instances]
+    if args.ablation:
+        for variant in ABLATION:
+            groups[variant] = [i[variant] for i in instances]
     for steps in groups.values():  # warm-up, past the criterion's synchronous first checks
         for step in steps:
             for _ in range(25):
@@ -192,6 +224,10 @@ def main() -> None:
                 "ratio_q1": round(quartiles[0], 4),
                 "ratio_q3": round(quartiles[2], 4),
                 "ratio_compiled": None if compiled_ratio is None else round(compiled_ratio, 4),
+                **{
+                    f"ratio_{variant}": round(ratio(variant), 4)
+                    for variant in (ABLATION if args.ablation else ())
+                },
                 "noise_floor": round(noise, 4),
                 "hand_step_us": round(hand * 1e6, 1),
                 "criterion_step_us": round(ours * 1e6, 1),
