@@ -93,8 +93,20 @@ def test_an_optional_term_with_every_target_ignored_counts_zero_and_stays_finite
 
 def test_a_required_term_with_every_target_ignored_is_still_reported_non_finite() -> None:
     crit = lk.Criterion({"cls": lk.Term("cross_entropy", input="x", target="y")})
-    with pytest.raises(lk.NonFiniteLossError, match="'cls'"):
+    with pytest.raises(lk.NonFiniteLossError, match=r"(?s)'cls'.*optional=True"):
         crit({"x": torch.randn(2, 3)}, {"y": torch.full((2,), -100)})
+
+
+def test_a_non_finite_term_in_a_routed_subset_is_named_with_its_own_value() -> None:
+    crit = lk.Criterion(
+        {
+            "a": lk.Term("mse", input="p", target="ya"),
+            "b": lk.Term("mse", input="p", target="yb", check="off"),  # the criterion sees it
+        }
+    )
+    batch = {"ya": torch.zeros(2), "yb": torch.tensor([float("inf"), 0.0])}
+    with pytest.raises(lk.NonFiniteLossError, match=r"'b' = inf"):
+        crit({"p": torch.zeros(2)}, batch, keys=["b"])
 
 
 def test_a_batch_with_no_trained_term_present_is_skipped_loudly() -> None:

@@ -474,7 +474,7 @@ class Criterion(nn.Module):
             finite = torch.isfinite(stacked.detach())
             if not bool(finite.all()):
                 bad = [k for k, ok in zip(keys, finite.tolist()) if not ok]
-                self._handle_nonfinite(bad, parts, outputs, batch)
+                self._handle_nonfinite(bad, keys, parts, outputs, batch)
                 if self.nonfinite == "skip":
                     # The balancer sees the offending terms as detached zeros with weight 0.
                     flags = finite.tolist()
@@ -569,18 +569,31 @@ class Criterion(nn.Module):
             self._act(message)
 
     def _handle_nonfinite(
-        self, bad: list[str], parts: tuple[Tensor, ...], outputs: Any, batch: Any
+        self,
+        bad: list[str],
+        keys: tuple[str, ...],
+        parts: tuple[Tensor, ...],
+        outputs: Any,
+        batch: Any,
     ) -> None:
         names = ", ".join(map(repr, bad))
         lines = [f"loss term(s) {names} are non-finite at step {self._progress.step}:"]
         for key in bad:
-            value = parts[self._active.index(key)].detach()
+            value = parts[keys.index(key)].detach()
             lines.append(f"  {key!r} = {value.item()}")
-            chosen = self.term(key).selected(key, outputs, batch)
+            term = self.term(key)
+            chosen = term.selected(key, outputs, batch)
             if not chosen:
                 lines.append("    (the term selects its own inputs from outputs and batch)")
             for role, tensor in chosen.items():
                 lines.append(f"    {role}: {_summarise(tensor)}")
+            count = term.measure(key, outputs, batch)[1]
+            if count is not None and float(count() if callable(count) else count) == 0:
+                lines.append(
+                    "    nothing in this batch carries this term's label (every target ignored "
+                    "or masked out); Term(..., optional=True) treats such a batch as unlabelled: "
+                    "count 0, value 0, left out of means and balancers"
+                )
         self._act("\n".join(lines))
 
     def _act(self, message: str) -> None:
