@@ -612,7 +612,7 @@ class Criterion(nn.Module):
             else:
                 self._nonfinite_sum.index_add_(0, index, stacked.detach().double())
         shares = None
-        if self._spreading():
+        if self._spreads and self._spreading():  # a plain criterion: one attribute read
             if counts is not None:
                 counts = tuple(c() if callable(c) else c for c in counts)
             shares = self._rank_shares(keys, counts, batch, stacked)

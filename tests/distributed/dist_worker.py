@@ -367,7 +367,7 @@ def both_batches(size_a: int, size_b: int) -> list[dict[str, Tensor]]:
     return out
 
 
-def partial_criterion(balancer: str, masked: bool) -> lk.Criterion:
+def partial_criterion(balancer: str, masked: bool, optional_c: bool = False) -> lk.Criterion:
     """Optional ``a``/``b`` (each rank lacks one), or the same keys masked (one process)."""
 
     def head(key: str) -> lk.Term:
@@ -376,17 +376,18 @@ def partial_criterion(balancer: str, masked: bool) -> lk.Criterion:
         return lk.Term("mse", input=key, target=f"y{key}", optional=True)
 
     spec: Any = lk.balancers.Magnitude(warmup=2, beta=0.9) if balancer == "magnitude" else "sum"
-    terms = {"a": head("a"), "b": head("b"), "c": lk.Term("mse", input="c", target="yc")}
+    c = lk.Term("mse", input="c", target="yc", optional=optional_c)
+    terms = {"a": head("a"), "b": head("b"), "c": c}
     return lk.Criterion(terms, balancer=spec)
 
 
 def fit_partial(
-    balancer: str, batches: list[dict[str, Tensor]], masked: bool
+    balancer: str, batches: list[dict[str, Tensor]], masked: bool, optional_c: bool = False
 ) -> tuple[lk.engine.Trainer, lk.engine.FitSummary]:
     """Train ``Heads`` on ``batches`` (a list: under DDP, this rank's share as given)."""
     torch.manual_seed(0)
     model = Heads()
-    crit = partial_criterion(balancer, masked)
+    crit = partial_criterion(balancer, masked, optional_c)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     trainer = lk.engine.Trainer(model, crit, opt, progress=False, log_every=2)
     return trainer, trainer.fit(batches, epochs=1)
@@ -405,6 +406,13 @@ def partial_scenarios(root: Path) -> dict[str, Any]:
         batches = partial_batches("AB"[rank], sizes[rank])
         trainer, summary = fit_partial(balancer, batches, masked=False)
         out[name] = {**state(trainer), "train": summary.train, "steps": summary.steps}
+    # Rank 1's batches carry no label at all (every step skipped there): it still joins the
+    # collectives, and the update is one process's on dataset A alone.
+    batches = partial_batches("A", 4)
+    if rank == 1:
+        batches = [{"x": b["x"]} for b in partial_batches("B", 4)]
+    trainer, summary = fit_partial("magnitude", batches, masked=False, optional_c=True)
+    out["skipped"] = {**state(trainer), "skipped": trainer.criterion.skipped_steps}
     # The Tracker given the criterion: interval 1, rank 0 logs a and c, rank 1 b and c;
     # interval 2, both log c alone (a and b stay unlogged).
     crit = partial_criterion("sum", masked=False)

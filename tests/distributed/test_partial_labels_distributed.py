@@ -67,3 +67,15 @@ def test_criteria_with_different_keys_still_raise_rank_mismatch(ranks: list[Any]
         assert "criteria have different term keys" in result["optional"]
         assert "rank 0: ['a', 'c']" in result["optional"]
         assert "rank 1: ['b', 'c']" in result["optional"]
+
+
+def test_a_rank_without_any_label_still_takes_part_in_every_step(
+    worker: Any, ranks: list[Any]
+) -> None:
+    # Rank 1's batches hold no label: its steps are skipped, its total is a zero through the
+    # outputs, so DDP averages rank 0's doubled terms with zeros: one process on A alone.
+    batches = worker.partial_batches("A", 4)
+    trainer, _ = worker.fit_partial("magnitude", batches, masked=False, optional_c=True)
+    assert [r["skipped"]["skipped"] for r in ranks] == [0, worker.PARTIAL_STEPS]
+    for result in ranks:
+        assert_close(result["skipped"]["params"], worker.state(trainer)["params"])
