@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -62,9 +62,13 @@ def comm_device(group: dist.ProcessGroup | None, device: torch.device) -> torch.
 
 
 def check_agreement(
-    signature: Signature, group: dist.ProcessGroup | None, device: torch.device
+    signature: Signature,
+    group: dist.ProcessGroup | None,
+    device: torch.device,
+    describe: Callable[[Sequence[Signature | None]], str] | None = None,
 ) -> None:
-    """Raise :class:`RankMismatchError` on every rank unless all ranks have this signature."""
+    """Raise :class:`RankMismatchError` on every rank unless all ranks have this signature
+    (``describe`` words the error from every rank's signature; the Tracker's by default)."""
     digest = zlib.crc32(json.dumps(signature).encode())
     probe = torch.tensor([digest, -digest], dtype=torch.int64, device=comm_device(group, device))
     dist.all_reduce(probe, op=dist.ReduceOp.MAX, group=group)
@@ -72,7 +76,7 @@ def check_agreement(
         return
     gathered: list[Signature | None] = [None] * dist.get_world_size(group)
     dist.all_gather_object(gathered, signature, group=group)
-    raise RankMismatchError(_describe(gathered))
+    raise RankMismatchError((describe or _describe)(gathered))
 
 
 def _describe(signatures: Sequence[Signature | None]) -> str:
@@ -114,6 +118,21 @@ def global_mean(tensor: Tensor, group: dist.ProcessGroup | None = None) -> Tenso
     if size == 1:
         return tensor
     return all_reduce_sum(tensor.detach().clone(), group).div_(size)
+
+
+def keyed_sum(values: Tensor, index: Tensor, present: Tensor, width: int) -> tuple[Tensor, Tensor]:
+    """Sum per-key values over the ranks when each rank holds its own subset of the keys.
+
+    ``values`` has the positions ``index`` of ``width`` agreed keys on its last dimension, and
+    ``present`` says which of them this rank holds (a key it does not adds 0). Returns the
+    summed values over all ``width`` keys and how many ranks held each, from one collective.
+    """
+    shape = (*values.shape[:-1], width)
+    held = torch.where(present, values, torch.zeros_like(values))
+    full = values.new_zeros(shape).index_copy_(-1, index, held)
+    holders = values.new_zeros(width).index_copy_(0, index, present.to(values.dtype))
+    summed = all_reduce_sum(torch.cat([full.reshape(-1), holders]), None)
+    return summed[:-width].view(shape), summed[-width:]
 
 
 def flat_all_reduce_mean(tensors: Sequence[Tensor]) -> None:

@@ -25,13 +25,14 @@ from __future__ import annotations
 import functools
 import re
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, cast
 
 import torch
 from torch import Tensor, nn
 
+from losskit import _dist
 from losskit._checks import Check, check_mode
 from losskit.balancers import (
     AbsenceAwareBalancer,
@@ -120,6 +121,39 @@ def _presence(counts: tuple[Tensor | None, ...], like: Tensor) -> Tensor:
     )
 
 
+def _tensors(obj: Any) -> Iterator[Tensor]:
+    """The tensors in a (nested) mapping, list or tuple of outputs, or the tensor itself."""
+    if isinstance(obj, Tensor):
+        yield obj
+    elif isinstance(obj, Mapping):
+        for value in obj.values():
+            yield from _tensors(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _tensors(value)
+
+
+def _samples(batch: Any) -> float:
+    """What a term without a count of its own averages over: the batch's samples, the leading
+    dimension of its first tensor that has one (1 when none has)."""
+    for tensor in _tensors(batch):
+        if tensor.ndim:
+            return float(tensor.shape[0])
+    return 1.0
+
+
+def _describe_keys(signatures: Sequence[_dist.Signature | None]) -> str:
+    lines = ["the processes' criteria have different term keys, so their terms cannot be reduced:"]
+    for r, sig in enumerate(signatures):
+        keys = sig[0][1] if sig else []
+        lines.append(f"  rank {r}: {keys}")
+    lines.append(
+        "Every rank must build the same Criterion (the same keys); a term whose labels only "
+        "some batches carry is declared Term(..., optional=True) on every rank."
+    )
+    return "\n".join(lines)
+
+
 class Criterion(nn.Module):
     """Keyed loss terms, weighted and summed into one total.
 
@@ -203,6 +237,13 @@ class Criterion(nn.Module):
                     "per key; build them with chunked=False or use a loss-level balancer"
                 )
         self._progress = _Progress()
+        # Terms a batch may lack or that count their samples: under torch.distributed their
+        # ranks' shares of each key's samples scale the training calls (see forward).
+        self._spreads = any(
+            isinstance(t, Term) and (t.optional or t.counted) for t in self.terms.values()
+        )
+        self._agreed = False  # the ranks' keys compared (once, at the first scaled call)
+        self._positions: dict[tuple[tuple[str, ...], torch.device], Tensor] = {}
         self._enabled = {k for k, t in self.terms.items() if t.enabled_at_start}
         self._active: tuple[str, ...] = ()
         self._plan: Plan = ()
@@ -286,6 +327,23 @@ class Criterion(nn.Module):
     def monitored_keys(self) -> tuple[str, ...]:
         """The keys of the monitor-only terms (logged, never trained on), in order."""
         return tuple(entry[0] for entry in self._monitor_plan)
+
+    @property
+    def optional_keys(self) -> tuple[str, ...]:
+        """The keys of the optional terms (trained and monitor-only), in order: a batch may lack
+        them, so a rank may log none of their values in an interval. A
+        :class:`~losskit.tracking.Tracker` given this criterion declares their ``loss/<key>``
+        and ``weight/<key>`` names, so that ranks reduce them instead of disagreeing.
+
+        Example::
+
+            >>> crit = Criterion({"a": Term("mse", input="a", target="a"),
+            ...                   "b": Term("mse", input="b", target="b", optional=True)})
+            >>> crit.optional_keys
+            ('b',)
+        """
+        every = (*self.terms.items(), *self._monitor_plan)
+        return tuple(k for k, t in every if isinstance(t, Term) and t.optional)
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -408,7 +466,7 @@ class Criterion(nn.Module):
         if absent:
             present = tuple(k for k in chosen if k not in absent)
             if not present:
-                return self._skipped(tuple(absent), monitored)
+                return self._skipped(tuple(absent), monitored, outputs, batch)
             chosen, _, index = self._subset(present)
         known = tuple(counts) if counts.count(None) < len(counts) else None
         return self._combined(
@@ -416,7 +474,11 @@ class Criterion(nn.Module):
         )
 
     def _skipped(
-        self, absent: tuple[str, ...], monitored: tuple[tuple[str, Tensor], ...]
+        self,
+        absent: tuple[str, ...],
+        monitored: tuple[tuple[str, Tensor], ...],
+        outputs: Any,
+        batch: Any,
     ) -> LossResult:
         """A batch that holds none of the trained terms' inputs: nothing to train on."""
         self._progress.skipped += 1
@@ -428,7 +490,63 @@ class Criterion(nn.Module):
             stacklevel=3,
         )
         empty = torch.zeros(0)
-        return LossResult(empty.sum(), (), (), empty, monitored=monitored, absent=absent)
+        total = self._spread_nothing(outputs, batch) if self._spreading() else empty.sum()
+        return LossResult(total, (), (), empty, monitored=monitored, absent=absent)
+
+    def _spread_nothing(self, outputs: Any, batch: Any) -> Tensor:
+        """Under DDP, a rank with nothing to train on still takes part: in the count reduction
+        and the balancer's (every rank makes the same collectives), and with a zero total
+        through the outputs' graph, so that DDP's gradient hooks fire on this rank too."""
+        found = [t for t in _tensors(outputs) if t.is_floating_point()]
+        empty = torch.zeros(0, device=found[0].device if found else self._weights.device)
+        self._rank_shares((), None, batch, empty)
+        if self._capabilities.handles_absence:
+            aware = cast(AbsenceAwareBalancer, self._balancer)
+            total, _ = aware.combine(empty, empty, (), present=empty.bool())
+        else:
+            total, _ = self._balancer.combine(empty, empty, ())
+        for tensor in found:
+            if tensor.requires_grad:
+                total = total + tensor.reshape(-1)[:0].sum()  # exactly 0, never NaN
+        return total
+
+    def _spreading(self) -> bool:
+        """Whether this call's terms are scaled by the rank's share of each key's samples."""
+        return self._spreads and torch.is_grad_enabled() and _dist.world() > 1
+
+    def _rank_shares(
+        self,
+        keys: tuple[str, ...],
+        counts: tuple[Count | None, ...] | None,
+        batch: Any,
+        like: Tensor,
+    ) -> Tensor:
+        """Per key of ``keys``: ``world * n_r / sum_r n_r``, this rank's share of the key's
+        samples over the ranks (0 where no rank has any), from one all-reduce over every
+        configured key (a key this rank lacks counts 0). DDP averages the ranks' gradients:
+        scaled so, the average is the gradient of each key's mean over all its samples."""
+        device = like.device
+        if not self._agreed:
+            signature: _dist.Signature = [("criterion", list(self.keys), None)]
+            _dist.check_agreement(signature, None, device, _describe_keys)
+            self._agreed = True
+        size = _samples(batch)
+        own = [
+            c.detach().reshape(()).to(device, torch.float32)
+            if isinstance(c, Tensor)
+            else torch.full((), size, device=device)
+            for c in (counts if counts is not None else (None,) * len(keys))
+        ]
+        index = self._positions.get((keys, device))
+        if index is None:
+            positions = [self.keys.index(k) for k in keys]
+            index = torch.tensor(positions, dtype=torch.long, device=device)
+            self._positions[keys, device] = index
+        n = torch.stack(own) if own else torch.zeros(0, device=device)
+        full = torch.zeros(len(self.keys), device=device).index_copy_(0, index, n)
+        total = _dist.all_reduce_sum(full, None).index_select(0, index)
+        share = n * float(_dist.world()) / total.clamp(min=torch.finfo(torch.float32).tiny)
+        return torch.where(total > 0, share, torch.zeros_like(share))
 
     @property
     def skipped_steps(self) -> int:
@@ -493,6 +611,12 @@ class Criterion(nn.Module):
                 self._nonfinite_sum.add_(stacked.detach())
             else:
                 self._nonfinite_sum.index_add_(0, index, stacked.detach().double())
+        shares = None
+        if self._spreads and self._spreading():  # a plain criterion: one attribute read
+            if counts is not None:
+                counts = tuple(c() if callable(c) else c for c in counts)
+            shares = self._rank_shares(keys, counts, batch, stacked)
+            combined = combined * shares.to(combined.dtype)
         if combined.dtype in (torch.float16, torch.bfloat16):
             combined = combined.float()  # a half-precision total would round the weights
         if weights.dtype != combined.dtype:
@@ -511,7 +635,9 @@ class Criterion(nn.Module):
         backward = None
         if self._capabilities.owns_backward and torch.is_grad_enabled():
             balancer = cast(GradientBalancer, self.balancer)
-            context = (balancer.features(outputs), effective.detach())
+            # The rank's shares weigh the per-key gradients it contributes (not reported).
+            seeds = effective if shares is None else effective * shares.to(effective.dtype)
+            context = (balancer.features(outputs), seeds.detach())
             backward = functools.partial(balancer.backward, context=context)
         return LossResult(
             total,

@@ -214,7 +214,7 @@ class LossResult:
         balancer does the backward pass (only ``retain_graph`` is accepted) and
         :attr:`weights` then reports the weights it applied.
         """
-        if not self._keys:
+        if not self._keys and not self.total.requires_grad:
             return  # a skipped step (every trained term absent): nothing to backpropagate
         if self._backward is not None:
             unknown = set(kwargs) - {"retain_graph"}

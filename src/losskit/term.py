@@ -225,6 +225,12 @@ class Term(nn.Module):
         )
         self._ignore_index = ignore_index if counts_targets else None
 
+    @property
+    def counted(self) -> bool:
+        """Whether :meth:`measure` reports what the value averages: under a mask or sample
+        weights, or for a mean that leaves out ``ignore_index`` targets (class indices)."""
+        return self._per_element or self._ignore_index is not None
+
     def selected(self, key: str, outputs: Any, batch: Any) -> dict[str, Tensor]:
         """The tensors this term reads, by role (``input``, ``target``, ``mask``, ...)."""
         chosen: dict[str, Tensor] = {}

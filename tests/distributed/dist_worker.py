@@ -317,6 +317,138 @@ def guard_scenarios(root: Path) -> dict[str, Any]:
     return out
 
 
+# -- partial labels: rank 0 on dataset A (keys a, c), rank 1 on dataset B (keys b, c) ----------
+PARTIAL_STEPS = 4
+
+
+class Heads(nn.Module):
+    """A shared trunk, three heads: a (dataset A's label), b (dataset B's), c (both)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+        self.heads = nn.ModuleDict({k: nn.Linear(8, 1) for k in "abc"})
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        h = self.trunk(batch["x"])
+        return {k: head(h).squeeze(-1) for k, head in self.heads.items()}
+
+
+def partial_batches(dataset: str, size: int) -> list[dict[str, Tensor]]:
+    """``PARTIAL_STEPS`` batches of dataset A (labels a, c) or B (labels b, c)."""
+    g = torch.Generator().manual_seed(0 if dataset == "A" else 1)
+    batches = []
+    for _ in range(PARTIAL_STEPS):
+        x = torch.randn(size, 4, generator=g)
+        batch = {"x": x, "yc": x.sum(1)}
+        if dataset == "A":
+            batch["ya"] = 2.0 * x[:, 0] + 1.0
+        else:
+            batch["yb"] = x[:, 1] ** 2 - 3.0
+        batches.append(batch)
+    return batches
+
+
+def both_batches(size_a: int, size_b: int) -> list[dict[str, Tensor]]:
+    """One process's batches: A's and B's concatenated, ``a``/``b`` labelled only on their
+    own samples (masks ``ma``/``mb``; the other rows' targets are placeholders)."""
+    out = []
+    for a, b in zip(partial_batches("A", size_a), partial_batches("B", size_b)):
+        out.append(
+            {
+                "x": torch.cat([a["x"], b["x"]]),
+                "yc": torch.cat([a["yc"], b["yc"]]),
+                "ya": torch.cat([a["ya"], torch.zeros(size_b)]),
+                "yb": torch.cat([torch.zeros(size_a), b["yb"]]),
+                "ma": torch.cat([torch.ones(size_a), torch.zeros(size_b)]),
+                "mb": torch.cat([torch.zeros(size_a), torch.ones(size_b)]),
+            }
+        )
+    return out
+
+
+def partial_criterion(balancer: str, masked: bool, optional_c: bool = False) -> lk.Criterion:
+    """Optional ``a``/``b`` (each rank lacks one), or the same keys masked (one process)."""
+
+    def head(key: str) -> lk.Term:
+        if masked:
+            return lk.Term("mse", input=key, target=f"y{key}", mask=f"m{key}")
+        return lk.Term("mse", input=key, target=f"y{key}", optional=True)
+
+    spec: Any = lk.balancers.Magnitude(warmup=2, beta=0.9) if balancer == "magnitude" else "sum"
+    c = lk.Term("mse", input="c", target="yc", optional=optional_c)
+    terms = {"a": head("a"), "b": head("b"), "c": c}
+    return lk.Criterion(terms, balancer=spec)
+
+
+def fit_partial(
+    balancer: str, batches: list[dict[str, Tensor]], masked: bool, optional_c: bool = False
+) -> tuple[lk.engine.Trainer, lk.engine.FitSummary]:
+    """Train ``Heads`` on ``batches`` (a list: under DDP, this rank's share as given)."""
+    torch.manual_seed(0)
+    model = Heads()
+    crit = partial_criterion(balancer, masked, optional_c)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = lk.engine.Trainer(model, crit, opt, progress=False, log_every=2)
+    return trainer, trainer.fit(batches, epochs=1)
+
+
+def partial_scenarios(root: Path) -> dict[str, Any]:
+    """The issue's runs, a tracker across ranks with different optional keys, and criteria
+    with different keys."""
+    rank = dist.get_rank()
+    out: dict[str, Any] = {}
+    for name, balancer, sizes in (
+        ("sum", "sum", (4, 4)),
+        ("magnitude", "magnitude", (4, 4)),
+        ("uneven", "sum", (3, 5)),
+    ):
+        batches = partial_batches("AB"[rank], sizes[rank])
+        trainer, summary = fit_partial(balancer, batches, masked=False)
+        out[name] = {**state(trainer), "train": summary.train, "steps": summary.steps}
+    # Rank 1's batches carry no label at all (every step skipped there): it still joins the
+    # collectives, and the update is one process's on dataset A alone.
+    batches = partial_batches("A", 4)
+    if rank == 1:
+        batches = [{"x": b["x"]} for b in partial_batches("B", 4)]
+    trainer, summary = fit_partial("magnitude", batches, masked=False, optional_c=True)
+    out["skipped"] = {**state(trainer), "skipped": trainer.criterion.skipped_steps}
+    # The Tracker given the criterion: interval 1, rank 0 logs a and c, rank 1 b and c;
+    # interval 2, both log c alone (a and b stay unlogged).
+    crit = partial_criterion("sum", masked=False)
+    tracker = lk.tracking.Tracker(criterion=crit)
+    size = 2 + 2 * rank
+    x = torch.zeros(size)
+    label = {"ya": torch.full((size,), 1.0)} if rank == 0 else {"yb": torch.full((size,), 2.0)}
+    with torch.no_grad():
+        res = crit({"a": x, "b": x, "c": x}, {"yc": torch.full((size,), 1.0 + rank), **label})
+        tracker.update(res, batch_size=size)
+        first = tracker.flush()[0].values
+        res = crit({"a": x, "b": x, "c": x}, {"yc": torch.full((size,), 3.0)})
+        tracker.update(res, batch_size=size)
+        second = tracker.flush()[0].values
+    out["tracker"] = {"first": first, "second": second}
+    # Criteria with different configured keys: the Tracker's flush (plain terms) and the
+    # criterion's first training call (optional terms) refuse, with the ranks' keys.
+    for kind, optional in (("plain", False), ("optional", True)):
+        own = "ab"[rank]
+        crit = lk.Criterion(
+            {
+                own: lk.Term("mse", input="x", target="y", optional=optional),
+                "c": lk.Term("l1", input="x", target="y"),
+            }
+        )
+        tracker = lk.tracking.Tracker(criterion=crit)
+        outputs = {"x": torch.ones(2, requires_grad=True)}
+        try:
+            tracker.update(crit(outputs, {"y": torch.zeros(2)}))
+            tracker.flush()
+            out[kind] = "no error"
+        except lk.errors.RankMismatchError as exc:
+            out[kind] = str(exc)
+    return out
+
+
 SCENARIOS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "trainer": trainer_scenarios,
     "balancers": balancer_scenarios,
@@ -325,9 +457,10 @@ SCENARIOS: dict[str, Callable[[Path], dict[str, Any]]] = {
 SCENARIOS_KILLED = {"killed": killed_scenario}
 SCENARIOS.update(SCENARIOS_KILLED)
 SCENARIOS["all"] = lambda root: {
-    n: run(root) for n, run in SCENARIOS.items() if n not in ("all", "killed", "guards")
+    n: run(root) for n, run in SCENARIOS.items() if n not in ("all", "killed", "guards", "partial")
 }
 SCENARIOS["guards"] = guard_scenarios  # launched on its own by test_guards.py
+SCENARIOS["partial"] = partial_scenarios  # launched on its own by test_partial_labels_distributed
 
 
 def worker(rank: int, name: str, root: str, port: int) -> None:

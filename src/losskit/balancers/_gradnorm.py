@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from losskit._dist import global_mean
 from losskit.balancers._protocol import BalancerBase, Capabilities
 from losskit.balancers._shared import Shared, _entries, trainable
 from losskit.errors import ConfigError
@@ -93,11 +92,14 @@ class GradNorm(BalancerBase):
             present = torch.ones_like(values, dtype=torch.bool)
         else:
             task = task * present.to(task.dtype)
-        if torch.is_grad_enabled() and values.requires_grad:
-            self._accumulate(values, task, index, present)
+        # No key at all (a rank whose batch lacked them): still in the ranks' reduction.
+        if torch.is_grad_enabled() and (values.requires_grad or not keys):
+            self._accumulate(values, task, keys, index, present)
         return torch.dot(values, task), task * weights
 
-    def _accumulate(self, values: Tensor, task: Tensor, index: Tensor, present: Tensor) -> None:
+    def _accumulate(
+        self, values: Tensor, task: Tensor, keys: tuple[str, ...], index: Tensor, present: Tensor
+    ) -> None:
         params = trainable(self._shared)
         if not params:
             raise ConfigError("GradNorm: every parameter of the shared layer is frozen")
@@ -109,9 +111,16 @@ class GradNorm(BalancerBase):
             grads = torch.autograd.grad(values[k], params, retain_graph=True, allow_unused=True)
             squares = [g.pow(2).sum() for g in grads if g is not None]
             norms.append(torch.stack(squares).sum().sqrt() if squares else values.new_zeros(()))
-        # Under torch.distributed: the global mean of the terms and of the per-rank norms, so
-        # every rank takes the same weight step.
-        norm, current = global_mean(torch.stack([torch.stack(norms), values]).detach()).unbind()
+        # Under torch.distributed: the global mean of the terms and of the per-rank norms over
+        # every bound key (whichever keys each rank holds), so every rank takes the same step.
+        stacked = torch.stack([torch.stack(norms) if norms else values, values]).detach()
+        found, found_keys, found_present = self.across_ranks(stacked, keys, present)
+        if found_keys != keys:
+            index = self.index(found_keys, stacked.device)
+            task = self.task_weights.index_select(0, index).to(found.dtype)
+            present = found_present if found_present is not None else present
+            task = task * present.to(task.dtype)
+        norm, current = found.unbind()
         initial = self.initial.index_select(0, index).to(current.dtype)
         initial = torch.where((initial == 0) & (current != 0) & present, current, initial)
         self.initial.index_copy_(0, index, initial.to(self.initial.dtype))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from losskit._dist import global_mean
 from losskit.balancers._protocol import BalancerBase, Capabilities
 from losskit.errors import ConfigError
 
@@ -79,32 +78,37 @@ class Magnitude(BalancerBase):
     ) -> tuple[Tensor, Tensor]:
         if self.magnitude.device != losses.device:
             self.to(losses.device)
-        full = keys == self.keys
-        index = None if full else self.index(keys, losses.device)
+        if torch.is_grad_enabled():
+            # Under torch.distributed every rank updates every key from its global mean.
+            self._update(*self.across_ranks(losses.detach(), keys, present))
+        index = None if keys == self.keys else self.index(keys, losses.device)
         old = self.magnitude if index is None else self.magnitude.index_select(0, index)
         count = self.count if index is None else self.count.index_select(0, index)
-        if torch.is_grad_enabled():
-            # Under torch.distributed every rank updates from the global mean of the terms.
-            value = global_mean(losses.detach()).abs().to(old.dtype)
-            seen = torch.isfinite(value) & (value > 0)
-            if present is not None:
-                seen = seen & present
-            count = count + seen.to(count.dtype)
-            # The running mean for the first `warmup` values, the EMA afterwards.
-            beta = torch.where(count <= self.warmup, 1.0 - 1.0 / count.clamp(min=1.0), self.beta)
-            new = torch.where(seen, beta * old + (1.0 - beta) * value, old)
-            if index is None:
-                self.magnitude.copy_(new)
-                self.count.copy_(count)
-            else:
-                self.magnitude.index_copy_(0, index, new)
-                self.count.index_copy_(0, index, count)
-            old = new
         scale = torch.where(count > 0, old.clamp(min=self.eps), 1.0).to(weights.dtype)
         effective = weights / scale
         if present is not None:
             effective = effective * present.to(effective.dtype)
         return torch.dot(losses, effective), effective
+
+    def _update(self, value: Tensor, keys: tuple[str, ...], present: Tensor | None) -> None:
+        """Take one value per key of ``keys`` (those ``present``) into the running sizes."""
+        index = None if keys == self.keys else self.index(keys, value.device)
+        old = self.magnitude if index is None else self.magnitude.index_select(0, index)
+        count = self.count if index is None else self.count.index_select(0, index)
+        value = value.abs().to(old.dtype)
+        seen = torch.isfinite(value) & (value > 0)
+        if present is not None:
+            seen = seen & present
+        count = count + seen.to(count.dtype)
+        # The running mean for the first `warmup` values, the EMA afterwards.
+        beta = torch.where(count <= self.warmup, 1.0 - 1.0 / count.clamp(min=1.0), self.beta)
+        new = torch.where(seen, beta * old + (1.0 - beta) * value, old)
+        if index is None:
+            self.magnitude.copy_(new)
+            self.count.copy_(count)
+        else:
+            self.magnitude.index_copy_(0, index, new)
+            self.count.index_copy_(0, index, count)
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, warmup={self.warmup}"

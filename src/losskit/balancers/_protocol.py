@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from losskit import _dist
 from losskit.errors import ConfigError, LossKitError
 
 if TYPE_CHECKING:
@@ -232,9 +233,49 @@ class BalancerBase(nn.Module):
         cache_key = (tuple(keys), device)
         found = self._indices.get(cache_key)
         if found is None:
-            found = torch.tensor([self.keys.index(k) for k in keys], device=device)
+            found = torch.tensor(
+                [self.keys.index(k) for k in keys], dtype=torch.long, device=device
+            )
             self._indices[cache_key] = found
         return found
+
+    def across_ranks(
+        self,
+        values: Tensor,
+        keys: tuple[str, ...],
+        present: Tensor | None = None,
+        *,
+        spread: bool = True,
+    ) -> tuple[Tensor, tuple[str, ...], Tensor | None]:
+        """The call's values (one per key of ``keys`` on the last dimension) as every rank sees
+        them, for state that must agree across ranks; every rank must make the same calls.
+
+        Alone, the arguments as given. Under ``torch.distributed`` with several processes:
+        ``(values, self.keys, held)`` over every bound key, from one all-reduce of the values
+        scattered into the bound keys and of a presence row (ranks may hold different keys:
+        optional terms absent from their batch, count-0 terms). ``held`` marks the keys some
+        rank held. With ``spread`` (training calls of a :class:`~losskit.Criterion`, which
+        scales each rank's term by its share of the key's samples, ``world * n_r / N``) a
+        key's value is the ranks' sum divided by the world size: its global mean over the
+        samples. Without, it is the mean over the ranks that held it (unscaled values).
+
+        Example::
+
+            >>> import torch, losskit as lk
+            >>> m = lk.balancers.Magnitude()
+            >>> m.bind(("a", "b"))
+            >>> m.across_ranks(torch.tensor([2.0]), ("b",))   # one process: as given
+            (tensor([2.]), ('b',), None)
+        """
+        size = _dist.world()
+        if size == 1:
+            return values, keys, present
+        index = self.index(keys, values.device)
+        if present is None:
+            present = torch.ones(len(keys), dtype=torch.bool, device=values.device)
+        summed, holders = _dist.keyed_sum(values.detach(), index, present, len(self.keys))
+        divisor = summed.new_full((), size) if spread else holders.clamp(min=1.0)
+        return summed / divisor, self.keys, holders > 0
 
     def combine(
         self, losses: Tensor, weights: Tensor, keys: tuple[str, ...]

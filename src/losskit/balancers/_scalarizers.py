@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
-from losskit._dist import global_mean
 from losskit._lazy import LazyModule
 from losskit.balancers._protocol import BalancerBase, Capabilities
 from losskit.errors import ConfigError, LossKitWarning
@@ -116,21 +115,29 @@ class _Scalarized(BalancerBase):
                 last = last * present.to(last.dtype)
             return torch.dot(values, last.to(values.dtype)), last * weights
         # Under torch.distributed the state (DWA's history, ...) and the weights follow the
-        # global mean of the terms, so every rank applies the same weights.
-        leaf = (global_mean(values.detach()) if training else values.detach()).requires_grad_(True)
+        # global mean of every bound key (whichever keys each rank holds), so every rank
+        # applies the same weights and updates the same state.
+        seen, seen_keys, seen_present = values.detach(), keys, present
+        if training:
+            seen, seen_keys, seen_present = self.across_ranks(seen, keys, present)
+        leaf = seen.detach().requires_grad_(True)
         with torch.enable_grad():
-            scalar = self._scalarize(leaf, keys, present)
-            (slope,) = torch.autograd.grad(scalar, leaf, retain_graph=training)
+            scalar = self._scalarize(leaf, seen_keys, seen_present)
+            (slopes,) = torch.autograd.grad(scalar, leaf, retain_graph=training)
+        slope, own = slopes, leaf.detach()
+        if seen_keys != keys:  # every bound key: this call's among them
+            index = self.index(keys, slopes.device)
+            slope, own = slopes.index_select(0, index), own.index_select(0, index)
         if present is not None:
             slope = slope * present.to(slope.dtype)
+        if training and self.historical:
+            self._remember(slopes.detach(), seen_keys, seen_present)
         learnable = any(p.requires_grad for p in self.parameters())
         if not training or not (values.requires_grad or learnable):
             return scalar.detach(), slope * weights
-        if self.historical:
-            self._remember(slope.detach(), keys, present)
         # The value is the scalarizer's; the model's gradient flows through `values` with the
         # slope as weights, the scalarizer's parameters' gradient through `scalar`.
-        return scalar + torch.dot(slope, values - leaf), slope * weights
+        return scalar + torch.dot(slope, values - own), slope * weights
 
     def _remember(self, slope: Tensor, keys: tuple[str, ...], present: Tensor | None) -> None:
         """Keep the weights of the keys that took part; the others' stay as they were."""
@@ -582,7 +589,11 @@ class FAMO(_Scalarized):
                 )
             present = torch.ones(len(keys), dtype=torch.bool, device=values.device)
             index = self.index(keys, values.device)
-        values = global_mean(values)
+        # Unscaled values (not a training call's): the mean over the ranks that held each key.
+        found, found_keys, found_present = self.across_ranks(values, keys, present, spread=False)
+        if found_keys != keys:
+            values, present = found, found_present if found_present is not None else present
+            index = self.index(found_keys, values.device)
         after = self._before.to(values.device, values.dtype).clone().index_copy_(0, index, values)
         taking = torch.zeros_like(self._seen).index_copy_(0, index, present.to(self._seen.device))
         self._learn(famo, self._before.to(after.dtype), after, taking & self._seen)

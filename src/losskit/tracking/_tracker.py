@@ -75,9 +75,13 @@ class Tracker:
             ``torch.distributed`` every rank must make the same number of updates, as with any
             collective.
         criterion: a :class:`~losskit.Criterion` (or anything with ``check_finite()``) whose
-            deferred non-finite check runs at each flush, after the records are written.
+            deferred non-finite check runs at each flush, after the records are written. When
+            it has ``optional_keys`` (a Criterion's optional terms), their ``loss/<key>`` and
+            ``weight/<key>`` are declared as ``keys`` are: ranks that saw different optional
+            terms in an interval reduce them instead of raising.
         keys: keys a split may lack on some rank in an interval (a term skipped there); they
-            are always part of the reduction and count with weight 0 where absent.
+            are always part of the reduction and count with weight 0 where absent. A key logged
+            on no rank in an interval is left out of its record.
         points: keep the value of every update (per-step points, written with each interval
             record). Without points, ranks may make different numbers of updates per split.
         train_split: the split whose updates advance :attr:`step`.
@@ -122,7 +126,9 @@ class Tracker:
         self.points = points
         self.train_split = train_split
         self.group = group
-        self._declared = tuple(keys)
+        optional: Sequence[str] = getattr(criterion, "optional_keys", ())
+        declared = [*keys, *(f"{kind}/{k}" for k in optional for kind in ("loss", "weight"))]
+        self._declared = tuple(dict.fromkeys(declared))
         self._buffers: dict[str, SplitBuffer] = {}
         # Layouts by (logged names, counted keys) and by (result keys, counted keys).
         self._layouts: dict[tuple[tuple[str, ...], tuple[str, ...]], Layout] = {}
