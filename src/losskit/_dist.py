@@ -25,9 +25,12 @@ Signature = list[tuple[str, list[str], int | None]]
 """Per split with data: its name, its keys (sorted) and its updates (``None``: not compared)."""
 
 
+_AVAILABLE = dist.is_available()
+
+
 def initialized() -> bool:
     """Whether a default process group exists."""
-    return dist.is_available() and dist.is_initialized()
+    return _AVAILABLE and dist.is_initialized()
 
 
 def rank() -> int:

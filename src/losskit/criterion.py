@@ -237,10 +237,14 @@ class Criterion(nn.Module):
                     "per key; build them with chunked=False or use a loss-level balancer"
                 )
         self._progress = _Progress()
-        # Terms a batch may lack or that count their samples: under torch.distributed their
-        # ranks' shares of each key's samples scale the training calls (see forward).
+        # Terms a batch may lack or that weigh their samples: under torch.distributed their
+        # ranks' shares of each key's samples scale the training calls (see forward). A plain
+        # ignore_index mean does not ask for it (a collective per step on every classifier);
+        # optional=True does.
         self._spreads = any(
-            isinstance(t, Term) and (t.optional or t.counted) for t in self.terms.values()
+            isinstance(t, Term)
+            and (t.optional or t.mask is not None or t.sample_weight is not None)
+            for t in self.terms.values()
         )
         self._agreed = False  # the ranks' keys compared (once, at the first scaled call)
         self._positions: dict[tuple[tuple[str, ...], torch.device], Tensor] = {}
@@ -512,7 +516,12 @@ class Criterion(nn.Module):
 
     def _spreading(self) -> bool:
         """Whether this call's terms are scaled by the rank's share of each key's samples."""
-        return self._spreads and torch.is_grad_enabled() and _dist.world() > 1
+        return (
+            self._spreads
+            and _dist.initialized()  # first: one process stops here
+            and torch.is_grad_enabled()
+            and _dist.world() > 1
+        )
 
     def _rank_shares(
         self,
