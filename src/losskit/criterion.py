@@ -25,15 +25,15 @@ from __future__ import annotations
 import functools
 import re
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, cast
 
 import torch
 from torch import Tensor, nn
 
-from losskit import _dist
 from losskit._checks import Check, check_mode
+from losskit._shares import RankShares, tensors_in
 from losskit.balancers import (
     AbsenceAwareBalancer,
     Balancer,
@@ -119,39 +119,6 @@ def _presence(counts: tuple[Tensor | None, ...], like: Tensor) -> Tensor:
             for c in counts
         ]
     )
-
-
-def _tensors(obj: Any) -> Iterator[Tensor]:
-    """The tensors in a (nested) mapping, list or tuple of outputs, or the tensor itself."""
-    if isinstance(obj, Tensor):
-        yield obj
-    elif isinstance(obj, Mapping):
-        for value in obj.values():
-            yield from _tensors(value)
-    elif isinstance(obj, (list, tuple)):
-        for value in obj:
-            yield from _tensors(value)
-
-
-def _samples(batch: Any) -> float:
-    """What a term without a count of its own averages over: the batch's samples, the leading
-    dimension of its first tensor that has one (1 when none has)."""
-    for tensor in _tensors(batch):
-        if tensor.ndim:
-            return float(tensor.shape[0])
-    return 1.0
-
-
-def _describe_keys(signatures: Sequence[_dist.Signature | None]) -> str:
-    lines = ["the processes' criteria have different term keys, so their terms cannot be reduced:"]
-    for r, sig in enumerate(signatures):
-        keys = sig[0][1] if sig else []
-        lines.append(f"  rank {r}: {keys}")
-    lines.append(
-        "Every rank must build the same Criterion (the same keys); a term whose labels only "
-        "some batches carry is declared Term(..., optional=True) on every rank."
-    )
-    return "\n".join(lines)
 
 
 class Criterion(nn.Module):
@@ -241,13 +208,12 @@ class Criterion(nn.Module):
         # ranks' shares of each key's samples scale the training calls (see forward). A plain
         # ignore_index mean does not ask for it (a collective per step on every classifier);
         # optional=True does.
-        self._spreads = any(
+        spreads = any(
             isinstance(t, Term)
             and (t.optional or t.mask is not None or t.sample_weight is not None)
             for t in self.terms.values()
         )
-        self._agreed = False  # the ranks' keys compared (once, at the first scaled call)
-        self._positions: dict[tuple[tuple[str, ...], torch.device], Tensor] = {}
+        self._shares = RankShares(self.keys) if spreads else None
         self._enabled = {k for k, t in self.terms.items() if t.enabled_at_start}
         self._active: tuple[str, ...] = ()
         self._plan: Plan = ()
@@ -494,16 +460,18 @@ class Criterion(nn.Module):
             stacklevel=3,
         )
         empty = torch.zeros(0)
-        total = self._spread_nothing(outputs, batch) if self._spreading() else empty.sum()
+        spreading = self._shares is not None and self._shares.active()
+        total = self._spread_nothing(outputs, batch) if spreading else empty.sum()
         return LossResult(total, (), (), empty, monitored=monitored, absent=absent)
 
     def _spread_nothing(self, outputs: Any, batch: Any) -> Tensor:
         """Under DDP, a rank with nothing to train on still takes part: in the count reduction
         and the balancer's (every rank makes the same collectives), and with a zero total
         through the outputs' graph, so that DDP's gradient hooks fire on this rank too."""
-        found = [t for t in _tensors(outputs) if t.is_floating_point()]
+        found = [t for t in tensors_in(outputs) if t.is_floating_point()]
         empty = torch.zeros(0, device=found[0].device if found else self._weights.device)
-        self._rank_shares((), None, batch, empty)
+        assert self._shares is not None
+        self._shares.of((), None, batch, empty)
         if self._capabilities.handles_absence:
             aware = cast(AbsenceAwareBalancer, self._balancer)
             total, _ = aware.combine(empty, empty, (), present=empty.bool())
@@ -513,49 +481,6 @@ class Criterion(nn.Module):
             if tensor.requires_grad:
                 total = total + tensor.reshape(-1)[:0].sum()  # exactly 0, never NaN
         return total
-
-    def _spreading(self) -> bool:
-        """Whether this call's terms are scaled by the rank's share of each key's samples."""
-        return (
-            self._spreads
-            and _dist.initialized()  # first: one process stops here
-            and torch.is_grad_enabled()
-            and _dist.world() > 1
-        )
-
-    def _rank_shares(
-        self,
-        keys: tuple[str, ...],
-        counts: tuple[Count | None, ...] | None,
-        batch: Any,
-        like: Tensor,
-    ) -> Tensor:
-        """Per key of ``keys``: ``world * n_r / sum_r n_r``, this rank's share of the key's
-        samples over the ranks (0 where no rank has any), from one all-reduce over every
-        configured key (a key this rank lacks counts 0). DDP averages the ranks' gradients:
-        scaled so, the average is the gradient of each key's mean over all its samples."""
-        device = like.device
-        if not self._agreed:
-            signature: _dist.Signature = [("criterion", list(self.keys), None)]
-            _dist.check_agreement(signature, None, device, _describe_keys)
-            self._agreed = True
-        size = _samples(batch)
-        own = [
-            c.detach().reshape(()).to(device, torch.float32)
-            if isinstance(c, Tensor)
-            else torch.full((), size, device=device)
-            for c in (counts if counts is not None else (None,) * len(keys))
-        ]
-        index = self._positions.get((keys, device))
-        if index is None:
-            positions = [self.keys.index(k) for k in keys]
-            index = torch.tensor(positions, dtype=torch.long, device=device)
-            self._positions[keys, device] = index
-        n = torch.stack(own) if own else torch.zeros(0, device=device)
-        full = torch.zeros(len(self.keys), device=device).index_copy_(0, index, n)
-        total = _dist.all_reduce_sum(full, None).index_select(0, index)
-        share = n * float(_dist.world()) / total.clamp(min=torch.finfo(torch.float32).tiny)
-        return torch.where(total > 0, share, torch.zeros_like(share))
 
     @property
     def skipped_steps(self) -> int:
@@ -621,10 +546,10 @@ class Criterion(nn.Module):
             else:
                 self._nonfinite_sum.index_add_(0, index, stacked.detach().double())
         shares = None
-        if self._spreads and self._spreading():  # a plain criterion: one attribute read
+        if self._shares is not None and self._shares.active():  # a plain criterion: None
             if counts is not None:
                 counts = tuple(c() if callable(c) else c for c in counts)
-            shares = self._rank_shares(keys, counts, batch, stacked)
+            shares = self._shares.of(keys, counts, batch, stacked)
             combined = combined * shares.to(combined.dtype)
         if combined.dtype in (torch.float16, torch.bfloat16):
             combined = combined.float()  # a half-precision total would round the weights
