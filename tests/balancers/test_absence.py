@@ -233,8 +233,8 @@ def test_famo_holds_the_logit_and_adam_moments_of_a_missing_key(b: str) -> None:
         batch["ya"] = torch.full((2,), ya - 1)
         with torch.no_grad():
             crit.balancer.update(crit(outputs, batch))  # type: ignore[operator]
-    held = famo._w.detach().clone()
-    moments = {k: v.clone() for k, v in famo._optimizer.state[famo._w].items()}
+    held = famo.logits.detach().clone()
+    moments = {k: v.clone() for k, v in famo.optimizer.state[famo.logits].items()}
     outputs, batch = _inputs(b)
     res = crit(outputs, batch)
     if b == "empty":
@@ -244,9 +244,9 @@ def test_famo_holds_the_logit_and_adam_moments_of_a_missing_key(b: str) -> None:
     batch["ya"] = torch.full((2,), 1.0)
     with torch.no_grad():
         crit.balancer.update(crit(outputs, batch))  # type: ignore[operator]
-    assert famo._w[1].item() == held[1].item()
+    assert famo.logits[1].item() == held[1].item()
     for name in ("exp_avg", "exp_avg_sq"):
-        state = famo._optimizer.state[famo._w][name]
+        state = famo.optimizer.state[famo.logits][name]
         assert state[1].item() == moments[name][1].item()
 
 

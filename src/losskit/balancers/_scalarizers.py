@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from losskit._lazy import LazyModule
 from losskit.balancers._protocol import BalancerBase, Capabilities
@@ -56,7 +56,7 @@ class _Scalarized(BalancerBase):
 
     def __init__(self) -> None:
         super().__init__()
-        self.scalarizer: scalarization.Scalarizer | None = None
+        self.scalarizer: nn.Module | None = None
         self._device = torch.device("cpu")
         # historical: per key, the last training weights (the slopes), for validation
         self._last: Tensor | None = None
@@ -65,7 +65,7 @@ class _Scalarized(BalancerBase):
         self._moving: set[str] = set()  # seen to change: an optimizer steps it
         self._warned = False
 
-    def _make(self, n: int) -> scalarization.Scalarizer:
+    def _make(self, n: int) -> nn.Module:
         raise NotImplementedError
 
     def bind(self, keys: tuple[str, ...]) -> None:
@@ -75,7 +75,8 @@ class _Scalarized(BalancerBase):
     def _scalarize(self, values: Tensor, keys: tuple[str, ...], present: Tensor | None) -> Tensor:
         assert self.scalarizer is not None, "bind() the balancer first"
         if keys == self.keys and present is None:
-            return self.scalarizer(values)
+            whole: Tensor = self.scalarizer(values)
+            return whole
         replaced = {}
         for name in self.per_key:
             tensor = getattr(self.scalarizer, name, None)
@@ -87,7 +88,8 @@ class _Scalarized(BalancerBase):
                 tensor = torch.where(present, tensor, torch.zeros_like(tensor))
             replaced[name] = tensor
         if not replaced:
-            return self.scalarizer(values)
+            plain: Tensor = self.scalarizer(values)
+            return plain
         out: Tensor = torch.func.functional_call(self.scalarizer, replaced, (values,))
         return out
 
@@ -447,6 +449,22 @@ class DWA(_Scalarized):
 _FAMO_EPSILON = 1e-8  # torchjd's FAMO: added to every shifted term before its logarithm
 
 
+class _FamoState(nn.Module):
+    """FAMO's learned weight logits (one per key, from 0) and the terms' lower bounds; the Adam
+    that steps the logits is FAMO's own (never a user's optimizer: their gradient is cleared)."""
+
+    min_losses: Tensor
+
+    def __init__(self, floor: Tensor) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(floor.shape[0]))
+        self.register_buffer("min_losses", floor)
+        self.optimizer: torch.optim.Adam | None = None
+
+    def extra_repr(self) -> str:
+        return f"keys={self.logits.shape[0]}"
+
+
 class FAMO(_Scalarized):
     """FAMO (Liu et al., 2023): decrease every term at about the same rate, from loss values only.
 
@@ -481,7 +499,7 @@ class FAMO(_Scalarized):
 
     capabilities = Capabilities(handles_absence=True)
     historical: ClassVar[bool] = True
-    per_key: ClassVar[tuple[str, ...]] = ("_w", "min_losses")
+    per_key: ClassVar[tuple[str, ...]] = ("logits", "min_losses")
 
     def __init__(
         self,
@@ -501,12 +519,18 @@ class FAMO(_Scalarized):
         self._stepped = False  # an optimizer step since that call
         self._update_warned = False
 
-    def _make(self, n: int) -> scalarization.Scalarizer:
+    def _make(self, n: int) -> _FamoState:
         floor = _per_key_tensor("FAMO", "min_losses", self.min_losses, self.keys, 0.0)
-        return scalarization.FAMO(n, floor, lr=self.lr, weight_decay=self.weight_decay)
+        if floor is None:
+            floor = torch.zeros(n)
+        if self.lr < 0 or self.weight_decay < 0:
+            raise ConfigError(
+                f"FAMO: lr and weight_decay must be >= 0, got {self.lr} and {self.weight_decay}"
+            )
+        return _FamoState(floor)
 
-    def _famo(self) -> scalarization.FAMO:
-        assert isinstance(self.scalarizer, scalarization.FAMO), "bind() the balancer first"
+    def _famo(self) -> _FamoState:
+        assert isinstance(self.scalarizer, _FamoState), "bind() the balancer first"
         return self.scalarizer
 
     def _per_key(self, known: Tensor | None, fill: float, like: Tensor) -> Tensor:
@@ -519,7 +543,7 @@ class FAMO(_Scalarized):
         famo = self._famo()
         index = self.index(keys, values.device)
         taking = torch.ones_like(values, dtype=torch.bool) if present is None else present
-        logits = famo._w.detach().index_select(0, index)
+        logits = famo.logits.detach().index_select(0, index)
         # torchjd's forward, over the keys taking part (the others: weight 0, log 1 = 0).
         z = torch.softmax(torch.where(taking, logits, -torch.inf), dim=0)
         z = torch.where(taking, z, torch.zeros_like(z))  # every key out: 0, not NaN
@@ -599,33 +623,33 @@ class FAMO(_Scalarized):
         self._learn(famo, self._before.to(after.dtype), after, taking & self._seen)
         self._pending = False
 
-    @staticmethod
-    def _learn(famo: scalarization.FAMO, before: Tensor, after: Tensor, taking: Tensor) -> None:
+    def _learn(self, famo: _FamoState, before: Tensor, after: Tensor, taking: Tensor) -> None:
         """torchjd's ``FAMO.update`` over the keys taking part; the others' logits and Adam
         moments are held."""
         floor = famo.min_losses.to(before.dtype)
         delta = torch.log(before - floor + _FAMO_EPSILON) - torch.log(after - floor + _FAMO_EPSILON)
         delta = torch.where(taking, delta, torch.zeros_like(delta))
         with torch.enable_grad():
-            z = torch.softmax(torch.where(taking, famo._w, -torch.inf), dim=0)
-            (grad,) = torch.autograd.grad(z, famo._w, grad_outputs=delta)
+            z = torch.softmax(torch.where(taking, famo.logits, -torch.inf), dim=0)
+            (grad,) = torch.autograd.grad(z, famo.logits, grad_outputs=delta)
         grad = torch.where(taking, grad, torch.zeros_like(grad))  # every key out: 0, not NaN
-        if famo._optimizer is None:
-            famo._optimizer = torch.optim.Adam(
-                [famo._w], lr=famo.lr, weight_decay=famo.weight_decay
-            )
-        state = famo._optimizer.state.get(famo._w, {})
+        if famo.optimizer is None:
+            famo.optimizer = self._adam(famo)
+        state = famo.optimizer.state.get(famo.logits, {})
         held = {name: state[name].clone() for name in ("exp_avg", "exp_avg_sq") if name in state}
-        logits = famo._w.detach().clone()
-        famo._w.grad = grad
-        famo._optimizer.step()
-        famo._w.grad = None  # FAMO alone steps its logits, never a user's optimizer
+        logits = famo.logits.detach().clone()
+        famo.logits.grad = grad
+        famo.optimizer.step()
+        famo.logits.grad = None  # FAMO alone steps its logits, never a user's optimizer
         with torch.no_grad():
-            famo._w.copy_(torch.where(taking, famo._w, logits))
-            for name, moment in famo._optimizer.state[famo._w].items():
+            famo.logits.copy_(torch.where(taking, famo.logits, logits))
+            for name, moment in famo.optimizer.state[famo.logits].items():
                 if name in ("exp_avg", "exp_avg_sq"):
                     old = held.get(name, torch.zeros_like(moment))
                     moment.copy_(torch.where(taking, moment, old))
+
+    def _adam(self, famo: _FamoState) -> torch.optim.Adam:
+        return torch.optim.Adam([famo.logits], lr=self.lr, weight_decay=self.weight_decay)
 
     def step(self) -> None:
         self._stepped = True
@@ -635,7 +659,7 @@ class FAMO(_Scalarized):
         return {
             "before": self._before,
             "seen": self._seen,
-            "optimizer": famo._optimizer.state_dict() if famo._optimizer is not None else None,
+            "optimizer": famo.optimizer.state_dict() if famo.optimizer is not None else None,
             "base": self._base,
             "last": self._last,
         }
@@ -644,11 +668,9 @@ class FAMO(_Scalarized):
         famo = self._famo()
         self._before = state["before"]
         self._seen = state["seen"]
-        famo._optimizer = None
+        famo.optimizer = None
         if state["optimizer"] is not None:
-            famo._optimizer = torch.optim.Adam(
-                [famo._w], lr=famo.lr, weight_decay=famo.weight_decay
-            )
-            famo._optimizer.load_state_dict(state["optimizer"])
+            famo.optimizer = self._adam(famo)
+            famo.optimizer.load_state_dict(state["optimizer"])
         self._base = state["base"]
         self._last = state["last"]
