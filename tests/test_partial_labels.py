@@ -181,3 +181,26 @@ def test_evaluate_averages_each_key_over_its_labelled_samples() -> None:
     expected = F.cross_entropy(logits[:1], label[:1])
     assert means["loss/cls"] == pytest.approx(float(expected), rel=1e-6)
     assert means["loss/reg"] == pytest.approx(float(y.mean()), rel=1e-6)
+
+
+def test_a_skipped_rank_with_a_gradient_balancer_is_refused_not_left_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under several processes (faked here: the reduction is never reached) a rank whose batch
+    # holds no trained term cannot join a gradient balancer's per-step reduction of per-key
+    # gradients: it says so instead of leaving the other ranks waiting.
+    trunk = torch.nn.Linear(2, 2)
+    crit = lk.Criterion(
+        {
+            "a": lk.Term("mse", input="a", target="ya", optional=True),
+            "b": lk.Term("mse", input="b", target="yb", optional=True),
+        },
+        balancer=lk.balancers.Gradient("mgda", shared=trunk),
+    )
+    monkeypatch.setattr("losskit._shares.RankShares.active", staticmethod(lambda: True))
+    h = trunk(torch.ones(3, 2))
+    with (
+        pytest.warns(lk.LossKitWarning, match="skipped"),
+        pytest.raises(lk.ConfigError, match=r"at least one\s+required"),
+    ):
+        crit({"a": h[:, 0], "b": h[:, 1]}, {})

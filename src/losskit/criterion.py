@@ -468,6 +468,15 @@ class Criterion(nn.Module):
         """Under DDP, a rank with nothing to train on still takes part: in the count reduction
         and the balancer's (every rank makes the same collectives), and with a zero total
         through the outputs' graph, so that DDP's gradient hooks fire on this rank too."""
+        if self._capabilities.synchronize:
+            # Its once-per-step reduction of per-key gradients needs something from every rank.
+            raise ConfigError(
+                "a batch held the inputs of none of the trained terms on this rank, and the "
+                f"{type(self._balancer).__name__} balancer reduces per-key gradients across "
+                "ranks once per step, which needs every rank's: give every batch at least one "
+                "required (non-optional) term, or use a loss-level balancer under "
+                "torch.distributed"
+            )
         found = [t for t in tensors_in(outputs) if t.is_floating_point()]
         empty = torch.zeros(0, device=found[0].device if found else self._weights.device)
         assert self._shares is not None
