@@ -122,6 +122,27 @@ def list_losses(
     Console().print(table)
 
 
+def _read_targets(path: Path) -> Any:
+    """The tensor in a ``.npy`` or ``torch.save`` file, read as data (no pickled code runs)."""
+    import numpy as np
+    import torch
+
+    from losskit.engine._checkpoint import load_data
+
+    def refuse(where: Path, problem: str) -> LossKitError:
+        return LossKitError(
+            f"--targets {where}: {problem}; give a .npy array or a .pt file of one tensor "
+            "(torch.save(targets, path))"
+        )
+
+    if path.suffix == ".npy":
+        try:
+            return torch.from_numpy(np.load(path, allow_pickle=False))
+        except (OSError, ValueError) as exc:
+            raise refuse(path, f"not a numpy array of numbers ({exc})") from None
+    return load_data(path, error=refuse)
+
+
 @app.command(name="recommend")
 def recommend_command(
     task: str | None = typer.Option(
@@ -138,7 +159,6 @@ def recommend_command(
     """Suggest catalogue losses and their settings for a problem, with the reasons."""
     import sys
 
-    import numpy as np
     import torch
     from rich.prompt import Confirm, Prompt
 
@@ -161,12 +181,8 @@ def recommend_command(
             outliers = Confirm.ask("outliers or heavy-tailed targets?", default=False)
         elif task in ("binary", "multiclass", "multilabel", "segmentation"):
             imbalance = Confirm.ask("are some classes rare?", default=False)
-    loaded = None
-    if targets is not None:
-        loaded = (
-            torch.from_numpy(np.load(targets)) if targets.suffix == ".npy" else torch.load(targets)
-        )
     try:
+        loaded = _read_targets(targets) if targets is not None else None
         recs = recommend(task, outliers=outliers, imbalance=imbalance, targets=loaded)  # type: ignore[arg-type]
     except LossKitError as exc:
         raise _fail(exc) from exc

@@ -7,6 +7,7 @@ Every error says what was expected, what came, and what to do; every class here 
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "LogFormatError",
     "LogNotFoundError",
@@ -26,6 +27,13 @@ class LossKitError(Exception):
 
 class ConfigError(LossKitError, ValueError):
     """A criterion, term, schedule or config file was set up with values that cannot work."""
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be resumed from: missing, damaged, foreign or carrying code.
+
+    The message names the file, what is wrong with it and what to do instead.
+    """
 
 
 class UnknownNameError(ConfigError, KeyError):

@@ -36,7 +36,13 @@ from torch.optim import Optimizer
 from losskit.criterion import Criterion
 from losskit.diagnostics import gradient_health
 from losskit.engine import distributed
-from losskit.engine._checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from losskit.engine._checkpoint import (
+    capture_rng,
+    checkpoint_error,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 from losskit.errors import ConfigError
 from losskit.evaluation import evaluate, to_device
 from losskit.result import LossResult
@@ -52,6 +58,11 @@ Scheduler: TypeAlias = Union[
 Amp = Literal["bf16", "fp16"]
 
 _DEFAULT = "default"
+_CHECKPOINT_VERSION = 1  # raise it when what state_dict holds changes incompatibly
+_CHECKPOINT_KEYS = frozenset(
+    {"version", "model", "optimizers", "schedulers", "scaler", "criterion", "tracker", "rng"}
+    | {"epoch", "global_step", "best_value", "best_epoch", "bad_epochs"}
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -421,12 +432,12 @@ class Trainer:
         self.replicas = distributed.Replicas(self.model, self.criterion, len(self.optimizers))
         per_epoch = math.ceil(len(train) / self.accumulate) if isinstance(train, Sized) else 0
         self.tracker = self._make_tracker(per_epoch * epochs or 0)
-        if resume is not None:
-            self.load_checkpoint(resume)
         history: list[dict[str, Any]] = []
         stopped = False
         last_records: dict[str, dict[str, float]] = {}
         try:
+            if resume is not None:
+                self.load_checkpoint(resume)
             while self.epoch < epochs:
                 self.model.train()
                 iterator: Iterator[Any] = iter(self.replicas.loader(train, self.epoch))
@@ -492,7 +503,7 @@ class Trainer:
             self.model, list(self.optimizers.values()), self.criterion
         )
         return {
-            "version": 1,
+            "version": _CHECKPOINT_VERSION,
             "model": model_state,
             "optimizers": dict(zip(self.optimizers, optim_states)),
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
@@ -514,8 +525,33 @@ class Trainer:
             save_checkpoint(state, path)
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Restore a checkpoint written by :meth:`save_checkpoint` (call before or inside fit)."""
+        """Restore a checkpoint written by :meth:`save_checkpoint` (call before or inside fit).
+
+        Raises :class:`~losskit.errors.CheckpointError` naming the file when it is missing,
+        damaged, carries code, was written by another losskit version or does not fit this
+        trainer.
+        """
         state = load_checkpoint(path, map_location=self.device)
+        missing = sorted(_CHECKPOINT_KEYS - set(state))
+        if missing:
+            raise checkpoint_error(
+                path, f"not a losskit checkpoint (it lacks {', '.join(missing)})"
+            )
+        if state["version"] != _CHECKPOINT_VERSION:
+            raise checkpoint_error(
+                path,
+                f"written by another version of losskit (checkpoint version {state['version']!r}, "
+                f"this losskit reads version {_CHECKPOINT_VERSION})",
+            )
+        try:
+            self._restore(state)
+        except (KeyError, RuntimeError, TypeError, ValueError, IndexError) as exc:
+            detail = " ".join(str(exc).split())
+            raise checkpoint_error(
+                path, f"it does not fit this trainer ({type(exc).__name__}: {detail})"
+            ) from None
+
+    def _restore(self, state: dict[str, Any]) -> None:
         distributed.load_full_state(
             self.model,
             list(self.optimizers.values()),
