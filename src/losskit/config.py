@@ -53,6 +53,7 @@ from pydantic import (
 )
 
 from losskit import balancers, components, losses, schedules
+from losskit._io import file_name_problem
 from losskit._registry import Registry
 from losskit._signature import accepted, check_keywords
 from losskit.errors import ConfigError
@@ -223,6 +224,15 @@ class RunSection(_Strict):
     epochs: int = Field(10, ge=1)
     out: str | None = None
     threads: int | None = Field(None, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _file_name(cls, name: str) -> str:
+        # The name becomes a folder (runs/NAME, runs/NAME-compare): it must stay inside.
+        problem = file_name_problem(name)
+        if problem is not None:
+            raise ValueError(problem)
+        return name
 
 
 class ModelConfig(_Strict):

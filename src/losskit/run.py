@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from losskit import balancers, components
-from losskit._io import replace_text
+from losskit._io import check_file_name, replace_text
 from losskit._registry import Registry
 from losskit._signature import check_keywords
 from losskit.config import (
@@ -179,6 +179,34 @@ def build(
     return trainer, train, val
 
 
+# What a run writes into its folder; a fresh run in an old run folder removes these, no others.
+_WRITTEN = ("metrics.jsonl", "last.pt", "best.pt", "summary.json", "report.html")
+_RUN_CONFIG_KEYS = frozenset({"run", "model", "data", "terms"})
+
+
+def _is_run_config(path: Path) -> bool:
+    """Whether ``path`` is the ``config.json`` a run writes (so that the folder is a run's)."""
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(payload, dict) and payload.keys() >= _RUN_CONFIG_KEYS
+
+
+def _check_run_folder(run_dir: Path) -> None:
+    """Refuse a folder that holds files named like a run's but is not a run folder: writing
+    the run there would overwrite or remove files losskit did not write."""
+    if not run_dir.is_dir() or _is_run_config(run_dir / "config.json"):
+        return
+    clashing = [name for name in ("config.json", *_WRITTEN) if (run_dir / name).exists()]
+    if clashing:
+        raise ConfigError(
+            f"{run_dir} is not a losskit run folder (no config.json written by a run) but holds "
+            f"{', '.join(clashing)}, which a run would overwrite or remove; give another folder "
+            "(--out or [run] out), or move those files away"
+        )
+
+
 def _write_json(path: Path, payload: Any) -> None:
     replace_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
@@ -195,7 +223,9 @@ def run(
     ``resume=True`` continues from ``last.pt`` in the run folder when it exists.
     """
     cfg = config if isinstance(config, RunConfig) else load_config(config)
-    run_dir = Path(out or cfg.run.out or f"runs/{cfg.run.name}")
+    where = out or cfg.run.out
+    run_dir = Path(where) if where else Path("runs") / check_file_name("run.name", cfg.run.name)
+    _check_run_folder(run_dir)
     # Under torchrun: join the process group (left as found at the end); rank 0 writes files.
     created = distributed.setup()
     try:
@@ -212,7 +242,7 @@ def run(
             if (
                 not resume and main
             ):  # a fresh run in an old folder starts its log and checkpoints anew
-                for stale in ("metrics.jsonl", "last.pt", "best.pt", "summary.json", "report.html"):
+                for stale in _WRITTEN:
                     (run_dir / stale).unlink(missing_ok=True)
             fit = trainer.fit(
                 train,

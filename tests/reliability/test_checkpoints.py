@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -215,15 +216,26 @@ _CONFIG = (
 )
 
 
+@pytest.fixture(scope="module")
+def config_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A config file and the run folder ``losskit run`` wrote for it."""
+    folder = tmp_path_factory.mktemp("config_run")
+    config = folder / "run.toml"
+    config.write_text(_CONFIG)
+    out = folder / "out"
+    result = runner.invoke(app, ["run", str(config), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return config, out
+
+
 @pytest.mark.parametrize("kind", ["empty", "truncated", "random", "foreign"])
 def test_losskit_run_resume_reports_a_damaged_checkpoint_on_one_line(
-    tmp_path: Path, run_dir: Path, kind: str
+    tmp_path: Path, config_run: tuple[Path, Path], kind: str
 ) -> None:
-    config = tmp_path / "run.toml"
-    config.write_text(_CONFIG)
+    config, done = config_run
     out = tmp_path / "out"
-    out.mkdir()
-    _damage(kind, run_dir / "last.pt", out / "last.pt")
+    shutil.copytree(done, out)
+    _damage(kind, done / "last.pt", out / "last.pt")
     result = runner.invoke(app, ["run", str(config), "--out", str(out), "--resume", "--quiet"])
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
@@ -231,4 +243,5 @@ def test_losskit_run_resume_reports_a_damaged_checkpoint_on_one_line(
     assert lines[0].startswith("error:")
     assert str(out / "last.pt") in lines[0]
     assert DAMAGE[kind] in lines[0]
+    assert "best.pt" in lines[0]
     assert "--resume" in lines[0]

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from losskit._io import check_file_name
 from losskit.compare._grid import Variant, expand, parse_vary
 from losskit.compare._report import (
     Comparison,
@@ -115,7 +116,10 @@ def compare(
         seed_list = [int(s) for s in seeds]
         if not seed_list or len(set(seed_list)) != len(seed_list):
             raise ConfigError(f"seeds must be distinct and not empty, got {list(seeds)}")
-    root = Path(out) if out is not None else Path(f"runs/{base.run.name}-compare")
+    if out is not None:
+        root = Path(out)
+    else:
+        root = Path("runs") / f"{check_file_name('run.name', base.run.name)}-compare"
     variants = expand(base, vary)
     write_manifest(root, base, {k: list(v) for k, v in vary.items()}, seed_list, variants)
     jobs_list = plan(variants, seed_list, root)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from losskit._io import check_file_name
 from losskit.compare._runner import MANIFEST, is_complete
 from losskit.errors import ConfigError
 from losskit.lint import Finding, lint_runs
@@ -177,7 +178,9 @@ def summarize_grid(
     rank_mode: Literal["min", "max"] = (
         mode if rank_by == monitor else ("max" if _higher_is_better(rank_by) else "min")
     )
-    variants = tuple(v["name"] for v in manifest["variants"])
+    variants = tuple(
+        check_file_name(f"{path}: variants[].name", v["name"]) for v in manifest["variants"]
+    )
     labels = {v["name"]: v["label"] for v in manifest["variants"]}
     seeds = tuple(manifest["seeds"])
     monitored = tuple(k for k, t in base["terms"].items() if t.get("monitor"))
