@@ -118,7 +118,9 @@ def _plot(report: BenchReport, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [c.name for c in report.cases]
+    from losskit.report import literal
+
+    names = [literal(c.name) for c in report.cases]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.5 * len(names) + 2.5))
     times = [c.timing.median_s * 1e3 if c.timing else 0.0 for c in report.cases]
     spread = [c.timing.iqr_s * 1e3 if c.timing else 0.0 for c in report.cases]

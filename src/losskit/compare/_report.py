@@ -32,6 +32,7 @@ from losskit.report import (
     figure_html,
     findings_table,
     format_number,
+    literal,
     maybe_log_scale,
     new_figure,
     page_header,
@@ -274,7 +275,7 @@ def curve_figures(comparison: Comparison) -> list[Plot]:
                 color=colour,
                 linewidth=1.6,
                 markersize=3,
-                label=comparison.labels[variant],
+                label=literal(comparison.labels[variant]),
             )
             ax.fill_between(steps, low, high, color=colour, alpha=0.18, linewidth=0)
             drawn += [v for column in columns for v in column]

@@ -29,6 +29,7 @@ from losskit.report._page import (
 from losskit.report._plots import (
     Plot,
     figures,
+    literal,
     maybe_log_scale,
     new_figure,
     palette_colour,
@@ -46,6 +47,7 @@ __all__ = [
     "findings_section",
     "findings_table",
     "format_number",
+    "literal",
     "maybe_log_scale",
     "new_figure",
     "page_header",

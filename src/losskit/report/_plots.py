@@ -38,6 +38,7 @@ __all__ = [
     "conflict_matrix",
     "figures",
     "gradient_norms",
+    "literal",
     "loss_curves",
     "loss_shares",
     "maybe_log_scale",
@@ -70,6 +71,23 @@ def new_figure(width: float = 6.4, height: float = 3.6) -> Figure:
             "the report's plots need matplotlib, which is not installed: pip install matplotlib"
         ) from exc
     return Figure(figsize=(width, height), layout="constrained")
+
+
+def literal(text: str) -> str:
+    """``text`` escaped so that matplotlib draws it as written, never as mathtext.
+
+    Every string that comes from a user (a key, a split, a variant, a case name) goes through
+    this before it reaches a title, label, legend or tick: matplotlib reads text between two
+    ``$`` as mathtext, so ``loss/$$`` would fail to draw and ``$x$`` would be typeset. Each
+    ``$`` becomes ``\\$``, which matplotlib draws as ``$`` (and nothing else in plain text is
+    special to it).
+
+    Example::
+
+        >>> print(literal("loss/$$"))
+        loss/\\$\\$
+    """
+    return text.replace("$", r"\$")
 
 
 def palette_colour(index: int) -> str:
@@ -107,10 +125,11 @@ def maybe_log_scale(ax: Axes, values: Sequence[float]) -> bool:
 
 
 def style_axes(ax: Axes, title: str, ylabel: str) -> None:
-    """Title, axis labels and grid of a report figure (steps along x)."""
-    ax.set_title(title, fontsize=11)
+    """Title, axis labels and grid of a report figure (steps along x); ``title`` and ``ylabel``
+    are drawn as written (see :func:`literal`)."""
+    ax.set_title(literal(title), fontsize=11)
     ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(literal(ylabel))
     ax.grid(True, alpha=0.3, linewidth=0.6)
     ax.spines[["top", "right"]].set_visible(False)
 
@@ -126,14 +145,16 @@ def _curve(
         weight = auto_smoothing(len(points)) if smoothing is None else smoothing
         smooth = ema(points.values, weight)
         steps, smooth = _thin(points.steps, smooth)
-        ax.plot(steps, smooth, color=colour, linewidth=1.7, label=f"{split} (EMA {weight:.2f})")
+        ax.plot(
+            steps, smooth, color=colour, linewidth=1.7, label=literal(f"{split} (EMA {weight:.2f})")
+        )
         return list(points.values)
     coarse = history.series(key, split, "epoch")
     if not coarse:
         coarse = history.series(key, split, "interval")
     if not coarse:
         return []
-    label = f"{split} ({'epoch' if coarse.kind == 'epoch' else 'interval'} mean)"
+    label = literal(f"{split} ({'epoch' if coarse.kind == 'epoch' else 'interval'} mean)")
     ax.plot(
         coarse.steps, coarse.values, "o-", color=colour, linewidth=1.5, markersize=4, label=label
     )
@@ -198,7 +219,7 @@ def weight_curves(history: History) -> list[Plot]:
             values,
             color=palette_colour(index),
             linewidth=1.6,
-            label=key.removeprefix("weight/"),
+            label=literal(key.removeprefix("weight/")),
         )
     style_axes(ax, f"weight of every key ({split})", "weight")
     figure.legend(fontsize=8, frameon=False, loc="outside right upper")
@@ -241,7 +262,7 @@ def loss_shares(history: History, smoothing: float | None = None) -> list[Plot]:
     ax.stackplot(
         x[::stride],
         *[s[::stride] for s in shares],
-        labels=names,
+        labels=[literal(n) for n in names],
         colors=[palette_colour(i) for i in range(len(names))],
         alpha=0.85,
     )
@@ -271,7 +292,7 @@ def gradient_norms(history: History, smoothing: float | None = None) -> list[Plo
             values,
             color=palette_colour(index),
             linewidth=1.6,
-            label=key.removeprefix("grad_norm/"),
+            label=literal(key.removeprefix("grad_norm/")),
         )
         drawn += series.values
     log = maybe_log_scale(ax, drawn)
@@ -304,8 +325,9 @@ def conflict_matrix(history: History) -> list[Plot]:
     figure = new_figure(side * 16 / 9, side)
     ax = figure.subplots()
     image = ax.imshow(matrix, cmap="RdBu", vmin=-1.0, vmax=1.0)
-    ax.set_xticks(range(size), names, rotation=45, ha="right")
-    ax.set_yticks(range(size), names)
+    shown = [literal(n) for n in names]
+    ax.set_xticks(range(size), shown, rotation=45, ha="right")
+    ax.set_yticks(range(size), shown)
     for i in range(size):
         for j in range(size):
             if math.isfinite(matrix[i][j]):
@@ -354,7 +376,7 @@ def conflict_history(history: History) -> list[Plot]:
         interpolation="nearest",
         extent=(shown[0] - 0.5, shown[-1] + 0.5, len(labels) - 0.5, -0.5),
     )
-    ax.set_yticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), [literal(label) for label in labels])
     ax.set_xlabel("step")
     ax.set_title("gradient cosine between keys over training", fontsize=11)
     figure.colorbar(image, ax=ax, shrink=0.9, label="cosine")
