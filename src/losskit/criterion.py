@@ -419,7 +419,7 @@ class Criterion(nn.Module):
         counts: list[Count | None] = []
         absent: list[str] = []
         for key, term in plan:
-            if term.optional and not term.present(outputs, batch):
+            if term.optional and not term.present(outputs, batch, key):
                 absent.append(key)
                 continue
             value, count = term.measure(key, outputs, batch)
@@ -431,7 +431,7 @@ class Criterion(nn.Module):
                 monitored = tuple(
                     (key, term.compute(key, outputs, batch))
                     for key, term in self._monitor_plan
-                    if not term.optional or term.present(outputs, batch)
+                    if not term.optional or term.present(outputs, batch, key)
                 )
         if absent:
             present = tuple(k for k in chosen if k not in absent)
