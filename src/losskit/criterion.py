@@ -43,6 +43,7 @@ from losskit.balancers import (
     create,
 )
 from losskit.errors import ConfigError, LossKitWarning, NonFiniteLossError
+from losskit.losses.contracts import ContractedLoss
 from losskit.result import Count, LossResult
 from losskit.schedules import Constant
 from losskit.term import Term
@@ -137,7 +138,11 @@ class Criterion(nn.Module):
         nonfinite: what to do when a term is NaN or infinite: ``"raise"`` a
             :class:`~losskit.errors.NonFiniteLossError` naming the keys and summarising their
             inputs, ``"warn"`` and go on, or ``"skip"`` the offending terms for this step (their
-            weight is reported as 0).
+            weight is reported as 0). Under ``"warn"`` and ``"skip"`` the catalogue losses of
+            the terms leave non-finite inputs to the criterion
+            (:attr:`~losskit.losses.contracts.ContractedLoss.nonfinite_inputs`), so the policy
+            holds from the first call; under ``"raise"`` their value checks refuse them first,
+            naming the tensor.
         check: when to look: ``"first"`` checks synchronously on the first ``check_steps`` calls
             and afterwards accumulates a device-side flag that :meth:`check_finite` (called by
             the Tracker when it flushes) inspects, so steady-state steps never wait on the host;
@@ -192,6 +197,7 @@ class Criterion(nn.Module):
                     f"term key {key!r} clashes with an attribute of the term container; "
                     "choose another key"
                 ) from exc
+        self._tell_losses()
         resolved.bind(self.keys)
         self.balancer = resolved
         self._capabilities = capabilities(resolved)
@@ -250,6 +256,18 @@ class Criterion(nn.Module):
         self._synchronous_until = (
             float("inf") if synchronous else check_steps if check == "first" else 0
         )
+        if "terms" in self._modules:
+            self._tell_losses()
+
+    def _tell_losses(self) -> None:
+        """Tell the terms' catalogue losses who reports non-finite inputs: this criterion under
+        ``nonfinite="warn"`` or ``"skip"`` with checks on (its policy holds from the first call),
+        else their own value checks, which raise."""
+        allow = self._nonfinite != "raise" and self._check != "off"
+        for term in (*self.terms.values(), *self.monitors.values()):
+            for part in term.modules():
+                if isinstance(part, ContractedLoss):
+                    part.nonfinite_inputs = "allow" if allow else "raise"
 
     @property
     def nonfinite(self) -> NonFinite:

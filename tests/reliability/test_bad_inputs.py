@@ -209,8 +209,8 @@ _NONFINITE = {
     "ce-skip-nan-logits": _NonFinite(
         "cross_entropy", "skip", torch.tensor([[math.nan, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
     ),
-    "bce-warn-nan-probabilities": _NonFinite(
-        "bce", "warn", torch.tensor([math.nan, 0.5]), torch.tensor([0.0, 1.0])
+    "nll-warn-nan-log-probabilities": _NonFinite(
+        "nll", "warn", torch.tensor([[math.nan, -1.0], [-1.0, -0.5]]), torch.tensor([0, 1])
     ),
     "bce-logits-warn-inf-target": _NonFinite(
         "bce_logits", "warn", torch.zeros(2), torch.tensor([math.inf, 1.0])
