@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import math
 import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -110,6 +111,21 @@ def _summarise(tensor: Tensor) -> str:
         f", min {finite.min().item():.4g}, max {finite.max().item():.4g}" if finite.numel() else ""
     )
     return text + f"{bounds}, {nan} NaN, {inf} inf"
+
+
+def _check_weights(keys: tuple[str, ...], values: list[float], step: int) -> None:
+    """Refuse a weight that is not a finite number >= 0, naming its term and the step."""
+    for key, value in zip(keys, values):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and number >= 0):
+            raise ConfigError(
+                f"term {key!r}: its weight at step {step} is {value!r}, expected a finite number "
+                ">= 0; check the schedule (a negative weight would reward the loss, NaN would "
+                "poison the total)"
+            )
 
 
 def _presence(counts: tuple[Tensor | None, ...], like: Tensor) -> Tensor:
@@ -390,6 +406,7 @@ class Criterion(nn.Module):
             return
         values = [self.term(k).weight(self._progress.step) for k in active]
         if active != self._active or values != self._weight_values:
+            _check_weights(active, values, self._progress.step)
             # A new tensor (not an in-place copy): graphs built before this step keep theirs.
             device = self._weights.device
             self._weights = torch.tensor(values, dtype=torch.float32, device=device)

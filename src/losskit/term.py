@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 from losskit import losses
 from losskit._keyed import keyed
 from losskit.errors import ConfigError, LossInputError, TermError
+from losskit.losses.contracts import FIRST_CALLS
 from losskit.result import Count
 from losskit.schedules import Constant, Schedule
 
@@ -130,6 +132,11 @@ def _as_schedule(weight: WeightLike) -> Schedule:
     if isinstance(weight, bool):
         raise ConfigError(f"a term weight must be a number or a schedule, got {weight!r}")
     if isinstance(weight, (int, float)):
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ConfigError(
+                f"a term weight must be a finite number >= 0, got {weight!r}; to leave a term "
+                "out of the total use weight=0 or Criterion.disable(key)"
+            )
         return Constant(float(weight))
     if isinstance(weight, Schedule):
         return weight
@@ -238,6 +245,8 @@ class Term(nn.Module):
         self.monitor = monitor
         self.optional = optional
         self._per_element = per_element
+        # Calls left on which sample weights are checked for negative values (a host sync).
+        self._weight_checks = FIRST_CALLS if sample_weight is not None else 0
         # The common term: one input and one target, each selected by key.
         self._by_key = isinstance(input, str) and isinstance(target, str)
         ignore_index = getattr(loss, "ignore_index", None)
@@ -332,7 +341,7 @@ class Term(nn.Module):
             if self._per_element:
                 value, count = self._reduce(key, self._checked(key, value), outputs, batch)
             else:
-                if not (type(value) is Tensor and value.ndim == 0):
+                if not (type(value) is Tensor and value.ndim == 0 and value.is_floating_point()):
                     value = self._finish(key, value)
                 if (
                     self._ignore_index is not None
@@ -433,9 +442,32 @@ class Term(nn.Module):
     def _checked(key: str, value: Any) -> Tensor:
         if not isinstance(value, Tensor):
             raise LossInputError(
-                f"term {key!r}: the loss returned a {type(value).__name__}, expected a tensor"
+                f"term {key!r}: the loss returned a {type(value).__name__}, expected a tensor "
+                "(a Python number has no gradient); return a floating-point torch.Tensor"
+            )
+        if not value.is_floating_point():
+            raise LossInputError(
+                f"term {key!r}: the loss returned a tensor of dtype "
+                f"{str(value.dtype).removeprefix('torch.')}, expected a floating-point tensor "
+                "(an integer or boolean value has no gradient); compute it in floating point, or "
+                "log a count with .float() in a monitor-only term (monitor=True)"
             )
         return value
+
+    def _check_sample_weight(self, key: str, weight: Tensor) -> None:
+        """Refuse negative sample weights (first calls only: a host sync, as value checks)."""
+        if torch.compiler.is_compiling():
+            return
+        self._weight_checks -= 1
+        if weight.numel() == 0 or weight.dtype == torch.bool:
+            return
+        low = float(weight.detach().min())
+        if low < 0:
+            raise LossInputError(
+                f"term {key!r}: sample_weight has values down to {low:.4g} (shape "
+                f"{tuple(weight.shape)}), expected weights >= 0 (a negative weight rewards the "
+                "loss on its samples); clamp them with w.clamp_min(0) or mask those samples out"
+            )
 
     def _finish(self, key: str, value: Any) -> Tensor:
         """Check that the loss returned a scalar tensor."""
@@ -459,6 +491,8 @@ class Term(nn.Module):
             if selector is None:
                 continue
             w = _pick(key, role, selector, "batch", batch, outputs)
+            if self._weight_checks and role == "sample_weight":
+                self._check_sample_weight(key, w)
             if w.shape != value.shape and w.shape != value.shape[:1]:
                 raise LossInputError(
                     f"term {key!r}: {role} has shape {tuple(w.shape)}, expected "

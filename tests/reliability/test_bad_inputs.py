@@ -57,7 +57,7 @@ def test_selector_key_error_names_key_and_role() -> None:
     message = str(info.value)
     assert message.startswith("term 'myhead': KeyError while selecting input")
     assert "'nope'" in message
-    assert isinstance(info.value, lk.LossKitError)
+    assert isinstance(info.value, lk.TermError)
     assert isinstance(info.value.__cause__, KeyError)
     assert type(info.value.__cause__) is KeyError
 
