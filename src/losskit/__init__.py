@@ -35,6 +35,7 @@ from losskit.errors import (
     LossKitError,
     LossKitWarning,
     NonFiniteLossError,
+    TermError,
 )
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ __all__ = [
     "NonFiniteLossError",
     "Selector",
     "Term",
+    "TermError",
     "TermLike",
     "WeightLike",
     "__version__",

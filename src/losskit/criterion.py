@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import math
 import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -43,6 +44,7 @@ from losskit.balancers import (
     create,
 )
 from losskit.errors import ConfigError, LossKitWarning, NonFiniteLossError
+from losskit.losses.contracts import ContractedLoss
 from losskit.result import Count, LossResult
 from losskit.schedules import Constant
 from losskit.term import Term
@@ -111,6 +113,21 @@ def _summarise(tensor: Tensor) -> str:
     return text + f"{bounds}, {nan} NaN, {inf} inf"
 
 
+def _check_weights(keys: tuple[str, ...], values: list[float], step: int) -> None:
+    """Refuse a weight that is not a finite number >= 0, naming its term and the step."""
+    for key, value in zip(keys, values):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and number >= 0):
+            raise ConfigError(
+                f"term {key!r}: its weight at step {step} is {value!r}, expected a finite number "
+                ">= 0; check the schedule (a negative weight would reward the loss, NaN would "
+                "poison the total)"
+            )
+
+
 def _presence(counts: tuple[Tensor | None, ...], like: Tensor) -> Tensor:
     """True where a key's term has something to average (count > 0) or reports no count."""
     return torch.stack(
@@ -137,7 +154,11 @@ class Criterion(nn.Module):
         nonfinite: what to do when a term is NaN or infinite: ``"raise"`` a
             :class:`~losskit.errors.NonFiniteLossError` naming the keys and summarising their
             inputs, ``"warn"`` and go on, or ``"skip"`` the offending terms for this step (their
-            weight is reported as 0).
+            weight is reported as 0). Under ``"warn"`` and ``"skip"`` the catalogue losses of
+            the terms leave non-finite inputs to the criterion
+            (:attr:`~losskit.losses.contracts.ContractedLoss.nonfinite_inputs`), so the policy
+            holds from the first call; under ``"raise"`` their value checks refuse them first,
+            naming the tensor.
         check: when to look: ``"first"`` checks synchronously on the first ``check_steps`` calls
             and afterwards accumulates a device-side flag that :meth:`check_finite` (called by
             the Tracker when it flushes) inspects, so steady-state steps never wait on the host;
@@ -192,6 +213,7 @@ class Criterion(nn.Module):
                     f"term key {key!r} clashes with an attribute of the term container; "
                     "choose another key"
                 ) from exc
+        self._tell_losses()
         resolved.bind(self.keys)
         self.balancer = resolved
         self._capabilities = capabilities(resolved)
@@ -250,6 +272,18 @@ class Criterion(nn.Module):
         self._synchronous_until = (
             float("inf") if synchronous else check_steps if check == "first" else 0
         )
+        if "terms" in self._modules:
+            self._tell_losses()
+
+    def _tell_losses(self) -> None:
+        """Tell the terms' catalogue losses who reports non-finite inputs: this criterion under
+        ``nonfinite="warn"`` or ``"skip"`` with checks on (its policy holds from the first call),
+        else their own value checks, which raise."""
+        allow = self._nonfinite != "raise" and self._check != "off"
+        for term in (*self.terms.values(), *self.monitors.values()):
+            for part in term.modules():
+                if isinstance(part, ContractedLoss):
+                    part.nonfinite_inputs = "allow" if allow else "raise"
 
     @property
     def nonfinite(self) -> NonFinite:
@@ -372,6 +406,7 @@ class Criterion(nn.Module):
             return
         values = [self.term(k).weight(self._progress.step) for k in active]
         if active != self._active or values != self._weight_values:
+            _check_weights(active, values, self._progress.step)
             # A new tensor (not an in-place copy): graphs built before this step keep theirs.
             device = self._weights.device
             self._weights = torch.tensor(values, dtype=torch.float32, device=device)
@@ -419,7 +454,7 @@ class Criterion(nn.Module):
         counts: list[Count | None] = []
         absent: list[str] = []
         for key, term in plan:
-            if term.optional and not term.present(outputs, batch):
+            if term.optional and not term.present(outputs, batch, key):
                 absent.append(key)
                 continue
             value, count = term.measure(key, outputs, batch)
@@ -431,7 +466,7 @@ class Criterion(nn.Module):
                 monitored = tuple(
                     (key, term.compute(key, outputs, batch))
                     for key, term in self._monitor_plan
-                    if not term.optional or term.present(outputs, batch)
+                    if not term.optional or term.present(outputs, batch, key)
                 )
         if absent:
             present = tuple(k for k in chosen if k not in absent)

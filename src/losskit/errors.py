@@ -17,6 +17,7 @@ __all__ = [
     "MissingDependencyError",
     "NonFiniteLossError",
     "RankMismatchError",
+    "TermError",
     "UnknownNameError",
 ]
 
@@ -50,6 +51,34 @@ class UnknownNameError(ConfigError, KeyError):
 
 class LossInputError(LossKitError, ValueError):
     """A loss received inputs or targets that break its contract (shape, dtype, range, key)."""
+
+
+class TermError(LossKitError):
+    """An exception raised inside one term (a selector or the loss), re-raised naming the term.
+
+    Never raised as such: the exception a term raised is re-raised as an instance of a subclass
+    of both its own type and this class (``KeyError`` stays a ``KeyError``), with the original as
+    ``__cause__``; a type that cannot be rebuilt that way (``UnicodeError``, exception groups)
+    becomes a :class:`LossInputError` that is also a ``TermError``.
+
+    Attributes:
+        key: the term's key.
+        doing: what the term was doing: ``"selecting input"``, ``"selecting target"``, ...,
+            ``"calling the loss"``.
+
+    Example::
+
+        >>> import torch, losskit as lk
+        >>> crit = lk.Criterion({"head": lk.Term("mse", input=lambda o, b: o["nope"])})
+        >>> try:
+        ...     crit({"p": torch.zeros(2)}, torch.zeros(2))
+        ... except KeyError as exc:
+        ...     print(exc.key, "|", exc.doing, "|", repr(exc.__cause__))
+        head | selecting input | KeyError('nope')
+    """
+
+    key: str
+    doing: str
 
 
 class NonFiniteLossError(LossKitError, FloatingPointError):

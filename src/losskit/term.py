@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
@@ -21,7 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from losskit import losses
-from losskit.errors import ConfigError, LossInputError
+from losskit._keyed import keyed
+from losskit.errors import ConfigError, LossInputError, TermError
+from losskit.losses.contracts import FIRST_CALLS
 from losskit.result import Count
 from losskit.schedules import Constant, Schedule
 
@@ -57,12 +60,28 @@ def _describe(container: Any) -> str:
     return f"a {type(container).__name__}"
 
 
+_SELECTOR_HINT = (
+    " (a callable selector is called as fn(outputs, batch); for a term that a batch may lack, "
+    "make it optional=True and return None)"
+)
+
+
+def _selecting(exc: Exception, key: str, role: str, selector: Selector) -> TermError:
+    err = keyed(exc, key, f"selecting {role}")
+    if callable(selector) and isinstance(exc, LookupError) and err.args:
+        err.args = (err.args[0] + _SELECTOR_HINT,)
+    return err
+
+
 def _pick(key: str, role: str, selector: Selector, where: str, source: Any, other: Any) -> Tensor:
     """Select ``role`` (input, target, mask, ...) for term ``key`` from ``source``."""
     found: Any
     if callable(selector):
         outputs, batch = (source, other) if where == "outputs" else (other, source)
-        found = selector(outputs, batch)
+        try:
+            found = selector(outputs, batch)
+        except Exception as exc:
+            raise _selecting(exc, key, role, selector) from exc
     elif isinstance(selector, str):
         if not isinstance(source, Mapping):
             raise LossInputError(
@@ -82,7 +101,10 @@ def _pick(key: str, role: str, selector: Selector, where: str, source: Any, othe
                 f"term {key!r}: {role} key {selector!r} not found in the {where}, which hold "
                 f"keys {sorted(map(str, source.keys()))}{hint}"
             )
-        found = source[selector]
+        try:
+            found = source[selector]
+        except Exception as exc:  # a user mapping's __getitem__
+            raise _selecting(exc, key, role, selector) from exc
     else:
         if not isinstance(source, Sequence) or isinstance(source, (str, bytes)):
             raise LossInputError(
@@ -94,7 +116,10 @@ def _pick(key: str, role: str, selector: Selector, where: str, source: Any, othe
                 f"term {key!r}: {role} position {selector} is out of range for the {where}, "
                 f"{_describe(source)}"
             )
-        found = source[selector]
+        try:
+            found = source[selector]
+        except Exception as exc:  # a user sequence's __getitem__
+            raise _selecting(exc, key, role, selector) from exc
     if not isinstance(found, Tensor):
         raise LossInputError(
             f"term {key!r}: {role} selected by {selector!r} is a {type(found).__name__}, "
@@ -107,6 +132,11 @@ def _as_schedule(weight: WeightLike) -> Schedule:
     if isinstance(weight, bool):
         raise ConfigError(f"a term weight must be a number or a schedule, got {weight!r}")
     if isinstance(weight, (int, float)):
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ConfigError(
+                f"a term weight must be a finite number >= 0, got {weight!r}; to leave a term "
+                "out of the total use weight=0 or Criterion.disable(key)"
+            )
         return Constant(float(weight))
     if isinstance(weight, Schedule):
         return weight
@@ -215,6 +245,8 @@ class Term(nn.Module):
         self.monitor = monitor
         self.optional = optional
         self._per_element = per_element
+        # Calls left on which sample weights are checked for negative values (a host sync).
+        self._weight_checks = FIRST_CALLS if sample_weight is not None else 0
         # The common term: one input and one target, each selected by key.
         self._by_key = isinstance(input, str) and isinstance(target, str)
         ignore_index = getattr(loss, "ignore_index", None)
@@ -299,14 +331,17 @@ class Term(nn.Module):
                 target = batch.get(self.target) if type(batch) is dict else None
                 if type(target) is not Tensor:
                     target = _pick(key, "target", self.target, "batch", batch, outputs)  # type: ignore[arg-type]
-                value = self._loss_fn(x, target)
+                try:
+                    value = self._loss_fn(x, target)
+                except Exception as exc:
+                    raise self._loss_failed(exc, key, (x, target)) from exc
             else:
                 value, target = self._call(key, outputs, batch)
             count: Count | None = None
             if self._per_element:
                 value, count = self._reduce(key, self._checked(key, value), outputs, batch)
             else:
-                if not (type(value) is Tensor and value.ndim == 0):
+                if not (type(value) is Tensor and value.ndim == 0 and value.is_floating_point()):
                     value = self._finish(key, value)
                 if (
                     self._ignore_index is not None
@@ -324,20 +359,38 @@ class Term(nn.Module):
             if str(exc).startswith(f"term {key!r}"):
                 raise
             raise LossInputError(f"term {key!r}: {exc}") from exc
+        except TermError:
+            raise
+        except Exception as exc:  # outside the selectors and the loss: the reduction
+            raise keyed(exc, key, "weighting and reducing the loss") from exc
 
-    def present(self, outputs: Any, batch: Any) -> bool:
-        """Whether ``outputs`` and ``batch`` hold what this term reads (see ``optional``)."""
+    def present(self, outputs: Any, batch: Any, key: str = "?") -> bool:
+        """Whether ``outputs`` and ``batch`` hold what this term reads (see ``optional``);
+        ``key`` names the term in the error a callable selector raises."""
         inputs = self.input if isinstance(self.input, tuple) else (self.input,)
-        wanted = [(s, outputs, batch, True) for s in inputs if s is not None]
-        wanted += [
-            (s, batch, outputs, False)
-            for s in (self.target, self.mask, self.sample_weight)
+        wanted = [
+            ("input" if i == 0 else f"input[{i}]", s, outputs, batch, True)
+            for i, s in enumerate(inputs)
             if s is not None
         ]
-        for selector, source, other, from_outputs in wanted:
+        wanted += [
+            (role, s, batch, outputs, False)
+            for role, s in (
+                ("target", self.target),
+                ("mask", self.mask),
+                ("sample_weight", self.sample_weight),
+            )
+            if s is not None
+        ]
+        for role, selector, source, other, from_outputs in wanted:
             if callable(selector):
                 pair = (source, other) if from_outputs else (other, source)
-                if selector(*pair) is None:
+                found: Any  # a callable selector may return None (see optional)
+                try:
+                    found = selector(*pair)
+                except Exception as exc:
+                    raise _selecting(exc, key, role, selector) from exc
+                if found is None:
                     return False
             elif isinstance(selector, str):
                 if not isinstance(source, Mapping) or source.get(selector) is None:
@@ -348,25 +401,73 @@ class Term(nn.Module):
 
     def _call(self, key: str, outputs: Any, batch: Any) -> tuple[Any, Tensor | None]:
         """Select the inputs (any selector kind) and call the loss on them; also the target."""
-        loss = self._loss_fn
-        if self.input is None and self.target is None:
-            return loss(outputs, batch), None
         target = None
-        if self.target is not None:
-            target = _pick(key, "target", self.target, "batch", batch, outputs)
-        if isinstance(self.input, tuple):
+        args: tuple[Any, ...]
+        if self.input is None and self.target is None:
+            args = (outputs, batch)
+        else:
+            if self.target is not None:
+                target = _pick(key, "target", self.target, "batch", batch, outputs)
             xs = self._inputs(key, outputs, batch)
-            return loss(*xs, *(() if target is None else (target,))), target
-        x = self._input(key, outputs, batch)
-        return (loss(x) if target is None else loss(x, target)), target
+            args = xs if target is None else (*xs, target)
+        try:
+            return self._loss_fn(*args), target
+        except Exception as exc:
+            raise self._loss_failed(exc, key, args) from exc
+
+    def _loss_failed(self, exc: Exception, key: str, args: tuple[Any, ...]) -> Exception:
+        """The loss raised ``exc`` on ``args``: say so naming the term and what it was given."""
+        if isinstance(exc, LossInputError):
+            if str(exc).startswith(f"term {key!r}"):
+                return exc
+            return LossInputError(f"term {key!r}: {exc}")
+        if self.input is None and self.target is None:
+            roles: list[str] = ["outputs", "batch"]
+        else:
+            count = len(self.input) if isinstance(self.input, tuple) else 1
+            roles = ["input" if i == 0 else f"input[{i}]" for i in range(count)] + ["target"]
+        given = ", ".join(
+            f"{role} {tuple(a.shape)} {str(a.dtype).removeprefix('torch.')}"
+            if isinstance(a, Tensor)
+            else f"{role} {_describe(a)}"
+            for role, a in zip(roles, args)
+        )
+        fn = self._loss_fn
+        name = getattr(fn, "display_name", None) or (
+            type(fn).__name__ if isinstance(fn, nn.Module) else getattr(fn, "__qualname__", "")
+        )
+        return keyed(exc, key, f"calling the loss {name} on {given}")
 
     @staticmethod
     def _checked(key: str, value: Any) -> Tensor:
         if not isinstance(value, Tensor):
             raise LossInputError(
-                f"term {key!r}: the loss returned a {type(value).__name__}, expected a tensor"
+                f"term {key!r}: the loss returned a {type(value).__name__}, expected a tensor "
+                "(a Python number has no gradient); return a floating-point torch.Tensor"
+            )
+        if not value.is_floating_point():
+            raise LossInputError(
+                f"term {key!r}: the loss returned a tensor of dtype "
+                f"{str(value.dtype).removeprefix('torch.')}, expected a floating-point tensor "
+                "(an integer or boolean value has no gradient); compute it in floating point, or "
+                "log a count with .float() in a monitor-only term (monitor=True)"
             )
         return value
+
+    def _check_sample_weight(self, key: str, weight: Tensor) -> None:
+        """Refuse negative sample weights (first calls only: a host sync, as value checks)."""
+        if torch.compiler.is_compiling():
+            return
+        self._weight_checks -= 1
+        if weight.numel() == 0 or weight.dtype == torch.bool:
+            return
+        low = float(weight.detach().min())
+        if low < 0:
+            raise LossInputError(
+                f"term {key!r}: sample_weight has values down to {low:.4g} (shape "
+                f"{tuple(weight.shape)}), expected weights >= 0 (a negative weight rewards the "
+                "loss on its samples); clamp them with w.clamp_min(0) or mask those samples out"
+            )
 
     def _finish(self, key: str, value: Any) -> Tensor:
         """Check that the loss returned a scalar tensor."""
@@ -390,6 +491,8 @@ class Term(nn.Module):
             if selector is None:
                 continue
             w = _pick(key, role, selector, "batch", batch, outputs)
+            if self._weight_checks and role == "sample_weight":
+                self._check_sample_weight(key, w)
             if w.shape != value.shape and w.shape != value.shape[:1]:
                 raise LossInputError(
                     f"term {key!r}: {role} has shape {tuple(w.shape)}, expected "

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from losskit.errors import ConfigError, LossInputError
 from losskit.losses import _elementwise as _kernels
 from losskit.losses._elementwise import Impl, Reduction, compute_dtype
+from losskit.losses._options import check_number as _check_number
 from losskit.losses.contracts import Check, Contract, ContractedLoss
 from losskit.losses.registry import register
 
@@ -60,25 +61,6 @@ __all__ = [
 ]
 
 _FAMILY = "classification"
-
-
-def _check_number(
-    owner: str,
-    name: str,
-    value: float,
-    *,
-    low: float,
-    high: float = math.inf,
-    low_open: bool = False,
-) -> float:
-    """``value`` as a float if it is finite and lies in the range, else a ConfigError."""
-    value = float(value)
-    too_low = value <= low if low_open else value < low
-    if not math.isfinite(value) or too_low or value > high:
-        bracket = "(" if low_open else "["
-        upper = "inf)" if high == math.inf else f"{high:g}]"
-        raise ConfigError(f"{owner}: {name} must lie in {bracket}{low:g}, {upper}, got {value!r}")
-    return value
 
 
 def _class_weight(owner: str, weight: Sequence[float] | Tensor | None) -> Tensor | None:

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from losskit.errors import ConfigError, LossInputError, LossKitWarning
 from losskit.losses._elementwise import Reduction, check_reduction
-from losskit.losses.contracts import FIRST_CALLS, Check, Contract, ContractedLoss, _check_finite
+from losskit.losses.contracts import FIRST_CALLS, Check, Contract, ContractedLoss, _finite
 from losskit.losses.registry import register
 
 __all__ = ["CPU_CHUNK_ROWS", "LinearCrossEntropyLoss"]
@@ -286,7 +286,7 @@ class LinearCrossEntropyLoss(ContractedLoss, nn.Module):
         ):
             return
         state.calls += 1
-        _check_finite(name, "hidden", hidden)
+        _finite(name, "hidden", hidden, state.nonfinite)
         valid = target[target != self.ignore_index]
         if valid.numel():
             low, high = int(valid.min()), int(valid.max())

@@ -19,11 +19,13 @@ Example::
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 from torch import Tensor, nn
 
-from losskit.errors import LossInputError
+from losskit.errors import ConfigError, LossInputError
+from losskit.losses._options import check_choice, check_number
 from losskit.losses.contracts import Check, Contract, ContractedLoss
 from losskit.losses.registry import register
 
@@ -238,6 +240,39 @@ def _check_same_shapes(display: str, name: str, args: tuple[Any, ...]) -> None:
             )
 
 
+# Options torch takes at construction but refuses (or misuses) only at the first call, or refuses
+# with a bare ValueError: ranges (low, high, low_open) checked when the loss is built.
+_RANGES: dict[str, dict[str, tuple[float, float, bool]]] = {
+    "huber": {"delta": (0.0, math.inf, True)},
+    "smooth_l1": {"beta": (0.0, math.inf, False)},
+    "cross_entropy": {"label_smoothing": (0.0, 1.0, False)},
+    "gaussian_nll": {"eps": (0.0, math.inf, False)},
+    "poisson_nll": {"eps": (0.0, math.inf, False)},
+    "cosine_embedding": {"margin": (-1.0, 1.0, False)},
+    "triplet_margin": {"margin": (0.0, math.inf, True), "p": (0.0, math.inf, True)},
+    "triplet_margin_with_distance": {"margin": (0.0, math.inf, True)},
+    "ctc": {"blank": (0.0, math.inf, False)},
+}
+_CHOICES: dict[str, dict[str, tuple[object, ...]]] = {
+    "multi_margin": {"p": (1, 2)},
+}
+_REDUCTIONS = ("none", "mean", "sum")
+_KL_REDUCTIONS = (*_REDUCTIONS, "batchmean")
+
+
+def _check_options(display: str, name: str, options: dict[str, Any]) -> None:
+    """Refuse options the loss cannot work with, naming the loss and the option."""
+    if "reduction" in options:
+        reductions = _KL_REDUCTIONS if name == "kl_div" else _REDUCTIONS
+        check_choice(display, "reduction", options["reduction"], reductions)
+    for option, (low, high, low_open) in _RANGES.get(name, {}).items():
+        if option in options:
+            check_number(display, option, options[option], low=low, high=high, low_open=low_open)
+    for option, choices in _CHOICES.get(name, {}).items():
+        if option in options:
+            check_choice(display, option, options[option], choices)
+
+
 def _signature(base: type[nn.Module]) -> inspect.Signature:
     """``base.__init__``'s signature with losskit's keyword-only ``check`` added."""
     signature = inspect.signature(base.__init__)
@@ -248,8 +283,20 @@ def _signature(base: type[nn.Module]) -> inspect.Signature:
 def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Module]:
     """A subclass of ``base`` that checks its inputs against ``contract`` before ``forward``."""
 
+    display = f"{base.__name__} ({name!r})"
+    torch_signature = inspect.signature(base.__init__)
+
     def __init__(self: Any, *args: Any, check: Check = "first", **kwargs: Any) -> None:  # noqa: N807
-        base.__init__(self, *args, **kwargs)
+        try:
+            bound = torch_signature.bind(self, *args, **kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"{display}: {exc}") from exc
+        bound.apply_defaults()
+        _check_options(display, name, bound.arguments)
+        try:
+            base.__init__(self, *args, **kwargs)
+        except ValueError as exc:  # torch's own checks of its options
+            raise ConfigError(f"{display}: {exc}") from exc
         self._init_check(check)
         if name == "kl_div" and self.log_target:
             self.__dict__["contract"] = _KL_LOG_TARGET

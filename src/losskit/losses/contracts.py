@@ -28,13 +28,14 @@ import torch
 from torch import Tensor
 
 from losskit._checks import Check, check_mode
-from losskit.errors import LossInputError
+from losskit.errors import ConfigError, LossInputError
 
 __all__ = [
     "Check",
     "Contract",
     "ContractedLoss",
     "InputKind",
+    "NonFiniteInputs",
     "ShapeRelation",
     "TargetKind",
 ]
@@ -57,6 +58,9 @@ TargetKind: TypeAlias = Literal[
     "any",
 ]
 ShapeRelation: TypeAlias = Literal["same", "class_dim", "any"]
+NonFiniteInputs: TypeAlias = Literal["raise", "allow"]
+"""What the value checks do with NaN or infinite inputs and targets: refuse them (``"raise"``) or
+leave them to the caller (``"allow"``), which reports the non-finite loss itself."""
 
 FIRST_CALLS = 3
 """How many calls ``check="first"`` inspects values on."""
@@ -178,12 +182,20 @@ class Contract:
         target: Tensor | None,
         *,
         ignore_index: int | None = None,
+        nonfinite: NonFiniteInputs = "raise",
     ) -> None:
-        """Value checks (finiteness, ranges, class indices): one host sync."""
-        _check_finite(name, "input", input)
+        """Value checks (finiteness, ranges, class indices): one host sync.
+
+        With ``nonfinite="allow"`` a non-finite input or target is not refused, and its range
+        is not judged (NaN has none): a caller that handles non-finite values itself (a
+        :class:`~losskit.Criterion` with ``nonfinite="warn"`` or ``"skip"``) reports it.
+        """
+        finite = _finite(name, "input", input, nonfinite)
         x = input.detach()
         classes = x.shape[self.class_dim] if x.ndim > self.class_dim else None
-        if self.input == "probabilities" and x.numel():
+        if not finite:
+            pass  # no range to judge: the caller reports the non-finite values
+        elif self.input == "probabilities" and x.numel():
             low, high = float(x.min()), float(x.max())
             if low < 0.0 or high > 1.0:
                 raise LossInputError(
@@ -207,8 +219,8 @@ class Contract:
         if target is None or self.target == "any":
             return
         y = target.detach()
-        if y.is_floating_point():
-            _check_finite(name, "target", y)
+        if y.is_floating_point() and not _finite(name, "target", y, nonfinite):
+            return
         if y.numel() == 0:
             return
         kind = self.target
@@ -301,17 +313,21 @@ class Contract:
             )
 
 
-def _check_finite(name: str, role: str, t: Tensor) -> None:
+def _finite(name: str, role: str, t: Tensor, nonfinite: NonFiniteInputs) -> bool:
+    """Whether ``t`` holds only finite values; a LossInputError if not, unless allowed."""
     if not t.is_floating_point():
-        return
+        return True
     finite = torch.isfinite(t)
     if not bool(finite.all()):
+        if nonfinite == "allow":
+            return False
         nan = int(torch.isnan(t).sum())
         inf = t.numel() - int(finite.sum()) - nan
         raise LossInputError(
             f"{name}: {role} has {nan} NaN and {inf} infinite values (of {t.numel()}, shape "
             f"{_shape(t)}); the loss would be non-finite"
         )
+    return True
 
 
 @dataclass
@@ -320,6 +336,7 @@ class _CheckState:
     calls: int = 0
     passed: tuple[object, ...] = ()  # the last shapes and dtypes that passed check_metadata
     settled: bool = False  # values are no longer checked: only a new signature needs a look
+    nonfinite: NonFiniteInputs = "raise"
 
     def __post_init__(self) -> None:
         self.settled = self.mode == "off"
@@ -348,6 +365,34 @@ class ContractedLoss:
         return state.mode
 
     @property
+    def nonfinite_inputs(self) -> NonFiniteInputs:
+        """Whether the value checks refuse non-finite inputs and targets (``"raise"``, the
+        default) or ``"allow"`` them, leaving the report to the caller.
+
+        A :class:`~losskit.Criterion` with ``nonfinite="warn"`` or ``"skip"`` (and checks on)
+        sets ``"allow"`` on the losses of its terms, so that its own policy decides from the
+        first call; other value checks (class indices, ranges of finite tensors) still raise.
+
+        Example::
+
+            >>> import torch
+            >>> from losskit import losses
+            >>> mse = losses.get("mse")
+            >>> mse.nonfinite_inputs = "allow"
+            >>> mse(torch.tensor([float("nan")]), torch.zeros(1))
+            tensor(nan)
+        """
+        state: _CheckState = self.__dict__["_check_state"]
+        return state.nonfinite
+
+    @nonfinite_inputs.setter
+    def nonfinite_inputs(self, value: NonFiniteInputs) -> None:
+        if value not in ("raise", "allow"):
+            raise ConfigError(f"nonfinite_inputs must be 'raise' or 'allow', got {value!r}")
+        state: _CheckState = self.__dict__["_check_state"]
+        state.nonfinite = value
+
+    @property
     def display_name(self) -> str:
         """How errors name this loss: ``ClassName ('registry_name')``."""
         return f"{type(self).__name__} ({self.loss_name!r})"
@@ -373,4 +418,6 @@ class ContractedLoss:
         if values:
             state.calls += 1
             state.settled = state.mode == "first" and state.calls >= FIRST_CALLS
-            self.contract.check_values(self.display_name, input, target, **context)
+            self.contract.check_values(
+                self.display_name, input, target, nonfinite=state.nonfinite, **context
+            )
