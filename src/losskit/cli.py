@@ -53,11 +53,27 @@ def _summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def _announce_code(config: Any) -> None:
+    """Say which of the user's modules a configuration will import and run, before it does."""
+    if not isinstance(config, (str, Path)):
+        return
+    from losskit.config import load_config
+
+    code = load_config(config).code
+    if code:
+        listed = ", ".join(f"{ref.partition(':')[0]} ({field})" for field, ref in code.items())
+        Console(stderr=True).print(
+            f"{config} imports and runs: {listed}; run configurations only you trust",
+            highlight=False,
+        )
+
+
 def _execute(config: Any, out: Path | None, resume: bool, quiet: bool) -> None:
     from losskit.run import run
 
     console = Console()
     try:
+        _announce_code(config)
         result = run(config, out=out, progress=not quiet, resume=resume)
     except LossKitError as exc:
         raise _fail(exc) from exc
@@ -233,6 +249,7 @@ def doctor(
     from losskit.diagnostics import diagnose_config
 
     try:
+        _announce_code(config)
         report = diagnose_config(config)
     except LossKitError as exc:
         raise _fail(exc) from exc

@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import os
 import sys
 import typing
 from collections.abc import Callable, Mapping
@@ -405,6 +406,29 @@ class RunConfig(_Arguments):
         _fill(self, _defaults("criterion", criterion))
         return self
 
+    @property
+    def code(self) -> dict[str, str]:
+        """The code this configuration runs besides losskit's: each ``package.module:factory``
+        reference by the field that names it (``model.source``, ``data.source``,
+        ``trainer.metrics``). A configuration, like a Python script, must come from someone
+        you trust: these modules are imported and run.
+
+        Example::
+
+            >>> cfg = load_config({
+            ...     "model": {"source": "my_models:Net"}, "data": {"source": "digits"},
+            ...     "terms": {"cls": {"loss": "cross_entropy", "input": "logits",
+            ...                       "target": "label"}},
+            ...     "optimizer": {"name": "adam", "lr": 1e-3},
+            ... })
+            >>> cfg.code
+            {'model.source': 'my_models:Net'}
+        """
+        found = {"model.source": self.model.source, "data.source": self.data.source}
+        for name in self.trainer.arguments.get("metrics") or []:
+            found[f"trainer.metrics[{name!r}]"] = name
+        return {field: ref for field, ref in found.items() if ":" in ref}
+
     def model_post_init(self, context: Any, /) -> None:
         if (self.optimizer is None) == (self.optimizers is None):
             raise ValueError("give exactly one of [optimizer] or [optimizers.NAME]")
@@ -435,10 +459,17 @@ def make_weight(spec: float | dict[str, Any]) -> float | schedules.Schedule:
 
 
 def import_object(path: str) -> Any:
-    """Import ``package.module:attribute`` (the form used for user models and data)."""
+    """Import ``package.module:attribute`` (the form used for user models and data).
+
+    A module in the working directory imports without ``PYTHONPATH=.``, as under
+    ``python -m``: the working directory is put first on ``sys.path`` for the import.
+    """
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"expected 'package.module:attribute', got {path!r}")
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -99,7 +99,38 @@ def _built(where: str, source: str, registry: Registry[Any], options: dict[str, 
         check_keywords(factory, options, where=f"{where}.options", noun="field")
     except ConfigError as exc:
         raise ConfigError(f"{exc} (of {source!r})") from None
-    return instantiate(where, factory, **options)
+    built = instantiate(where, factory, **options)
+    problem = _EXPECTED[where](built)
+    if problem is not None:
+        raise ConfigError(
+            f"{where}.source {source!r} returned {problem}; see docs/guide.md (Run files)"
+        )
+    return built
+
+
+def _not_a_module(built: Any) -> str | None:
+    if isinstance(built, nn.Module):
+        return None
+    return f"a {type(built).__name__}, expected a torch.nn.Module"
+
+
+def _not_two_datasets(built: Any) -> str | None:
+    """Data factories return ``(train, validation)``, each a map-style dataset."""
+    if not (isinstance(built, (tuple, list)) and len(built) == 2):
+        return f"a {type(built).__name__}, expected a (train, validation) pair of datasets"
+    for role, dataset in zip(("train", "validation"), built):
+        if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+            return (
+                f"a {role} set of type {type(dataset).__name__}, expected a dataset "
+                "(__getitem__ and __len__, e.g. torch.utils.data.TensorDataset)"
+            )
+    return None
+
+
+_EXPECTED: dict[str, Callable[[Any], str | None]] = {
+    "model": _not_a_module,
+    "data": _not_two_datasets,
+}
 
 
 def _term(key: str, term: TermConfig) -> Any:
