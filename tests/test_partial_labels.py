@@ -91,10 +91,13 @@ def test_an_optional_term_with_every_target_ignored_counts_zero_and_stays_finite
     torch.testing.assert_close(logits.grad, torch.zeros(3, 4))
 
 
-def test_a_required_term_with_every_target_ignored_is_still_reported_non_finite() -> None:
+def test_a_required_term_with_every_target_ignored_gives_zero_and_no_gradient() -> None:
     crit = lk.Criterion({"cls": lk.Term("cross_entropy", input="x", target="y")})
-    with pytest.raises(lk.NonFiniteLossError, match=r"(?s)'cls'.*optional=True"):
-        crit({"x": torch.randn(2, 3)}, {"y": torch.full((2,), -100)})
+    x = torch.randn(2, 3, requires_grad=True)
+    res = crit({"x": x}, {"y": torch.full((2,), -100)})
+    torch.testing.assert_close(res["cls"], torch.tensor(0.0))
+    res.total.backward()
+    torch.testing.assert_close(x.grad, torch.zeros(2, 3), rtol=0, atol=0)
 
 
 def test_a_non_finite_term_in_a_routed_subset_is_named_with_its_own_value() -> None:

@@ -1,9 +1,10 @@
 """losskit: train PyTorch models with several named losses.
 
 The top level holds the core: :class:`Criterion`, :class:`Term`, :class:`LossResult`,
-``schedules``, ``losses``, ``balancers``, the errors, :func:`class_weights` and
-:func:`pos_weight`. Everything else lives in its subpackage (``losskit.engine.Trainer``,
-``losskit.tracking.Tracker``, ``losskit.report``, ``losskit.diagnostics``, ...). Names and
+``schedules``, ``losses``, ``balancers``, the errors, :func:`class_weights`,
+:func:`class_counts` and :func:`pos_weight`. Everything else lives in its subpackage
+(``losskit.engine.Trainer``, ``losskit.tracking.Tracker``, ``losskit.report``,
+``losskit.diagnostics``, ...). Names and
 subpackages are imported on first use (PEP 562), so ``import losskit`` costs next to nothing and
 the ``losskit`` command answers ``--help`` without importing torch.
 
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
         tracking,
     )
     from losskit.criterion import Criterion, TermLike
-    from losskit.losses import class_weights, pos_weight
+    from losskit.losses import class_counts, class_weights, pos_weight
     from losskit.result import LossResult
     from losskit.term import Selector, Term, WeightLike
 
@@ -77,6 +78,7 @@ __all__ = [
     "__version__",
     "balancers",
     "benchmarking",
+    "class_counts",
     "class_weights",
     "compare",
     "data",
@@ -100,6 +102,7 @@ _CORE = {
     "Selector": "losskit.term",
     "Term": "losskit.term",
     "WeightLike": "losskit.term",
+    "class_counts": "losskit.losses",
     "class_weights": "losskit.losses",
     "pos_weight": "losskit.losses",
 }

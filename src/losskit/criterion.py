@@ -691,13 +691,6 @@ class Criterion(nn.Module):
                 lines.append("    (the term selects its own inputs from outputs and batch)")
             for role, tensor in chosen.items():
                 lines.append(f"    {role}: {_summarise(tensor)}")
-            count = term.measure(key, outputs, batch)[1]
-            if count is not None and float(count() if callable(count) else count) == 0:
-                lines.append(
-                    "    nothing in this batch carries this term's label (every target ignored "
-                    "or masked out); Term(..., optional=True) treats such a batch as unlabelled: "
-                    "count 0, value 0, left out of means and balancers"
-                )
         self._act("\n".join(lines))
 
     def _act(self, message: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Literal, get_args
 from torch import Tensor
 
 from losskit.errors import ConfigError
-from losskit.losses import class_weights, pos_weight
+from losskit.losses import class_counts, class_weights, pos_weight
 
 __all__ = ["Recommendation", "Task", "recommend"]
 
@@ -165,7 +165,9 @@ def recommend(
             ]
         options = {}
         if targets is not None:
-            options["weight"] = class_weights(targets, "effective_number", num_classes=num_classes)
+            options["weight"] = class_weights(
+                class_counts(targets, num_classes), "effective_number"
+            )
         return [
             Recommendation(
                 "cross_entropy",

@@ -30,7 +30,7 @@ from losskit.losses._classification import (
     SquaredHingeLoss,
     ZLoss,
 )
-from losskit.losses._imbalance import class_weights, pos_weight
+from losskit.losses._imbalance import class_counts, class_weights, pos_weight
 from losskit.losses._large_vocab import LinearCrossEntropyLoss
 from losskit.losses._lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
 from losskit.losses._regression import CharbonnierLoss, LogCoshLoss, PoissonLoss, QuantileLoss
@@ -80,6 +80,7 @@ __all__ = [
     "TverskyLoss",
     "ZLoss",
     "available",
+    "class_counts",
     "class_weights",
     "get",
     "pos_weight",

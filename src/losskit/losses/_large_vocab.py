@@ -49,7 +49,14 @@ from torch import Tensor, nn
 
 from losskit.errors import ConfigError, LossInputError, LossKitWarning
 from losskit.losses._elementwise import Reduction, check_reduction
-from losskit.losses.contracts import FIRST_CALLS, Check, Contract, ContractedLoss, _finite
+from losskit.losses.contracts import (
+    FIRST_CALLS,
+    Check,
+    Contract,
+    ContractedLoss,
+    _finite,
+    check_placement,
+)
 from losskit.losses.registry import register
 
 __all__ = ["CPU_CHUNK_ROWS", "LinearCrossEntropyLoss"]
@@ -244,6 +251,7 @@ class LinearCrossEntropyLoss(ContractedLoss, nn.Module):
 
     def _check(self, hidden: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor) -> None:
         name = self.display_name
+        check_placement(name, hidden, target)
         for role, t in (("hidden", hidden), ("weight", weight), ("bias", bias)):
             if t is not None and not t.is_floating_point():
                 raise LossInputError(

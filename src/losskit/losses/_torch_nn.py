@@ -22,6 +22,7 @@ import inspect
 import math
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from losskit.errors import ConfigError, LossInputError
@@ -208,6 +209,8 @@ _MULTI_INPUT = {
     "triplet_margin_with_distance",
     "ctc",
 }
+# Losses whose mean leaves out ignore_index targets (torch gives NaN when it leaves out all).
+_IGNORING = {"cross_entropy", "nll", "linear_cross_entropy_head"}
 _KL_LOG_TARGET = Contract("log_probabilities", "log_probabilities", "same")
 
 
@@ -312,14 +315,25 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
         if not (
             state.settled
             and target is not None
-            and (input.shape, input.dtype, target.shape, target.dtype) == state.passed
+            and (input.shape, input.dtype, target.shape, target.dtype, target.device)
+            == state.passed
         ):
             self.check_inputs(input, target, ignore_index=self.__dict__.get("ignore_index"))
         return base.forward(self, input, target, *args)  # type: ignore[no-any-return]
 
+    def forward_ignoring(self: Any, input: Tensor, target: Tensor, *args: Any) -> Tensor:
+        value = forward_pair_checked(self, input, target, *args)
+        if self.reduction != "mean" or self.ignore_index is None or target.is_floating_point():
+            return value
+        # torch's mean over no target is 0/0 = NaN: a padding-only batch gives 0 instead, and
+        # its gradient stays 0 (ignored targets get none). One small reduction per call.
+        return torch.where(target.ne(self.ignore_index).any(), value, 0.0)
+
     # The signature shows torch's arguments and check, so configs are checked against it.
     __init__.__signature__ = _signature(base)  # type: ignore[attr-defined]
     forward = forward_first_checked if name in _MULTI_INPUT else forward_pair_checked
+    if name in _IGNORING:
+        forward = forward_ignoring
 
     namespace = {
         "__init__": __init__,

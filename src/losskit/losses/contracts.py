@@ -6,6 +6,19 @@ shapes relate and so their dtypes. Shape and dtype checks read metadata only and
 call; checks of values (range, finiteness, class indices) need a host sync and run on the first
 calls only unless ``check="always"`` (``check="off"`` skips them).
 
+What every catalogue loss does where torch would give NaN or an obscure error:
+
+- an empty batch (an input with no elements) is refused with a :class:`LossInputError` saying
+  the batch is empty: a mean over nothing has no value, and torch gives NaN, 0 or a reshape
+  error depending on the loss; skip the step (a term that a batch may lack is
+  ``Term(..., optional=True)``);
+- a batch whose every target is ``ignore_index`` gives 0 with a zero gradient (torch's
+  ``cross_entropy`` gives NaN), so a padding-only micro-batch does not poison training;
+- an input and target on different devices, and meta tensors (no data), are refused naming the
+  devices; a 0-dim target is refused naming the shape expected.
+
+Under a :class:`~losskit.Term` these errors start with the term's key.
+
 Example::
 
     >>> import torch
@@ -101,13 +114,21 @@ class Contract:
     class_dim: int = 1
 
     def check_metadata(self, name: str, input: Tensor, target: Tensor | None) -> None:
-        """Shape and dtype checks: metadata only, no host sync, always on."""
+        """Shape, dtype and device checks: metadata only, no host sync, always on."""
+        check_placement(name, input, target)
         if not input.is_floating_point():
             raise LossInputError(
                 f"{name}: input has dtype {_dtype(input)}, expected a floating-point tensor of "
                 f"{self.input.replace('_', '-')}; cast it with input.float()"
             )
-        if target is None or self.target == "any":
+        if target is None:
+            return
+        if self.target == "any":
+            if target.ndim == 0 and input.ndim > 1:
+                raise LossInputError(
+                    f"{name}: target has shape (), expected one per sample, "
+                    f"({input.shape[0]}, ...) for input {_shape(input)}"
+                )
             return
         if self.target in ("class_indices", "class_indices_or_probabilities"):
             if (
@@ -313,6 +334,26 @@ class Contract:
             )
 
 
+def check_placement(name: str, input: Tensor, target: Tensor | None) -> None:
+    """Refuse tensors on two devices, meta tensors and an empty batch."""
+    if target is not None and target.device != input.device:
+        raise LossInputError(
+            f"{name}: input is on device {input.device} but target on {target.device}; "
+            f"move the target with target.to({str(input.device)!r})"
+        )
+    if input.is_meta:
+        raise LossInputError(
+            f"{name}: input is on the meta device (shapes, no data), so there is no value "
+            "to compute; materialise the model first (e.g. module.to_empty(device=...))"
+        )
+    if input.numel() == 0:
+        raise LossInputError(
+            f"{name}: input has shape {_shape(input)}: the batch is empty, and a loss over "
+            "nothing has no value; skip empty batches (or make the term optional=True and "
+            "leave it out of such a batch)"
+        )
+
+
 def _finite(name: str, role: str, t: Tensor, nonfinite: NonFiniteInputs) -> bool:
     """Whether ``t`` holds only finite values; a LossInputError if not, unless allowed."""
     if not t.is_floating_point():
@@ -403,9 +444,9 @@ class ContractedLoss:
         # Shapes and dtypes that passed last time need no second look: the steady state of a
         # training loop (values no longer checked) costs one tuple comparison.
         if target is None:
-            signature: tuple[object, ...] = (input.shape, input.dtype)
+            signature: tuple[object, ...] = (input.shape, input.dtype, input.device)
         else:
-            signature = (input.shape, input.dtype, target.shape, target.dtype)
+            signature = (input.shape, input.dtype, target.shape, target.dtype, target.device)
         if state.settled and signature == state.passed:
             return
         values = not state.settled
