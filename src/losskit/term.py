@@ -37,6 +37,31 @@ WeightLike: TypeAlias = float | int | Schedule
 """A fixed weight or a :class:`~losskit.schedules.Schedule` of the optimizer step."""
 
 
+def _masked_out(tensor: Any, kept: list[Tensor], fill: float) -> Any:
+    """``tensor`` with what the masks leave out made harmless: a non-finite float there becomes
+    ``fill`` and an integer (a class index, possibly garbage) becomes ``fill`` (through
+    ``where``, so no NaN reaches the value checks, the loss or its gradient; the reduction gives
+    the masked-out entries weight 0). A mask lines up with the tensor when it has its shape, its
+    leading (sample) dimension, or its shape without the class dimension 1; a tensor it does not
+    line up with is left as it is."""
+    if not isinstance(tensor, Tensor):
+        return tensor
+    floating = tensor.is_floating_point() or tensor.is_complex()
+    for mask in kept:
+        shape = tensor.shape
+        if mask.shape == shape:
+            aligned = mask
+        elif mask.ndim == 1 and shape[:1] == mask.shape:
+            aligned = mask.reshape(mask.shape + (1,) * (tensor.ndim - 1))
+        elif tensor.ndim == mask.ndim + 1 and shape[:1] + shape[2:] == mask.shape:
+            aligned = mask.unsqueeze(1)
+        else:
+            continue
+        keep = (aligned | torch.isfinite(tensor)) if floating else aligned
+        tensor = torch.where(keep, tensor, torch.full((), fill, dtype=tensor.dtype))
+    return tensor
+
+
 def _valid_count(target: Tensor, ignore_index: int, loss: object) -> Tensor:
     """The denominator of a mean over the targets that are not ``ignore_index``: their number,
     or the sum of their class weights (the loss's ``weight``)."""
@@ -324,7 +349,9 @@ class Term(nn.Module):
         """
         try:
             target = None
-            if self._by_key:
+            if self._per_element:
+                value, target = self._call(key, outputs, batch, protect=True)
+            elif self._by_key:
                 x = outputs.get(self.input) if type(outputs) is dict else None
                 if type(x) is not Tensor:  # not found in a dict: the general selection's errors
                     x = _pick(key, "input", self.input, "outputs", outputs, batch)  # type: ignore[arg-type]
@@ -399,8 +426,15 @@ class Term(nn.Module):
                 return False
         return True
 
-    def _call(self, key: str, outputs: Any, batch: Any) -> tuple[Any, Tensor | None]:
-        """Select the inputs (any selector kind) and call the loss on them; also the target."""
+    def _call(
+        self, key: str, outputs: Any, batch: Any, protect: bool = False
+    ) -> tuple[Any, Tensor | None]:
+        """Select the inputs (any selector kind) and call the loss on them; also the target.
+
+        ``protect``: masked-out entries (mask or sample weight 0) are replaced by safe values
+        before the loss sees them, so a NaN or a garbage label there neither reaches the value
+        checks nor the gradient (which is exactly 0 there).
+        """
         target = None
         args: tuple[Any, ...]
         if self.input is None and self.target is None:
@@ -409,6 +443,11 @@ class Term(nn.Module):
             if self.target is not None:
                 target = _pick(key, "target", self.target, "batch", batch, outputs)
             xs = self._inputs(key, outputs, batch)
+            if protect:
+                kept = self._kept(key, outputs, batch)
+                xs = tuple(_masked_out(x, kept, 0.0) for x in xs)
+                if target is not None:
+                    target = _masked_out(target, kept, self._safe_target())
             args = xs if target is None else (*xs, target)
         try:
             return self._loss_fn(*args), target
@@ -437,6 +476,21 @@ class Term(nn.Module):
             type(fn).__name__ if isinstance(fn, nn.Module) else getattr(fn, "__qualname__", "")
         )
         return keyed(exc, key, f"calling the loss {name} on {given}")
+
+    def _kept(self, key: str, outputs: Any, batch: Any) -> list[Tensor]:
+        """Where the mask and the sample weights keep entries (as given: per sample or per
+        element)."""
+        return [
+            _pick(key, role, selector, "batch", batch, outputs) != 0
+            for role, selector in (("mask", self.mask), ("sample_weight", self.sample_weight))
+            if selector is not None
+        ]
+
+    def _safe_target(self) -> float:
+        """A target value every loss accepts where the entry is masked out: 0, or 1 for a
+        loss whose contract asks for signs (-1 or 1)."""
+        contract = getattr(self._loss_fn, "contract", None)
+        return 1.0 if getattr(contract, "target", None) == "sign" else 0.0
 
     @staticmethod
     def _checked(key: str, value: Any) -> Tensor:
