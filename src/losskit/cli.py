@@ -81,7 +81,14 @@ def _execute(config: Any, out: Path | None, resume: bool, quiet: bool) -> None:
 
     if not is_main():  # under torchrun rank 0 reports
         return
-    report = _render_report(result.run_dir)
+    if result.complete:  # a resumed run that had finished: nothing written
+        console.print(_summary_table(result.summary))
+        console.print(f"run complete: {result.run_dir} had finished; nothing to resume")
+        return
+    try:
+        report = _render_report(result.run_dir)
+    except LossKitError as exc:  # e.g. a corrupt log line; the run's files stay
+        raise _fail(exc) from exc
     console.print(_summary_table(result.summary))
     if "val_accuracy" in result.summary:
         console.print(f"validation accuracy: [bold]{result.summary['val_accuracy']:.4f}[/]")

@@ -17,6 +17,7 @@ __all__ = [
     "MissingDependencyError",
     "NonFiniteLossError",
     "RankMismatchError",
+    "RunInUseError",
     "TermError",
     "UnknownNameError",
 ]
@@ -99,6 +100,11 @@ class LogNotFoundError(LossKitError, FileNotFoundError):
 
 class RankMismatchError(LossKitError, RuntimeError):
     """Distributed processes logged different keys or splits, so their values cannot be reduced."""
+
+
+class RunInUseError(LossKitError, RuntimeError):
+    """A run folder is being written by another process (its ``.lock`` is held); the message
+    names that process."""
 
 
 class LossKitWarning(UserWarning):

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from losskit import balancers, components
-from losskit._io import check_file_name, replace_text
+from losskit._io import check_file_name, replace_text, run_lock
 from losskit._registry import Registry
 from losskit._signature import check_keywords
 from losskit.config import (
@@ -41,6 +42,7 @@ from losskit.config import (
     make_weight,
 )
 from losskit.engine import FitSummary, Trainer, distributed, seed_everything
+from losskit.engine._checkpoint import load_checkpoint
 from losskit.errors import ConfigError
 
 __all__ = ["RunResult", "build", "instantiate", "run"]
@@ -48,11 +50,16 @@ __all__ = ["RunResult", "build", "instantiate", "run"]
 
 @dataclass
 class RunResult:
-    """A finished run: its folder, the trainer's summary and what ``summary.json`` holds."""
+    """A finished run: its folder, the trainer's summary and what ``summary.json`` holds.
+
+    ``complete`` is true when a resumed run had finished already: nothing was trained or
+    written, and ``summary`` is the one in the folder.
+    """
 
     run_dir: Path
     fit: FitSummary
     summary: dict[str, Any]
+    complete: bool = False
 
 
 def _resolve(source: str, registry: Registry[Any], what: str) -> Callable[..., Any]:
@@ -238,6 +245,31 @@ def _check_run_folder(run_dir: Path) -> None:
         )
 
 
+def _finished(run_dir: Path, epochs: int) -> RunResult | None:
+    """The run in ``run_dir`` when it had finished (``summary.json`` written after a
+    ``last.pt`` that trained all ``epochs`` or stopped early), else ``None``."""
+    summary_path, checkpoint = run_dir / "summary.json", run_dir / "last.pt"
+    if not (summary_path.is_file() and checkpoint.is_file()):
+        return None
+    state = load_checkpoint(checkpoint)
+    if not (state.get("stopped_early") or int(state.get("epoch", 0)) >= epochs):
+        return None  # more epochs asked for than the run trained: go on
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    final = summary.get("final", {})
+    fit = FitSummary(
+        epochs=summary["epochs"],
+        steps=summary["steps"],
+        train=final.get("train", {}),
+        val=final.get("val", {}),
+        best_value=summary.get("best_value"),
+        best_epoch=summary.get("best_epoch"),
+        stopped_early=bool(summary.get("stopped_early")),
+        seconds=0.0,
+        run_dir=run_dir,
+    )
+    return RunResult(run_dir=run_dir, fit=fit, summary=summary, complete=True)
+
+
 def _write_json(path: Path, payload: Any) -> None:
     replace_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
@@ -251,7 +283,9 @@ def run(
 ) -> RunResult:
     """Train what ``config`` describes; write the run folder and return its summary.
 
-    ``resume=True`` continues from ``last.pt`` in the run folder when it exists.
+    ``resume=True`` continues from ``last.pt`` in the run folder when it exists; a run that
+    had finished is left as it is (``RunResult.complete``). The folder is locked while the run
+    writes it: a second run on it is refused with :class:`~losskit.errors.RunInUseError`.
     """
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     where = out or cfg.run.out
@@ -260,51 +294,57 @@ def run(
     # Under torchrun: join the process group (left as found at the end); rank 0 writes files.
     created = distributed.setup()
     try:
-        main = distributed.is_main()
-        if main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            _write_json(run_dir / "config.json", cfg.model_dump(mode="json"))
-        threads = torch.get_num_threads()
-        if cfg.run.threads is not None:
-            torch.set_num_threads(cfg.run.threads)
-        try:
-            trainer, train, val = build(cfg, progress=progress, run_dir=run_dir)
-            checkpoint = run_dir / "last.pt"
-            if (
-                not resume and main
-            ):  # a fresh run in an old folder starts its log and checkpoints anew
-                for stale in _WRITTEN:
-                    (run_dir / stale).unlink(missing_ok=True)
-            fit = trainer.fit(
-                train,
-                val,
-                epochs=cfg.run.epochs,
-                resume=checkpoint if resume and checkpoint.exists() else None,
-            )
-        finally:
-            torch.set_num_threads(threads)
-        weights = {
-            k.removeprefix("weight/"): w for k, w in fit.train.items() if k.startswith("weight/")
-        }
-        summary: dict[str, Any] = {
-            "name": cfg.run.name,
-            "epochs": fit.epochs,
-            "steps": fit.steps,
-            "seconds": round(fit.seconds, 3),
-            "monitor": trainer.monitor,
-            "best_value": fit.best_value,
-            "best_epoch": fit.best_epoch,
-            "stopped_early": fit.stopped_early,
-            "final": {"train": fit.train, "val": fit.val},
-            "weights": weights,
-        }
-        for name in trainer.metrics:
-            value = fit.val.get(f"metric/{name}")
-            if value is not None:
-                summary[f"val_{name}"] = value
-        if main:
-            _write_json(run_dir / "summary.json", summary)
-        return RunResult(run_dir=run_dir, fit=fit, summary=summary)
+        with contextlib.ExitStack() as stack:
+            if distributed.is_main():
+                stack.enter_context(run_lock(run_dir))
+            if resume and (done := _finished(run_dir, cfg.run.epochs)) is not None:
+                return done
+            return _run_locked(cfg, run_dir, resume=resume, progress=progress)
     finally:
         if created and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _run_locked(cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool) -> RunResult:
+    main = distributed.is_main()
+    if main:
+        _write_json(run_dir / "config.json", cfg.model_dump(mode="json"))
+    threads = torch.get_num_threads()
+    if cfg.run.threads is not None:
+        torch.set_num_threads(cfg.run.threads)
+    try:
+        trainer, train, val = build(cfg, progress=progress, run_dir=run_dir)
+        checkpoint = run_dir / "last.pt"
+        if not resume and main:  # a fresh run in an old folder starts its log and checkpoints anew
+            for stale in _WRITTEN:
+                (run_dir / stale).unlink(missing_ok=True)
+        fit = trainer.fit(
+            train,
+            val,
+            epochs=cfg.run.epochs,
+            resume=checkpoint if resume and checkpoint.exists() else None,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    weights = {
+        k.removeprefix("weight/"): w for k, w in fit.train.items() if k.startswith("weight/")
+    }
+    summary: dict[str, Any] = {
+        "name": cfg.run.name,
+        "epochs": fit.epochs,
+        "steps": fit.steps,
+        "seconds": round(fit.seconds, 3),
+        "monitor": trainer.monitor,
+        "best_value": fit.best_value,
+        "best_epoch": fit.best_epoch,
+        "stopped_early": fit.stopped_early,
+        "final": {"train": fit.train, "val": fit.val},
+        "weights": weights,
+    }
+    for name in trainer.metrics:
+        value = fit.val.get(f"metric/{name}")
+        if value is not None:
+            summary[f"val_{name}"] = value
+    if main:
+        _write_json(run_dir / "summary.json", summary)
+    return RunResult(run_dir=run_dir, fit=fit, summary=summary)

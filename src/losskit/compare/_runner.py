@@ -8,9 +8,14 @@ that was cut off restarts from scratch in its folder.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -97,7 +102,37 @@ def _execute(config: dict[str, Any], folder: str) -> str:
     return folder
 
 
-def _init_worker(threads: int) -> None:
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(parent: int) -> None:
+    """End this worker when ``parent`` dies, so that no orphan goes on writing run folders.
+
+    On Linux the kernel sends SIGKILL at the parent's death (``prctl(PR_SET_PDEATHSIG)``);
+    elsewhere a daemon thread polls ``os.getppid()`` (the worker is re-parented when its parent
+    dies) twice a second.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+        if armed:
+            if os.getppid() != parent:  # it died before the signal was armed
+                os._exit(1)
+            return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="losskit-parent-watch", daemon=True).start()
+
+
+def _init_worker(threads: int, parent: int) -> None:
+    _die_with(parent)
     import torch
 
     torch.set_num_threads(threads)
@@ -111,7 +146,7 @@ def run_jobs(
 ) -> list[Job]:
     """Run the jobs not yet complete; return those run. ``workers > 1``: in that many spawned
     processes (each with ``cpu_count // workers`` intra-op threads unless the config sets
-    ``run.threads``)."""
+    ``run.threads``), which end when this process dies."""
     todo = [job for job in jobs if not is_complete(job.folder)]
     if workers <= 1 or len(todo) <= 1:
         for job in todo:
@@ -122,7 +157,10 @@ def run_jobs(
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
+        max_workers=workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(threads, os.getpid()),
     ) as pool:
         futures = {pool.submit(_execute, job.config, str(job.folder)): job for job in todo}
         try:

@@ -31,14 +31,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DistributedSampler
 
 from losskit.errors import CheckpointError
 
 __all__ = [
+    "capture_loader",
     "capture_rng",
     "checkpoint_error",
     "load_checkpoint",
     "load_data",
+    "restore_loader",
     "restore_rng",
     "save_checkpoint",
 ]
@@ -171,3 +174,48 @@ def restore_rng(state: dict[str, Any]) -> None:
     np.random.set_state((kind, keys, *rest))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _generators(loader: object) -> list[torch.Generator]:
+    """The generators that order ``loader``'s batches: the DataLoader's own and its samplers'
+    (the same object when the DataLoader made its ``RandomSampler``), each once."""
+    sampler = getattr(loader, "sampler", None)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    found: list[torch.Generator] = []
+    for owner in (loader, sampler, getattr(batch_sampler, "sampler", None)):
+        generator = getattr(owner, "generator", None)
+        if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
+            found.append(generator)
+    return found
+
+
+def capture_loader(loader: object) -> dict[str, Any]:
+    """Where ``loader``'s order stands: its generators' states and a ``DistributedSampler``'s
+    seed and epoch (taken at an epoch's end, the next epoch draws the same order again).
+
+    A loader without a generator of its own draws its order from torch's global generator,
+    which :func:`capture_rng` keeps.
+    """
+    state: dict[str, Any] = {"generators": [g.get_state() for g in _generators(loader)]}
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, DistributedSampler):
+        state["sampler"] = {"seed": int(sampler.seed), "epoch": int(sampler.epoch)}
+    return state
+
+
+def restore_loader(loader: object, state: dict[str, Any]) -> None:
+    """Put back what :func:`capture_loader` captured into the same kind of loader; raise
+    ``ValueError`` when its generators do not match the checkpoint's."""
+    generators = _generators(loader)
+    saved = state.get("generators", [])
+    if len(saved) != len(generators):
+        raise ValueError(
+            f"the checkpoint's training loader had {len(saved)} generator(s) of its own, this "
+            f"one has {len(generators)}; build the loader as the checkpointed run did"
+        )
+    for generator, generator_state in zip(generators, saved):
+        generator.set_state(generator_state.cpu())
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, DistributedSampler) and "sampler" in state:
+        sampler.seed = int(state["sampler"]["seed"])
+        sampler.set_epoch(int(state["sampler"]["epoch"]))

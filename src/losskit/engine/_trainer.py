@@ -33,13 +33,16 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from losskit._io import run_lock
 from losskit.criterion import Criterion
 from losskit.diagnostics import gradient_health
 from losskit.engine import distributed
 from losskit.engine._checkpoint import (
+    capture_loader,
     capture_rng,
     checkpoint_error,
     load_checkpoint,
+    restore_loader,
     restore_rng,
     save_checkpoint,
 )
@@ -232,6 +235,10 @@ class Trainer:
         self.best_epoch: int | None = None
         self.bad_epochs = 0
         self.tracker: Tracker | None = None
+        self.stopped_early = False
+        # What the last finished epoch logged (split -> key -> mean); a checkpoint keeps it.
+        self.last_records: dict[str, dict[str, float]] = {}
+        self._loaders: dict[str, Iterable[Any]] = {}  # fit's loaders by split, for their order
         self.replicas: distributed.Replicas | None = None  # set by fit
 
     # -- configuration checks ---------------------------------------------------------------
@@ -422,7 +429,28 @@ class Trainer:
         epochs: int,
         resume: str | Path | None = None,
     ) -> FitSummary:
-        """Train for ``epochs`` epochs (in total, counting those of a resumed checkpoint)."""
+        """Train for ``epochs`` epochs (in total, counting those of a resumed checkpoint).
+
+        With ``run_dir`` set, the folder is locked for the fit (``run_dir/.lock``): a second
+        writer is refused with :class:`~losskit.errors.RunInUseError` naming this process.
+        Checkpoints are taken at epoch ends; they keep the order of shuffled loaders (their
+        generators' states), so a run resumed after a crash in the middle of an epoch
+        restarts that epoch with the same batches and ends as the run never interrupted.
+        Resuming a run that had finished (all epochs, or stopped early) trains nothing.
+        """
+        with contextlib.ExitStack() as stack:
+            if self.run_dir is not None and distributed.is_main():
+                stack.enter_context(run_lock(self.run_dir))
+            return self._fit(train, val, epochs=epochs, resume=resume)
+
+    def _fit(
+        self,
+        train: Iterable[Any],
+        val: Iterable[Any] | None,
+        *,
+        epochs: int,
+        resume: str | Path | None,
+    ) -> FitSummary:
         started = time.perf_counter()
         if self.seed is not None:
             seed_everything(self.seed)
@@ -433,12 +461,13 @@ class Trainer:
         per_epoch = math.ceil(len(train) / self.accumulate) if isinstance(train, Sized) else 0
         self.tracker = self._make_tracker(per_epoch * epochs or 0)
         history: list[dict[str, Any]] = []
-        stopped = False
-        last_records: dict[str, dict[str, float]] = {}
+        self._loaders = {"train": train} if val is None else {"train": train, "val": val}
+        self.stopped_early = False
+        self.last_records = {}
         try:
             if resume is not None:
                 self.load_checkpoint(resume)
-            while self.epoch < epochs:
+            while not self.stopped_early and self.epoch < epochs:
                 self.model.train()
                 iterator: Iterator[Any] = iter(self.replicas.loader(train, self.epoch))
                 steps_in_epoch = 0
@@ -450,34 +479,32 @@ class Trainer:
                 if val is not None:
                     self.validate(self.replicas.loader(val, self.epoch))
                 records = self.tracker.end_epoch()
-                last_records = {
+                self.last_records = {
                     r.split: {k: v for k, v in r.values.items() if v is not None} for r in records
                 }
-                history.append({"epoch": self.epoch, **last_records})
-                value = last_records.get(self._monitor_split, {}).get(self._monitor_name)
-                self._after_epoch(value)
+                history.append({"epoch": self.epoch, **self.last_records})
+                value = self.last_records.get(self._monitor_split, {}).get(self._monitor_name)
+                self.stopped_early = self._after_epoch(value)
                 self.epoch += 1
                 if self.run_dir is not None:
                     self.save_checkpoint(self.run_dir / "last.pt")
-                if self.patience is not None and self.bad_epochs >= self.patience:
-                    stopped = True
-                    break
         finally:
             self.tracker.close()
         return FitSummary(
             epochs=self.epoch,
             steps=self.global_step,
-            train=last_records.get("train", {}),
-            val=last_records.get("val", {}),
+            train=self.last_records.get("train", {}),
+            val=self.last_records.get("val", {}),
             best_value=self.best_value,
             best_epoch=self.best_epoch,
-            stopped_early=stopped,
+            stopped_early=self.stopped_early,
             seconds=time.perf_counter() - started,
             run_dir=self.run_dir,
             history=history,
         )
 
-    def _after_epoch(self, value: float | None) -> None:
+    def _after_epoch(self, value: float | None) -> bool:
+        """Step the schedulers, keep the best checkpoint; whether to stop early."""
         for scheduler in self.schedulers.values():
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 if value is not None:
@@ -485,15 +512,21 @@ class Trainer:
             elif self.scheduler_interval == "epoch":
                 scheduler.step()
         if value is None:
-            return
+            return self._patience_spent()
         sign = 1.0 if self.mode == "min" else -1.0
         improved = self.best_value is None or sign * (self.best_value - value) > self.min_delta
         if improved:
             self.best_value, self.best_epoch, self.bad_epochs = value, self.epoch, 0
-            if self.run_dir is not None:
-                self.save_checkpoint(self.run_dir / "best.pt", epoch_done=True)
         else:
             self.bad_epochs += 1
+        stop = self._patience_spent()
+        if improved and self.run_dir is not None:
+            self.stopped_early = stop
+            self.save_checkpoint(self.run_dir / "best.pt", epoch_done=True)
+        return stop
+
+    def _patience_spent(self) -> bool:
+        return self.patience is not None and self.bad_epochs >= self.patience
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self, *, epoch_done: bool = False) -> dict[str, Any]:
@@ -516,12 +549,29 @@ class Trainer:
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
+            # Optional (absent from earlier checkpoints): the training order, the last epoch's
+            # means and whether the run stopped early, so a finished run resumes to its summary.
+            "data": {split: capture_loader(loader) for split, loader in self._shards().items()},
+            "records": self.last_records,
+            "stopped_early": self.stopped_early,
+        }
+
+    def _shards(self) -> dict[str, Iterable[Any]]:
+        """The loaders whose order a checkpoint keeps (this rank's shards when distributed)."""
+        replicas = self.replicas
+        if replicas is None:
+            return dict(self._loaders)
+        return {
+            split: replicas.loader(loader, self.epoch) for split, loader in self._loaders.items()
         }
 
     def save_checkpoint(self, path: str | Path, *, epoch_done: bool = False) -> None:
         """Write :meth:`state_dict` atomically to ``path`` (on rank 0 only when distributed)."""
         state = self.state_dict(epoch_done=epoch_done)
         if distributed.is_main():
+            if self.tracker is not None:
+                # The log on disk first: a crash never leaves a checkpoint ahead of its records.
+                self.tracker.sync()
             save_checkpoint(state, path)
 
     def load_checkpoint(self, path: str | Path) -> None:
@@ -572,3 +622,12 @@ class Trainer:
         self.best_value = state["best_value"]
         self.best_epoch = state["best_epoch"]
         self.bad_epochs = int(state["bad_epochs"])
+        saved = state.get("data") or {}
+        for split, loader in self._shards().items():
+            if split in saved:
+                restore_loader(loader, saved[split])
+        self.last_records = {
+            str(split): {str(k): float(v) for k, v in values.items()}
+            for split, values in state.get("records", {}).items()
+        }
+        self.stopped_early = bool(state.get("stopped_early", self._patience_spent()))

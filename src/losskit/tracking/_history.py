@@ -208,14 +208,14 @@ def load(
 
 
 def _resolve_resumes(records: Iterable[Record]) -> tuple[Record, ...]:
-    """Drop what a resumed run logged again: a record starting before its stream's latest step
+    """Drop what a resumed run logged again: a record starting at or before its stream's latest step
     (or epoch) replaces the earlier values from that point on."""
     kept: list[Record | None] = []
     latest: dict[tuple[str, str], int] = {}
     for record in records:
         stream = (record.split, record.kind)
         start = record.epoch if record.kind == "epoch" else (record.steps or (record.step,))[0]
-        if stream in latest and start < latest[stream]:
+        if stream in latest and start <= latest[stream]:
             for i, old in enumerate(kept):
                 if old is not None and (old.split, old.kind) == stream:
                     kept[i] = _cut(old, start)

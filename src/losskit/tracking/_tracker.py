@@ -31,7 +31,7 @@ from losskit.errors import ConfigError
 from losskit.result import LossResult
 from losskit.tracking._buffer import Layout, SplitBuffer, Value, Weight, accumulator_dtype
 from losskit.tracking._record import Record
-from losskit.tracking.sinks._protocol import Sink
+from losskit.tracking.sinks._protocol import DurableSink, Sink
 
 __all__ = ["Tracker"]
 
@@ -455,6 +455,13 @@ class Tracker:
         for record in records:
             for sink in self.sinks:
                 sink.write(record)
+
+    def sync(self) -> None:
+        """Put what the sinks wrote on disk (each :class:`~losskit.tracking.sinks.DurableSink`'s
+        ``sync``); values not yet flushed stay buffered. Call it before writing a checkpoint."""
+        for sink in self.sinks:
+            if isinstance(sink, DurableSink):
+                sink.sync()
 
     # -- lifecycle -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

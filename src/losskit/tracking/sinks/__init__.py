@@ -1,6 +1,7 @@
 """Where a :class:`~losskit.tracking.Tracker` writes: one protocol, :class:`Sink`, and built-ins.
 
-A sink has ``write(record)`` and ``close()``; anything with those plugs in.
+A sink has ``write(record)`` and ``close()``; anything with those plugs in. A sink that writes
+files may also have ``sync()`` (:class:`DurableSink`): the tracker calls it before a checkpoint.
 
 Example::
 
@@ -14,7 +15,7 @@ Example::
 from losskit.tracking.sinks._console import Console
 from losskit.tracking.sinks._csv import CSV
 from losskit.tracking.sinks._jsonl import JSONL
-from losskit.tracking.sinks._protocol import Sink
+from losskit.tracking.sinks._protocol import DurableSink, Sink
 from losskit.tracking.sinks._tensorboard import TensorBoard
 
-__all__ = ["CSV", "JSONL", "Console", "Sink", "TensorBoard"]
+__all__ = ["CSV", "JSONL", "Console", "DurableSink", "Sink", "TensorBoard"]

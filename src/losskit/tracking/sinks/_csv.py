@@ -110,9 +110,16 @@ class CSV:
         file.write(text.getvalue())
         file.flush()
 
-    def close(self) -> None:
-        """Close the file (a later write reopens it in append mode)."""
+    def sync(self) -> None:
+        """Put every row written so far on disk (``os.fsync``)."""
         if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        """Put the file on disk and close it (a later write reopens it in append mode)."""
+        if self._file is not None:
+            self.sync()
             self._file.close()
             self._file = None
 

@@ -64,6 +64,13 @@ class JSONL:
             os.fsync(self._file.fileno())
             self._synced = time.monotonic()
 
+    def sync(self) -> None:
+        """Put every record written so far on disk (``os.fsync``), whatever ``fsync_every``."""
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._synced = time.monotonic()
+
     def close(self) -> None:
         """Close the file (a later write reopens it in append mode)."""
         if self._file is not None:

@@ -6,7 +6,7 @@ from typing import Protocol, runtime_checkable
 
 from losskit.tracking._record import Record
 
-__all__ = ["Sink"]
+__all__ = ["DurableSink", "Sink"]
 
 
 @runtime_checkable
@@ -33,3 +33,16 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Release files and displays; no write follows."""
+
+
+@runtime_checkable
+class DurableSink(Sink, Protocol):
+    """A sink that writes files and can put them on disk now: :meth:`sync`.
+
+    :meth:`losskit.tracking.Tracker.sync` calls it before a checkpoint is written, so that a
+    crash never leaves a checkpoint ahead of the records its log kept. The JSONL and CSV sinks
+    are durable.
+    """
+
+    def sync(self) -> None:
+        """Put every record written so far on disk (``os.fsync``)."""
