@@ -274,6 +274,11 @@ class Term(nn.Module):
         self._weight_checks = FIRST_CALLS if sample_weight is not None else 0
         # The common term: one input and one target, each selected by key.
         self._by_key = isinstance(input, str) and isinstance(target, str)
+        # A plain torch.nn loss (not the catalogue's checked one) is checked against the same
+        # contract here: shapes, dtypes and devices, never broadcast.
+        single = input is None or not isinstance(input, tuple)
+        self._plain = losses.contract_of(loss) if single and target is not None else None
+        self._plain_passed: tuple[object, ...] = ()
         ignore_index = getattr(loss, "ignore_index", None)
         counts_targets = (
             not per_element
@@ -358,6 +363,8 @@ class Term(nn.Module):
                 target = batch.get(self.target) if type(batch) is dict else None
                 if type(target) is not Tensor:
                     target = _pick(key, "target", self.target, "batch", batch, outputs)  # type: ignore[arg-type]
+                if self._plain is not None:
+                    self._check_plain(x, target)
                 try:
                     value = self._loss_fn(x, target)
                 except Exception as exc:
@@ -443,6 +450,8 @@ class Term(nn.Module):
             if self.target is not None:
                 target = _pick(key, "target", self.target, "batch", batch, outputs)
             xs = self._inputs(key, outputs, batch)
+            if self._plain is not None and target is not None:
+                self._check_plain(xs[0], target)
             if protect:
                 kept = self._kept(key, outputs, batch)
                 xs = tuple(_masked_out(x, kept, 0.0) for x in xs)
@@ -476,6 +485,18 @@ class Term(nn.Module):
             type(fn).__name__ if isinstance(fn, nn.Module) else getattr(fn, "__qualname__", "")
         )
         return keyed(exc, key, f"calling the loss {name} on {given}")
+
+    def _check_plain(self, x: Tensor, target: Tensor) -> None:
+        """Check a plain ``torch.nn`` loss's inputs against the catalogue's contract for its
+        class (metadata only; again only when shapes, dtypes or devices change)."""
+        signature = (x.shape, x.dtype, x.device, target.shape, target.dtype, target.device)
+        if signature == self._plain_passed:
+            return
+        assert self._plain is not None
+        name, contract = self._plain
+        loss = type(self._loss_fn).__name__
+        contract.check_metadata(f"torch.nn.{loss} (checked as {name!r})", x, target)
+        self._plain_passed = signature
 
     def _kept(self, key: str, outputs: Any, batch: Any) -> list[Tensor]:
         """Where the mask and the sample weights keep entries (as given: per sample or per

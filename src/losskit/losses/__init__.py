@@ -41,6 +41,7 @@ from losskit.losses._segmentation import (
     JaccardLoss,
     TverskyLoss,
 )
+from losskit.losses._torch_nn import contract_of
 from losskit.losses.contracts import Check, Contract
 from losskit.losses.registry import (
     LOSSES,
@@ -82,6 +83,7 @@ __all__ = [
     "available",
     "class_counts",
     "class_weights",
+    "contract_of",
     "get",
     "pos_weight",
     "register",

@@ -30,7 +30,7 @@ from losskit.losses._options import check_choice, check_number
 from losskit.losses.contracts import Check, Contract, ContractedLoss
 from losskit.losses.registry import register
 
-__all__: list[str] = []
+__all__ = ["contract_of"]
 
 # (torch.nn class, canonical name, aliases, family, description)
 _TORCH_NN_LOSSES: tuple[tuple[type[nn.Module], str, tuple[str, ...], str, str], ...] = (
@@ -347,7 +347,35 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
     return type(base.__name__, (ContractedLoss, base), namespace)
 
 
+# torch's own classes (exactly: a subclass may change what forward does) -> their contract
+_PLAIN: dict[type[nn.Module], tuple[str, Contract]] = {}
+
+
+def contract_of(loss: object) -> tuple[str, Contract] | None:
+    """The catalogue name and input contract of a plain ``torch.nn`` loss module (an instance
+    of one of torch's own classes, not a subclass), for a :class:`~losskit.Term` to check a
+    loss it did not build; None for anything else. A loss taking one input and a target only.
+
+    Example::
+
+        >>> import torch
+        >>> contract_of(torch.nn.MSELoss())[0]
+        'mse'
+        >>> contract_of(lambda x, y: (x - y).abs().mean()) is None
+        True
+    """
+    found = _PLAIN.get(type(loss))  # type: ignore[arg-type]  # any object may be asked
+    if found is None:
+        return None
+    name = found[0]
+    if name == "kl_div" and getattr(loss, "log_target", False):
+        return name, _KL_LOG_TARGET
+    return found
+
+
 for _base, _name, _aliases, _family, _description in _TORCH_NN_LOSSES:
+    if _name not in _MULTI_INPUT:
+        _PLAIN[_base] = (_name, _CONTRACTS.get(_name, _FIRST_ARG_ONLY))
     _cls = _checked(_base, _name, _CONTRACTS.get(_name, _FIRST_ARG_ONLY))
     globals()[_base.__name__] = _cls  # importable by name, so modules holding it pickle
     register(_name, family=_family, description=_description, aliases=_aliases)(_cls)
