@@ -22,7 +22,6 @@ import inspect
 import math
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from losskit.errors import ConfigError, LossInputError
@@ -309,6 +308,8 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
         _check_same_shapes(self.display_name, name, args)
         return base.forward(self, *args)  # type: ignore[no-any-return]
 
+    ignoring = name in _IGNORING
+
     def forward_pair_checked(self: Any, input: Tensor, target: Tensor, *args: Any) -> Tensor:
         state = self.__dict__["_check_state"]
         # What check_inputs decides first, without its frame: nothing to look at again.
@@ -319,21 +320,21 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
             == state.passed
         ):
             self.check_inputs(input, target, ignore_index=self.__dict__.get("ignore_index"))
-        return base.forward(self, input, target, *args)  # type: ignore[no-any-return]
-
-    def forward_ignoring(self: Any, input: Tensor, target: Tensor, *args: Any) -> Tensor:
-        value = forward_pair_checked(self, input, target, *args)
-        if self.reduction != "mean" or self.ignore_index is None or target.is_floating_point():
-            return value
-        # torch's mean over no target is 0/0 = NaN: a padding-only batch gives 0 instead, and
-        # its gradient stays 0 (ignored targets get none). One small reduction per call.
-        return torch.where(target.ne(self.ignore_index).any(), value, 0.0)
+        value: Tensor = base.forward(self, input, target, *args)
+        if (
+            ignoring
+            and self.reduction == "mean"
+            and self.ignore_index is not None
+            and not target.is_floating_point()
+        ):
+            # torch's mean over no target is 0/0 = NaN: a padding-only batch gives 0 instead,
+            # and its gradient stays 0 (ignored targets get none). One small reduction a call.
+            value = value.masked_fill(target.eq(self.ignore_index).all(), 0.0)
+        return value
 
     # The signature shows torch's arguments and check, so configs are checked against it.
     __init__.__signature__ = _signature(base)  # type: ignore[attr-defined]
     forward = forward_first_checked if name in _MULTI_INPUT else forward_pair_checked
-    if name in _IGNORING:
-        forward = forward_ignoring
 
     namespace = {
         "__init__": __init__,
