@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from losskit._io import run_lock
+from losskit._signature import did_you_mean
 from losskit.criterion import Criterion
 from losskit.diagnostics import gradient_health
 from losskit.engine import distributed
@@ -484,6 +485,8 @@ class Trainer:
                 }
                 history.append({"epoch": self.epoch, **self.last_records})
                 value = self.last_records.get(self._monitor_split, {}).get(self._monitor_name)
+                if value is None:
+                    self._check_monitor()
                 self.stopped_early = self._after_epoch(value)
                 self.epoch += 1
                 if self.run_dir is not None:
@@ -501,6 +504,26 @@ class Trainer:
             seconds=time.perf_counter() - started,
             run_dir=self.run_dir,
             history=history,
+        )
+
+    def _check_monitor(self) -> None:
+        """Refuse a ``monitor`` that names nothing this run can log, once its split logged: a
+        typo would otherwise leave the run without a best checkpoint, silently. (An optional
+        term's key may be absent from one epoch; a name the run can never log is an error.)"""
+        logged = self.last_records.get(self._monitor_split)
+        if logged is None:
+            return  # that split did not run (no validation loader): nothing to compare with
+        keys = (*self.criterion.keys, *self.criterion.monitored_keys)
+        possible = {"loss", *(f"loss/{k}" for k in keys), *(f"weight/{k}" for k in keys)}
+        possible |= {f"metric/{m}" for m in self.metrics} | set(logged)
+        if self._monitor_name in possible:
+            return
+        names = ", ".join(f"{self._monitor_split}/{n}" for n in sorted(logged))
+        split = self._monitor_split
+        hint = did_you_mean(self.monitor, sorted(f"{split}/{n}" for n in possible))
+        raise ConfigError(
+            f"monitor {self.monitor!r} names no value this run logs: the {split!r} split "
+            f"logged {names}{hint}"
         )
 
     def _after_epoch(self, value: float | None) -> bool:
