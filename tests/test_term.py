@@ -140,3 +140,23 @@ def test_a_subclass_of_a_catalogue_loss_keeps_its_forward() -> None:
     outputs, batch = {"p": torch.zeros(4)}, {"y": torch.ones(4)}
     _settled(crit, outputs, batch)
     torch.testing.assert_close(crit(outputs, batch).total, torch.tensor(2.0))
+
+
+def test_a_term_without_a_target_selector_says_so_and_what_the_batch_holds() -> None:
+    # A new user's first mistake (#20): today an AttributeError or TypeError from the loss.
+    outputs, batch = {"logits": torch.randn(4, 3)}, {"label": torch.tensor([0, 1, 2, 0])}
+    crit = lk.Criterion({"cls": lk.Term("cross_entropy", input="logits")})
+    with pytest.raises(
+        lk.LossInputError,
+        match=r"term 'cls': the term has no target= selector, .*takes a target; the batch is a "
+        r"mapping with keys \['label'\]",
+    ):
+        crit(outputs, batch)
+    for loss in ("cross_entropy", nn.MSELoss()):
+        crit = lk.Criterion({"cls": lk.Term(loss)})
+        with pytest.raises(
+            lk.LossInputError,
+            match=r"no input= or target= selector, .*outputs \(a mapping with keys \['logits'\]\)"
+            r" and batch \(a mapping with keys \['label'\]\)",
+        ):
+            crit(outputs, batch)

@@ -461,14 +461,19 @@ class Term(nn.Module):
         try:
             return self._loss_fn(*args), target
         except Exception as exc:
-            raise self._loss_failed(exc, key, args) from exc
+            raise self._loss_failed(exc, key, args, batch) from exc
 
-    def _loss_failed(self, exc: Exception, key: str, args: tuple[Any, ...]) -> Exception:
+    def _loss_failed(
+        self, exc: Exception, key: str, args: tuple[Any, ...], batch: Any = None
+    ) -> Exception:
         """The loss raised ``exc`` on ``args``: say so naming the term and what it was given."""
         if isinstance(exc, LossInputError):
             if str(exc).startswith(f"term {key!r}"):
                 return exc
             return LossInputError(f"term {key!r}: {exc}")
+        missing = self._missing_selectors(exc, args, batch)
+        if missing is not None:
+            return LossInputError(f"term {key!r}: {missing}")
         if self.input is None and self.target is None:
             roles: list[str] = ["outputs", "batch"]
         else:
@@ -485,6 +490,33 @@ class Term(nn.Module):
             type(fn).__name__ if isinstance(fn, nn.Module) else getattr(fn, "__qualname__", "")
         )
         return keyed(exc, key, f"calling the loss {name} on {given}")
+
+    def _missing_selectors(self, exc: Exception, args: tuple[Any, ...], batch: Any) -> str | None:
+        """Why a loss failed when the term lacks a selector it needs (the usual first mistake:
+        ``Term("cross_entropy", input="logits")`` with no ``target=``), or None."""
+        if not isinstance(exc, (TypeError, AttributeError)) or self.target is not None:
+            return None
+        fn = self._loss_fn
+        if getattr(fn, "contract", None) is None and losses.contract_of(fn) is None:
+            return None  # a loss of the user's own: its signature is its business
+        name = getattr(self._loss_fn, "display_name", None) or type(self._loss_fn).__name__
+        if self.input is None:
+            outputs, whole = args
+            if not (isinstance(outputs, Mapping) or isinstance(batch, Mapping)):
+                return None
+            return (
+                f"the term has no input= or target= selector, so {name} was called on the whole "
+                f"outputs ({_describe(outputs)}) and batch ({_describe(whole)}); give "
+                "input='<key of the outputs>' and target='<key of the batch>' (or write the "
+                "loss as fn(outputs, batch))"
+            )
+        if isinstance(exc, TypeError) and "target" in str(exc):
+            return (
+                f"the term has no target= selector, but {name} takes a target; the batch is "
+                f"{_describe(batch)}: give target='<key of the batch>' (a key, a position or "
+                "fn(outputs, batch))"
+            )
+        return None
 
     def _check_plain(self, x: Tensor, target: Tensor) -> None:
         """Check a plain ``torch.nn`` loss's inputs against the catalogue's contract for its
