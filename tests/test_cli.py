@@ -113,3 +113,19 @@ def test_console_script_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "demo" in done.stdout
+
+
+def test_version_prints_the_package_version() -> None:
+    import losskit
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"losskit {losskit.__version__}"
+
+
+def test_an_unknown_loss_family_is_an_error_listing_the_families() -> None:
+    result = runner.invoke(app, ["losses", "--family", "foo"])
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert "no loss family 'foo'; the families are classification," in said
+    assert "segmentation" in said

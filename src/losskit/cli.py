@@ -24,6 +24,23 @@ app = typer.Typer(
 )
 
 
+def _version(show: bool) -> None:
+    if show:
+        from losskit import __version__
+
+        typer.echo(f"losskit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Train PyTorch models with several named losses."""
+
+
 def _fail(exc: LossKitError) -> typer.Exit:
     Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
@@ -137,6 +154,11 @@ def list_losses(
     """List the loss catalogue."""
     from losskit import losses
 
+    families = sorted({spec.family for spec in losses.available()})
+    if family is not None and family not in families:
+        raise _fail(
+            LossKitError(f"no loss family {family!r}; the families are {', '.join(families)}")
+        )
     table = Table(title="losskit loss catalogue")
     for column in ("name", "family", "aliases", "description"):
         table.add_column(column)
