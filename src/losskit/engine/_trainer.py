@@ -273,7 +273,24 @@ class Trainer:
         self, forward: ForwardFn | Mapping[str, ForwardFn] | None
     ) -> dict[str, ForwardFn]:
         def default(model: nn.Module, batch: Any) -> Any:
-            return model(batch)
+            try:
+                return model(batch)
+            except (TypeError, AttributeError) as exc:
+                if not isinstance(batch, (Mapping, list, tuple)):
+                    raise
+                # The usual first mistake: a dict (or pair) batch handed whole to a model that
+                # takes a tensor; torch's message says nothing of the Trainer's default.
+                what = (
+                    f"a mapping with keys {sorted(map(str, batch))}"
+                    if isinstance(batch, Mapping)
+                    else f"a {type(batch).__name__} of {len(batch)}"
+                )
+                example = "model(batch['x'])" if isinstance(batch, Mapping) else "model(batch[0])"
+                raise ConfigError(
+                    f"the Trainer calls model(batch) when no forward= is given, and the batch "
+                    f"is {what}, which {type(model).__name__} does not take ({exc}); pass "
+                    f"forward=lambda model, batch: {example} (see docs/guide.md)"
+                ) from exc
 
         if forward is None or callable(forward):
             return dict.fromkeys(self.optimizers, forward or default)

@@ -1,4 +1,5 @@
-"""An unknown ``monitor`` is an error at the first validation, naming what the run logs (#20)."""
+"""The Trainer's answers to a new user's first mistakes (#20): an unknown monitor, a dict batch
+without forward=."""
 
 from __future__ import annotations
 
@@ -42,3 +43,19 @@ def test_a_known_monitor_trains_and_keeps_the_best_epoch() -> None:
     summary = _fit("val/loss/cls")
     assert summary.best_epoch is not None
     assert summary.epochs == 2
+
+
+def test_a_dict_batch_without_forward_says_to_pass_forward() -> None:
+    # (#20) torch's own message was "linear(): argument 'input' must be Tensor, not dict".
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    crit = lk.Criterion({"cls": lk.Term("cross_entropy", input=lambda o, b: o, target="y")})
+    loader = [{"x": torch.randn(4, 3), "y": torch.tensor([0, 1, 0, 1])}]
+    trainer = lk.engine.Trainer(
+        model, crit, torch.optim.SGD(model.parameters(), lr=0.1), progress=False
+    )
+    with pytest.raises(
+        lk.ConfigError,
+        match=r"calls model\(batch\) when no forward= is given, and the batch is a mapping with "
+        r"keys \['x', 'y'\].*forward=lambda model, batch: model\(batch\['x'\]\)",
+    ):
+        trainer.fit(loader, epochs=1)
