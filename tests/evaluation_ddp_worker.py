@@ -67,6 +67,9 @@ def worker(rank: int, root: str, port: int) -> None:
             lk.evaluation.evaluate(torch.nn.Identity(), extra, batches)
         except RankMismatchError as exc:
             out["mismatch"] = str(exc)
+        # Every rank past its last collective before teardown: gloo aborts (SIGABRT) a rank
+        # whose peer destroyed the group while it was still tearing down.
+        dist.barrier()
         dist.destroy_process_group()
     except Exception:  # reported to the test, which names the rank
         out["error"] = traceback.format_exc()

@@ -74,5 +74,8 @@ def worker(rank: int, root: str, port: int) -> None:
         out["error"] = traceback.format_exc()
     finally:
         if dist.is_initialized():
+            # Every rank past its last collective before teardown: gloo aborts (SIGABRT) a rank
+            # whose peer destroyed the group while it was still tearing down.
+            dist.barrier()
             dist.destroy_process_group()
     (Path(root) / f"result-{rank}.json").write_text(json.dumps(out))

@@ -88,6 +88,9 @@ def worker(rank: int, out: str, port: int) -> None:
     results = {name: train(b, acc, world=2) for name, (b, acc) in RUNS.items()}
     torch.save(results, Path(out) / f"ddp-{rank}.pt")
     if dist.is_initialized():
+        # Every rank past its last collective before teardown: gloo aborts (SIGABRT) a rank
+        # whose peer destroyed the group while it was still tearing down.
+        dist.barrier()
         dist.destroy_process_group()
 
 

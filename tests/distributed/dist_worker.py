@@ -481,6 +481,9 @@ def worker(rank: int, name: str, root: str, port: int) -> None:
         result = {"error": traceback.format_exc()}
     torch.save(result, path / f"{name}-{rank}.pt")
     if dist.is_initialized():
+        # Every rank past its last collective before teardown: gloo aborts (SIGABRT) a rank
+        # whose peer destroyed the group while it was still tearing down.
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -124,5 +124,8 @@ def worker(rank: int, root: str, port: int) -> None:
     except BaseException:
         result = {"error": traceback.format_exc()}
     finally:
+        # Every rank past its last collective before teardown: gloo aborts (SIGABRT) a rank
+        # whose peer destroyed the group while it was still tearing down.
+        dist.barrier()
         dist.destroy_process_group()
     (Path(root) / f"result-{rank}.json").write_text(json.dumps(result))
