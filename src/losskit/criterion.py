@@ -45,7 +45,7 @@ from losskit.balancers import (
 )
 from losskit.errors import ConfigError, LossKitWarning, NonFiniteLossError
 from losskit.losses.contracts import ContractedLoss
-from losskit.result import Count, LossResult
+from losskit.result import Count, LossResult, computed_counts
 from losskit.schedules import Constant
 from losskit.term import Term
 
@@ -516,15 +516,20 @@ class Criterion(nn.Module):
         empty = torch.zeros(0, device=found[0].device if found else self._weights.device)
         assert self._shares is not None
         self._shares.of((), None, batch, empty)
-        if self._capabilities.handles_absence:
-            aware = cast(AbsenceAwareBalancer, self._balancer)
-            total, _ = aware.combine(empty, empty, (), present=empty.bool())
-        else:
-            total, _ = self._balancer.combine(empty, empty, ())
+        total, _ = self._balance(empty, empty, (), empty.bool())
         for tensor in found:
             if tensor.requires_grad:
                 total = total + tensor.reshape(-1)[:0].sum()  # exactly 0, never NaN
         return total
+
+    def _balance(
+        self, losses: Tensor, weights: Tensor, keys: tuple[str, ...], present: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """The balancer's total and weights; ``present`` only to one that declares it takes it."""
+        if self._capabilities.handles_absence:
+            aware = cast(AbsenceAwareBalancer, self._balancer)
+            return aware.combine(losses, weights, keys, present=present)
+        return self._balancer.combine(losses, weights, keys)
 
     @property
     def skipped_steps(self) -> int:
@@ -549,7 +554,7 @@ class Criterion(nn.Module):
         absence = self._capabilities.handles_absence
         present = None
         if absence and counts is not None:
-            counts = tuple(c() if callable(c) else c for c in counts)
+            counts = computed_counts(counts)
             present = _presence(counts, stacked)
         weights = self._weights
         if weights.device != stacked.device:
@@ -592,18 +597,14 @@ class Criterion(nn.Module):
         shares = None
         if self._shares is not None and self._shares.active():  # a plain criterion: None
             if counts is not None:
-                counts = tuple(c() if callable(c) else c for c in counts)
+                counts = computed_counts(counts)
             shares = self._shares.of(keys, counts, batch, stacked)
             combined = combined * shares.to(combined.dtype)
         if combined.dtype in (torch.float16, torch.bfloat16):
             combined = combined.float()  # a half-precision total would round the weights
         if weights.dtype != combined.dtype:
             weights = weights.to(combined.dtype)
-        if absence:
-            aware = cast(AbsenceAwareBalancer, self._balancer)
-            total, effective = aware.combine(combined, weights, keys, present=present)
-        else:
-            total, effective = self._balancer.combine(combined, weights, keys)
+        total, effective = self._balance(combined, weights, keys, present)
         if effective is self._weights:  # unchanged since the last call: the same views
             views = self._weight_views
             if views is None:

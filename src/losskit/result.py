@@ -27,6 +27,11 @@ Count: TypeAlias = Tensor | Callable[[], Tensor]
 """What a key's value averages: a 0-dim tensor, or a function computing it when asked."""
 
 
+def computed_counts(counts: tuple[Count | None, ...]) -> tuple[Tensor | None, ...]:
+    """``counts`` with every function called: each entry a tensor, or None."""
+    return tuple(c() if callable(c) else c for c in counts)
+
+
 class Backward(Protocol):
     """A backward pass that replaces ``total.backward()`` (a gradient-level balancer's).
 
@@ -165,7 +170,7 @@ class LossResult:
         if self._counts is None:
             return {}
         if any(callable(c) for c in self._counts):  # computed once, when first asked
-            self._counts = tuple(c() if callable(c) else c for c in self._counts)
+            self._counts = computed_counts(self._counts)
         return {k: c for k, c in zip(self._keys, self._counts) if isinstance(c, Tensor)}
 
     @property
