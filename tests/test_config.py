@@ -107,7 +107,8 @@ def test_unknown_sources_and_optimizers_are_explained(tmp_path: Path) -> None:
         _write(tmp_path, MINIMAL.replace('source = "digits_mlp"', 'source = "resnet"'))
     )
     with pytest.raises(
-        lk.ConfigError, match=r"model.source: unknown model 'resnet' \(known: digits_mlp\), or"
+        lk.ConfigError,
+        match=r"model.source: unknown model 'resnet' \(known: digits_mlp, multidigits_mlp\), or",
     ):
         build(cfg)
     cfg = load_config(_write(tmp_path, MINIMAL.replace("lr = 0.01", "lr = -1")))

@@ -54,6 +54,21 @@ DATA.register(
     "losskit.demo:digits_data",
     description="the embedded UCI digits: (train, val) with pixels, label and ink",
 )
+MODELS.register(
+    "multidigits_mlp",
+    "losskit.tasks:MultiDigitsNet",
+    description="a shared trunk with one classifier per digit, for multidigits",
+)
+DATA.register(
+    "multidigits",
+    "losskit.data._multidigits:multidigits_data",
+    description="two overlapping digits per canvas (a Multi-MNIST analog): left and right class",
+)
+METRICS.register(
+    "mean_accuracy",
+    "losskit.tasks:mean_accuracy",
+    description="the average task accuracy over every output with a same-named label field",
+)
 METRICS.register(
     "accuracy",
     "losskit.demo:accuracy",

@@ -11,6 +11,7 @@ Example::
 
 from losskit.data._digits import Digits, DigitsDataset, load_digits
 from losskit.data._keyed import KeyedTensorDataset
+from losskit.data._multidigits import MultiDigits, multidigits
 from losskit.data._partial import PartialDigits, partially_labelled_digits
 from losskit.data._round_robin import RoundRobin
 
@@ -18,8 +19,10 @@ __all__ = [
     "Digits",
     "DigitsDataset",
     "KeyedTensorDataset",
+    "MultiDigits",
     "PartialDigits",
     "RoundRobin",
     "load_digits",
+    "multidigits",
     "partially_labelled_digits",
 ]
