@@ -206,3 +206,43 @@ def test_cli_refuses_a_bad_grid_before_running(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["compare", str(config), "--vary", "balancer", "--out", str(out)])
     assert bad.exit_code == 2
     assert "PATH=VALUE" in bad.output
+
+
+def test_ci95_interval_is_students_t_and_ranks_on_it() -> None:
+    from scipy import stats
+
+    from losskit.compare._report import Spread, _rank
+
+    values = [0.91, 0.93, 0.94, 0.92, 0.95]
+    spread = Spread.of(values)
+    half = stats.t.ppf(0.975, 4) * statistics.stdev(values) / len(values) ** 0.5
+    low, high = spread.interval("ci95")
+    assert low == pytest.approx(statistics.fmean(values) - half, rel=1e-4)
+    assert high == pytest.approx(statistics.fmean(values) + half, rel=1e-4)
+    for n in (2, 11, 31, 45, 200):
+        got = Spread.of([float(i % 3) for i in range(n)]).interval("ci95")
+        exact = stats.t.ppf(0.975, n - 1) * statistics.stdev([float(i % 3) for i in range(n)])
+        assert got[1] - got[0] == pytest.approx(2 * exact / n**0.5, rel=2e-3)
+    assert Spread.of([0.5]).interval("ci95") == (0.5, 0.5)
+    # ranges overlap, 95% intervals of the mean do not
+    a, b = Spread.of([1.0, 1.1, 1.2, 1.1, 1.0, 1.1]), Spread.of([1.15, 1.3, 1.25, 1.3, 1.2, 1.3])
+    assert a.overlaps(b, "range")
+    assert not a.overlaps(b, "ci95")
+    assert {r.variant: r.tier for r in _rank({"a": a, "b": b}, "min", "ci95")} == {"a": 1, "b": 2}
+
+
+def test_rank_on_final_uses_the_last_epoch(tmp_path: Path) -> None:
+    from losskit.compare._report import summarize_grid
+
+    lk.compare.compare(tiny(), vary={"terms.recon.loss": ["mse", "l1"]}, seeds=1, out=tmp_path)
+    summaries = _summaries(tmp_path)
+    differs = 0
+    for key in ("val/loss/cls", "val/loss/recon", "val/loss/ink", "val/metric/accuracy"):
+        split, _, name = key.partition("/")
+        final = summarize_grid(tmp_path, rank_by=key, rank_on="final", with_findings=False)
+        best = summarize_grid(tmp_path, rank_by=key, with_findings=False)
+        for rank in final.ranking:
+            assert rank.value.mean == summaries[rank.variant][0]["final"][split][name]
+            other = next(r for r in best.ranking if r.variant == rank.variant)
+            differs += other.value.mean != rank.value.mean
+    assert differs  # the run's best epoch is not always its last: the two ranks can differ

@@ -41,6 +41,7 @@ from losskit.compare._report import (
     Comparison,
     Interval,
     Rank,
+    RankOn,
     Row,
     Spread,
     render_comparison,
@@ -86,6 +87,7 @@ def compare(
     jobs: int = 1,
     rank_by: str | None = None,
     interval: Interval = "range",
+    rank_on: RankOn = "best",
     on_done: Callable[[Job], None] | None = None,
 ) -> CompareResult:
     """Run every variant of ``config`` at every seed and write the comparative report.
@@ -99,8 +101,10 @@ def compare(
             folder to complete an interrupted grid.
         jobs: runs in parallel, in spawned processes (1: in this process).
         rank_by: the ``split/key`` to rank by (default the base ``trainer.monitor``).
-        interval: ``"range"`` (min–max over seeds) or ``"std"`` (mean ± std): variants whose
-            intervals overlap are not called different.
+        interval: ``"range"`` (min–max over seeds), ``"std"`` (mean ± std) or ``"ci95"`` (the
+            95% confidence interval of the mean): variants whose intervals overlap are not
+            called different.
+        rank_on: rank on each run's ``"best"`` value over epochs or its ``"final"`` one.
         on_done: called after each run finishes (progress).
     """
     from losskit.config import RunConfig, load_config  # pydantic: only when a grid is run
@@ -124,7 +128,7 @@ def compare(
     write_manifest(root, base, {k: list(v) for k, v in vary.items()}, seed_list, variants)
     jobs_list = plan(variants, seed_list, root)
     ran = run_jobs(jobs_list, workers=jobs, on_done=on_done)
-    comparison = summarize_grid(root, rank_by=rank_by, interval=interval)
+    comparison = summarize_grid(root, rank_by=rank_by, interval=interval, rank_on=rank_on)
     report = render_comparison(comparison)
     ran_folders = tuple(j.folder for j in ran)
     return CompareResult(

@@ -1,0 +1,175 @@
+"""Which balancer should I use? Every balancer losskit offers on the two shipped multi-task
+benchmarks, through ``losskit compare`` itself.
+
+The tasks (configs in ``benchmarks/balancers/``): *multidigits* (two overlapping digits, two
+classification tasks on one scale, a Multi-MNIST analog) and the demo's three tasks on different
+scales (class, reconstruction, ink) with every term at weight 1. Every method gets the same
+budget (the config's epochs and optimizer); the metric is the held-out *test* split's at the
+last epoch (nothing is chosen on it). Per method and task: the mean test metric over seeds with
+its 95% confidence interval (Student's t), the tier that ``compare`` computes from those
+intervals (tier 1: not separable from the best), the time per training step relative to
+``sum`` (from the runs' own clocks) and the peak memory of one training step relative to
+``sum`` (a child process's peak RSS, as ``losskit bench`` measures it on the CPU), and the
+linter's findings (a method that diverged, collapsed a key or went non-finite).
+
+    python benchmarks/balancer_table.py [--quick] [--seeds N] [--jobs N] [--out DIR]
+
+``--quick``: 3 seeds and six methods (under 10 minutes on 2 cores). The last line printed is a
+JSON object: {"methods": how many balancers ran, "sum_within_ci_of_best": whether ``sum`` is in
+the first tier on every task, "tasks": {task: {method: figures}}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import losskit as lk
+from losskit import balancers, components
+from losskit.benchmarking import peak_rss_delta
+from losskit.config import load_config
+
+HERE = Path(__file__).parent / "balancers"
+TASKS = {
+    "multidigits": (HERE / "multidigits.toml", "val/metric/mean_accuracy"),
+    "demo_tasks": (HERE / "demo_tasks.toml", "val/metric/accuracy"),
+}
+QUICK = ("sum", "mean", "uncertainty", "dwa", "mgda", "upgrad")
+STCH_MU = 1.0  # the smooth Tchebycheff temperature: no default in the method; 1 is its paper's
+
+
+def _steps_per_epoch(config: Path) -> int:
+    cfg = load_config(config)
+    train, _ = components.DATA.create(cfg.data.source, **cfg.data.options)
+    return math.ceil(len(train) / cfg.data.batch_size)  # type: ignore[arg-type]
+
+
+def spec(name: str, steps_per_epoch: int) -> str | dict[str, Any]:
+    """The config value that runs balancer ``name`` with its documented defaults; the
+    gradient-level methods (and GradNorm) share the model's ``trunk``; DWA updates per epoch."""
+    factory = balancers.BALANCERS.resolve(name).factory
+    parameters = inspect.signature(factory).parameters
+    table: dict[str, Any] = {"name": name}
+    if "shared" in parameters:
+        table["shared"] = "trunk"
+    if name == "dwa":
+        table["every"] = steps_per_epoch
+    if name == "stch":
+        table["mu"] = STCH_MU
+    return name if len(table) == 1 else table
+
+
+def _label(value: str | dict[str, Any]) -> str:
+    return value if isinstance(value, str) else value["name"]
+
+
+def _step_setup(config: str, balancer: str) -> Any:
+    """One training step of ``config``'s model with ``balancer`` (for the memory child)."""
+    from losskit.run import build
+
+    cfg = load_config(Path(config))
+    raw = cfg.model_dump(mode="json")
+    raw["balancer"] = json.loads(balancer)
+    trainer, loader, _ = build(load_config(raw), progress=False)
+    model, crit = trainer.model, trainer.criterion
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batch = next(iter(loader))
+
+    def step() -> None:
+        res = crit(model(batch[cfg.model.input]), batch)
+        opt.zero_grad(set_to_none=True)
+        res.backward()
+        opt.step()
+        crit.step()
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 seeds, six methods (< 10 min)")
+    parser.add_argument("--seeds", type=int, help="seeds per method (default 10, --quick 3)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel")
+    parser.add_argument("--out", type=Path, default=Path("runs/balancer-table"))
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory column")
+    args = parser.parse_args()
+    seeds = args.seeds or (3 if args.quick else 10)
+    names = [s.name for s in balancers.BALANCERS.entries()]
+    methods = [n for n in names if n in QUICK] if args.quick else names
+    started = time.perf_counter()
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    first_tier_sum: list[bool] = []
+    for task, (config, metric) in TASKS.items():
+        per_epoch = _steps_per_epoch(config)
+        specs = [spec(m, per_epoch) for m in methods]
+        result = lk.compare.compare(
+            config,
+            vary={"balancer": specs},
+            seeds=seeds,
+            out=args.out / task,
+            jobs=args.jobs,
+            rank_by=metric,
+            rank_on="final",
+            interval="ci95",
+        )
+        c = result.comparison
+        by_label = {_label(s): v for s, v in zip(specs, c.variants)}
+        base_ms = c.step_ms[by_label["sum"]].mean if "sum" in by_label else math.nan
+        tiers = {r.variant: r.tier for r in c.ranking}
+        rows: dict[str, dict[str, Any]] = {}
+        for method, s in zip(methods, specs):
+            variant = by_label[method]
+            final = c.row(variant, metric).final
+            low, high = final.interval("ci95")
+            kinds = sorted({f.kind for f in c.findings if f.run and f.run.parent.name == variant})
+            rows[method] = {
+                "mean": final.mean,
+                "ci95": [low, high],
+                "n": final.n,
+                "tier": tiers.get(variant),
+                "step_vs_sum": c.step_ms[variant].mean / base_ms,
+                "findings": kinds,
+                "spec": s,
+            }
+        if not args.no_memory:
+            sum_mem = peak_rss_delta(_step_setup, str(config), json.dumps("sum")).bytes
+            for method, s in zip(methods, specs):
+                mem = peak_rss_delta(_step_setup, str(config), json.dumps(s)).bytes
+                rows[method]["memory_vs_sum"] = mem / max(sum_mem, 1)
+        table[task] = rows
+        first_tier_sum.append(rows.get("sum", {}).get("tier") == 1)
+        print(f"\n{task} ({metric}, test split, last epoch; {seeds} seeds)")
+        print(
+            f"{'method':<16}{'mean':>8}  {'95% CI':<17}{'tier':>5}{'step':>7}{'mem':>7}  findings"
+        )
+        for method, row in sorted(rows.items(), key=lambda kv: -kv[1]["mean"]):
+            lo, hi = row["ci95"]
+            mem = f"{row['memory_vs_sum']:.2f}" if "memory_vs_sum" in row else "-"
+            print(
+                f"{method:<16}{row['mean']:>8.4f}  [{lo:.4f}, {hi:.4f}] {row['tier']!s:>5}"
+                f"{row['step_vs_sum']:>7.2f}{mem:>7}  {', '.join(row['findings']) or '-'}"
+            )
+    wall = time.perf_counter() - started
+    print(f"\nwall time: {wall:.0f} s")
+    print(
+        json.dumps(
+            {
+                "methods": len(methods),
+                "seeds": seeds,
+                "sum_within_ci_of_best": all(first_tier_sum),
+                "wall_s": round(wall, 1),
+                "tasks": table,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
