@@ -99,18 +99,25 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel")
     parser.add_argument("--out", type=Path, default=Path("runs/balancer-table"))
     parser.add_argument("--no-memory", action="store_true", help="skip the memory column")
+    parser.add_argument("--methods", help="comma-separated balancers (default: all, or --quick's)")
+    parser.add_argument("--epochs", type=int, help="override the configs' budget (smoke runs)")
     args = parser.parse_args()
     seeds = args.seeds or (3 if args.quick else 10)
     names = [s.name for s in balancers.BALANCERS.entries()]
     methods = [n for n in names if n in QUICK] if args.quick else names
+    if args.methods:
+        methods = [balancers.BALANCERS.resolve(m).name for m in args.methods.split(",")]
     started = time.perf_counter()
     table: dict[str, dict[str, dict[str, Any]]] = {}
     first_tier_sum: list[bool] = []
     for task, (config, metric) in TASKS.items():
         per_epoch = _steps_per_epoch(config)
         specs = [spec(m, per_epoch) for m in methods]
+        base = load_config(config).model_dump(mode="json")
+        if args.epochs:
+            base["run"]["epochs"] = args.epochs
         result = lk.compare.compare(
-            config,
+            base,
             vary={"balancer": specs},
             seeds=seeds,
             out=args.out / task,
@@ -139,9 +146,11 @@ def main() -> None:
                 "spec": s,
             }
         if not args.no_memory:
-            sum_mem = peak_rss_delta(_step_setup, str(config), json.dumps("sum")).bytes
+            sum_mem = peak_rss_delta(_step_setup, str(config), json.dumps("sum")).peak_bytes
             for method, s in zip(methods, specs):
-                mem = peak_rss_delta(_step_setup, str(config), json.dumps(s)).bytes
+                mem = sum_mem
+                if method != "sum":
+                    mem = peak_rss_delta(_step_setup, str(config), json.dumps(s)).peak_bytes
                 rows[method]["memory_vs_sum"] = mem / max(sum_mem, 1)
         table[task] = rows
         first_tier_sum.append(rows.get("sum", {}).get("tier") == 1)
