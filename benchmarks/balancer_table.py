@@ -25,6 +25,7 @@ import argparse
 import inspect
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,7 @@ def main() -> None:
             {
                 "methods": len(methods),
                 "seeds": seeds,
+                "command": " ".join(["python", "benchmarks/balancer_table.py", *sys.argv[1:]]),
                 "sum_within_ci_of_best": all(first_tier_sum),
                 "wall_s": round(wall, 1),
                 "tasks": table,
