@@ -103,6 +103,27 @@
     return out;
   }
 
+  // The hover marker of a series (none for band edges), sized as uPlot's own.
+  function cursorPoint(chart) {
+    return function (u, si) {
+      var row = chart.rows[si - 1];
+      if (!row || row.band) {
+        return null;
+      }
+      var pt = document.createElement("div");
+      var size = u.cursor.points.size(u, si);
+      pt.style.width = pt.style.height = size + "px";
+      pt.style.marginLeft = pt.style.marginTop = -size / 2 + "px";
+      return pt;
+    };
+  }
+
+  // Whole steps on the x axis.
+  var STEPS = [];
+  for (var decade = 1; decade <= 1e9; decade *= 10) {
+    STEPS.push(decade, 2 * decade, 5 * decade);
+  }
+
   function panAndZoom(u) {
     var over = u.over;
     over.addEventListener("wheel", function (e) {
@@ -152,11 +173,15 @@
       bands: bands(chart),
       scales: {x: {time: false}, y: log ? {distr: 3, log: 10} : {distr: 1}},
       axes: [
-        {label: "step", size: 36, labelSize: 18},
+        {label: "step", size: 36, labelSize: 18, incrs: STEPS},
         {label: spec.ylabel + (log ? " (log)" : ""), size: 64, labelSize: 18,
          values: function (u, ticks) { return ticks.map(fmt); }}
       ],
-      cursor: {sync: {key: syncKey, setSeries: false}, drag: {x: true, y: false}},
+      cursor: {
+        sync: {key: syncKey, setSeries: false},
+        drag: {x: true, y: false},
+        points: {show: cursorPoint(chart)}
+      },
       legend: {live: true},
       hooks: {
         ready: [panAndZoom],
