@@ -269,3 +269,30 @@ def test_hostile_keys_render_as_text(tmp_path: Path, page: Page, artifacts: Path
     assert f"Constant weights (not drawn): {HOSTILE[1]} = 1." in text
     shot = page.screenshot(artifacts / "hostile-keys.png")
     print(f"screenshot: {shot}")
+
+
+def test_drag_zooms_shift_drag_pans_and_double_click_resets(demo: Path, page: Page) -> None:
+    opened(page, demo)
+    index = chart_index(demo, "loss")
+    first = int(hover(page, index, 0.0)["step"][0])
+    left, top, width, height = plot_box(page, index)
+    middle = top + height / 2
+
+    def drag(start: float, end: float, **keys: Any) -> None:
+        page.mouse("mouseMoved", left + start * width, middle, **keys)
+        page.mouse(
+            "mousePressed", left + start * width, middle, button="left", clickCount=1, **keys
+        )
+        page.mouse("mouseMoved", left + end * width, middle, button="left", **keys)
+        page.mouse("mouseReleased", left + end * width, middle, button="left", clickCount=1, **keys)
+
+    drag(0.4, 0.6)
+    zoomed = int(hover(page, index, 0.0)["step"][0])
+    assert zoomed > first + 5  # the left edge moved into the selected range
+    drag(0.2, 0.6, modifiers=8)  # shift: pan right by 40% of the view (earlier steps)
+    panned = int(hover(page, index, 0.0)["step"][0])
+    assert panned < zoomed
+    for clicks in (1, 2):  # a double click
+        for kind in ("mousePressed", "mouseReleased"):
+            page.mouse(kind, left + width / 2, middle, button="left", clickCount=clicks)
+    assert int(hover(page, index, 0.0)["step"][0]) == first
