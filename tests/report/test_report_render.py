@@ -28,6 +28,7 @@ from losskit.report import (
     loss_charts,
     render,
     summarize,
+    thin,
     weight_charts,
 )
 from losskit.tracking import History, Tracker, load, sinks
@@ -223,3 +224,18 @@ def test_ema_of_a_constant_and_without_smoothing() -> None:
     assert ema([1.0, 5.0, 2.0], 0.0) == [1.0, 5.0, 2.0]
     with pytest.raises(ValueError, match="smoothing"):
         ema([1.0], 1.0)
+
+
+def test_a_long_run_is_thinned_but_keeps_every_epoch_mean() -> None:
+    steps = list(range(1, 12_001))
+    train = Series("train", [1.0 / s for s in steps], smooth="overlay")
+    val = Series("val", [0.5 if s % 1000 == 0 else None for s in steps], points=True)
+    small = thin(Chart("Losses", "loss", steps, (train, val)), limit=5000)
+    assert len(small.steps) <= 5000 + 12
+    assert small.steps[0] == 1
+    assert small.steps[-1] == 12_000
+    assert [s for s, v in zip(small.steps, small.series[1].values) if v is not None] == list(
+        range(1000, 12_001, 1000)
+    )
+    assert all(v == 1.0 / s for s, v in zip(small.steps, small.series[0].values))
+    assert small.caption.startswith("one step in 3 drawn")

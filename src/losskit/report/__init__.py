@@ -19,7 +19,15 @@ Example::
     'report.html'
 """
 
-from losskit.report._charts import PALETTE, Chart, Series, align, chart_figure, should_log
+from losskit.report._charts import (
+    PALETTE,
+    Chart,
+    Series,
+    align,
+    chart_figure,
+    should_log,
+    thin,
+)
 from losskit.report._curves import (
     constant_weights,
     curve_charts,
@@ -76,6 +84,7 @@ __all__ = [
     "slug",
     "style_axes",
     "summarize",
+    "thin",
     "weight_charts",
     "write_page",
 ]

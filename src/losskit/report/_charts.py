@@ -23,7 +23,7 @@ import html
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any, Literal
 
@@ -36,6 +36,7 @@ __all__ = [
     "chart_figure",
     "charts_data",
     "should_log",
+    "thin",
 ]
 
 # matplotlib's ten-colour cycle ("tab10"), so the charts and the static figures agree.
@@ -53,6 +54,7 @@ PALETTE = (
 )
 _DECADES = 2.0  # a log scale at first once the values span this many decades
 _DIGITS = 7  # significant digits kept in the page (float32 holds about seven)
+MAX_POINTS = 5000  # steps drawn per chart; a longer run is drawn at every k-th step
 
 Smooth = Literal["none", "overlay", "replace"]
 Band = Literal["low", "high"]
@@ -144,6 +146,37 @@ def align(
         found = dict(zip(xs, ys))
         out[name] = [found.get(step) for step in steps]
     return steps, out
+
+
+def thin(chart: Chart, limit: int = MAX_POINTS) -> Chart:
+    """``chart`` with at most about ``limit`` steps: every k-th step, the last one, and every
+    step where a series drawn with markers (epoch means) has a value; the caption says so.
+
+    The page smooths what it holds, so on a thinned chart the slider's weight is per drawn
+    step.
+
+    Example::
+
+        >>> from losskit.report import Chart, Series, thin
+        >>> chart = Chart("Losses", "loss", range(1, 11), (Series("train", [1.0] * 10),))
+        >>> small = thin(chart, limit=4)
+        >>> list(small.steps), small.caption
+        ([1, 4, 7, 10], 'one step in 3 drawn (4 of 10)')
+    """
+    count = len(chart.steps)
+    if count <= limit:
+        return chart
+    stride = math.ceil(count / limit)
+    marked = [s.values for s in chart.series if s.points]
+    keep = [
+        i
+        for i in range(count)
+        if i % stride == 0 or i == count - 1 or any(v[i] is not None for v in marked)
+    ]
+    series = tuple(replace(s, values=[s.values[i] for i in keep]) for s in chart.series)
+    note = f"one step in {stride} drawn ({len(keep)} of {count})"
+    caption = f"{chart.caption}; {note}" if chart.caption else note
+    return replace(chart, steps=[chart.steps[i] for i in keep], series=series, caption=caption)
 
 
 def should_log(values: Sequence[float | None]) -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from losskit.report._charts import PALETTE, Chart, Series, align, should_log
+from losskit.report._charts import PALETTE, Chart, Series, align, should_log, thin
 from losskit.tracking import History
 
 __all__ = [
@@ -169,4 +169,5 @@ def gradient_norm_charts(history: History) -> list[Chart]:
 
 def curve_charts(history: History) -> list[Chart]:
     """Every interactive chart the log supports, in report order."""
-    return [*loss_charts(history), *weight_charts(history), *gradient_norm_charts(history)]
+    charts = [*loss_charts(history), *weight_charts(history), *gradient_norm_charts(history)]
+    return [thin(chart) for chart in charts]
