@@ -226,6 +226,24 @@ def test_the_smoothing_slider_redraws_the_ema(demo: Path, page: Page) -> None:
     assert float(shown["train (EMA)"][0]) == pytest.approx(smooth[at], rel=1e-4)
 
 
+def test_the_slider_weight_is_per_step(demo: Path, page: Page) -> None:
+    """Gradient norms logged every 50 steps are smoothed with weight ** 50 per value."""
+    opened(page, demo)
+    history = load(demo.parent)
+    page.evaluate(
+        """(() => { const s = document.getElementById("smoothing");
+                    s.value = "0.99"; s.dispatchEvent(new Event("input")); })()"""
+    )
+    index = chart_index(demo, "gradient norms")
+    shown = hover(page, index, 0.99)
+    series = history.series("grad_norm/cls", "train", "step")
+    assert int(shown["step"][0]) == series.steps[-1]
+    assert series.steps[1] - series.steps[0] == 50
+    expected = ema(series.values, 0.99**50)[-1]
+    assert float(shown["cls"][0]) == pytest.approx(expected, rel=1e-4)
+    assert expected != pytest.approx(series.values[-1], rel=1e-2)  # smoothed, visibly
+
+
 def test_the_log_switch_redraws_the_y_axis(demo: Path, page: Page) -> None:
     opened(page, demo)
     index = chart_index(demo, "loss")

@@ -66,8 +66,9 @@ class Series:
 
     Args:
         smooth: ``"overlay"`` draws the raw values faint with their EMA on top, ``"replace"``
-            draws only the EMA, ``"none"`` the values as they are; the page's slider sets the
-            EMA's weight.
+            draws only the EMA, ``"none"`` the values as they are. The page's slider sets the
+            EMA's weight per step: a series with a value every k steps (logged so, or thinned
+            by :func:`thin`) is smoothed with the weight to the power k per value.
         points: draw a marker at each value (sparse series such as epoch means).
         band: ``"low"`` / ``"high"``: the lower or upper edge of a band filled around the
             nearest series before it that is not a band (which toggles the band with it).
@@ -152,8 +153,8 @@ def thin(chart: Chart, limit: int = MAX_POINTS) -> Chart:
     """``chart`` with at most about ``limit`` steps: every k-th step, the last one, and every
     step where a series drawn with markers (epoch means) has a value; the caption says so.
 
-    The page smooths what it holds, so on a thinned chart the slider's weight is per drawn
-    step.
+    The page's smoothing stays per step: it raises the slider's weight to the power k for
+    a series drawn at every k-th step.
 
     Example::
 

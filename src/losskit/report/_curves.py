@@ -153,7 +153,7 @@ def gradient_norm_charts(history: History) -> list[Chart]:
         for index, key in enumerate(keys)
     ]
     drawn = [v for column in columns.values() for v in column if v is not None]
-    caption = "smoothed with the page's EMA weight"
+    caption = "smoothed with the page's EMA weight per step"
     return [
         Chart(
             "Diagnostics",

@@ -180,7 +180,7 @@ def _worth_a_row(
 def chart_controls() -> str:
     """The page's smoothing slider and a line on how to use the charts."""
     return (
-        '<div class="controls"><label for="smoothing">smoothing (EMA weight)</label>'
+        '<div class="controls"><label for="smoothing">smoothing (EMA weight per step)</label>'
         '<input type="range" id="smoothing" min="0" max="0.99" step="0.01" value="0">'
         '<output id="smoothing-value" for="smoothing">0.00</output>'
         '<span class="muted">hover: values · drag: zoom · shift-drag: pan · ctrl-wheel: zoom · '

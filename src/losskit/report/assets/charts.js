@@ -2,7 +2,7 @@
  * Labels are set as text (uPlot sets legend labels with textContent), never parsed as HTML.
  * Drag: zoom to a range; shift-drag or middle-drag: pan; ctrl-wheel or pinch: zoom;
  * double-click or "reset zoom": everything; a legend entry: hide or show its series;
- * the slider: the EMA weight of every smoothed series; "log scale": the y axis. */
+ * the slider: the EMA weight per step of every smoothed series; "log scale": the y axis. */
 (function () {
   "use strict";
   var block = document.getElementById("losskit-charts");
@@ -58,11 +58,27 @@
     return rows;
   }
 
+  // The mean number of steps between a series' values: the slider's weight is per step, so a
+  // series logged every k steps (or thinned to every k-th) is smoothed with weight^k per value.
+  function gap(x, y) {
+    var first = -1;
+    var last = -1;
+    var count = 0;
+    for (var i = 0; i < y.length; i++) {
+      if (y[i] != null) {
+        first = first < 0 ? i : first;
+        last = i;
+        count++;
+      }
+    }
+    return count > 1 ? Math.max(1, (x[last] - x[first]) / (count - 1)) : 1;
+  }
+
   function columns(chart, weight) {
     var spec = chart.spec;
     return [spec.x].concat(chart.rows.map(function (row) {
       var y = spec.series[row.src].y;
-      return row.ema && weight > 0 ? ema(y, weight) : y;
+      return row.ema && weight > 0 ? ema(y, Math.pow(weight, gap(spec.x, y))) : y;
     }));
   }
 
