@@ -6,8 +6,10 @@ does it). Nothing is downloaded: no driver, no browser build. The browser is sta
 (replies and events out), one JSON message per NUL-terminated line; so no port, no websocket
 and no package beyond the standard library.
 
-Screenshots go to ``<pytest's basetemp>/report-artifacts/`` (kept for the last three runs,
-e.g. ``/tmp/pytest-of-$USER/pytest-current/report-artifacts/``); each test prints its path.
+Screenshots go to ``$LOSSKIT_TEST_ARTIFACTS`` when it is set (a CI job can keep that folder),
+else to ``<pytest's basetemp>/report-artifacts/`` (pytest keeps the last three runs, e.g.
+``/tmp/pytest-of-$USER/pytest-current/report-artifacts/``); each test prints its path
+(``pytest -s`` shows it).
 """
 
 from __future__ import annotations
@@ -258,7 +260,9 @@ def page(browser: Chromium) -> Iterator[Page]:
 
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the browser tests save their screenshots (printed by each test)."""
-    folder = tmp_path_factory.getbasetemp() / "report-artifacts"
-    folder.mkdir(exist_ok=True)
+    """Where the browser tests save their screenshots (printed by each test):
+    ``$LOSSKIT_TEST_ARTIFACTS`` when set, else ``<basetemp>/report-artifacts``."""
+    chosen = os.environ.get("LOSSKIT_TEST_ARTIFACTS")
+    folder = Path(chosen) if chosen else tmp_path_factory.getbasetemp() / "report-artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
     return folder
