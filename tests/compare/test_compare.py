@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -105,7 +106,7 @@ def test_tiny_grid_folders_and_report_match_the_runs(tmp_path: Path) -> None:
         assert c.step_ms[variant].mean == pytest.approx(sum(steps) / 2, rel=1e-12)
     page = result.report.read_text()
     assert result.report == tmp_path / "compare.html"
-    assert "<script" not in page
+    assert "<script src" not in page  # the chart library is inlined, nothing is fetched
     for section in (
         "Grid",
         "Ranking",
@@ -118,7 +119,14 @@ def test_tiny_grid_folders_and_report_match_the_runs(tmp_path: Path) -> None:
     assert "val/loss/recon_l1 (monitor-only)" in page
     mean = c.row("terms.recon.loss=mse", "val/loss/cls").final.mean
     assert f"<td>{mean:.4g}</td>" in page
-    assert page.count("data:image/png;base64,") >= 5
+    found = re.search(r'<script type="application/json" id="losskit-charts">(.*?)</script>', page)
+    assert found
+    charts = {chart["title"]: chart for chart in json.loads(found.group(1))["charts"]}
+    assert len(charts) >= 5
+    for variant in c.variants:  # the variants overlaid: each mean line ends at its final mean
+        (line,) = [s for s in charts["val/loss"]["series"] if s["label"] == c.labels[variant]]
+        last = [v for v in line["y"] if v is not None][-1]
+        assert last == pytest.approx(c.row(variant, "val/loss").final.mean, rel=1e-6)
 
 
 def test_ranking_groups_overlapping_intervals() -> None:

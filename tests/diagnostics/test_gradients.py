@@ -13,7 +13,8 @@ from torch import Tensor, nn
 
 import losskit as lk
 from losskit.diagnostics import key_gradients
-from losskit.report._plots import conflict_history, conflict_matrix, gradient_norms
+from losskit.report import gradient_norm_charts
+from losskit.report._plots import conflict_history, conflict_matrix
 from losskit.tracking import Tracker, load, sinks
 
 
@@ -138,7 +139,11 @@ def test_a_hand_written_loop_logs_them_and_the_report_draws_them(tmp_path: Path)
     torch.testing.assert_close(series.values, tuple(v["cos/cls/reg"] for v in logged.values()))
     titles = [
         p.title
-        for p in (*gradient_norms(history), *conflict_matrix(history), *conflict_history(history))
+        for p in (
+            *gradient_norm_charts(history),
+            *conflict_matrix(history),
+            *conflict_history(history),
+        )
     ]
     assert {"gradient norms", "conflict matrix", "conflicts over time"} <= set(titles)
     (plot,) = conflict_history(history)

@@ -28,17 +28,17 @@ from losskit.compare._runner import MANIFEST, is_complete
 from losskit.errors import ConfigError
 from losskit.lint import Finding, lint_runs
 from losskit.report import (
-    Plot,
-    figure_html,
+    PALETTE,
+    Chart,
+    Series,
+    align,
+    chart_controls,
+    chart_figure,
     findings_table,
     format_number,
-    literal,
-    maybe_log_scale,
-    new_figure,
     page_header,
-    palette_colour,
+    should_log,
     slug,
-    style_axes,
     write_page,
 )
 from losskit.tracking import History, load
@@ -289,44 +289,44 @@ def _seed_curves(histories: Sequence[History], key: str) -> tuple[list[int], lis
     return steps, [[m[step] for m in maps] for step in steps]
 
 
-def curve_figures(comparison: Comparison) -> list[Plot]:
-    """Per ``split/key``: every variant's mean over seeds with its band (range or ±std)."""
+def curve_charts(comparison: Comparison) -> list[Chart]:
+    """Per ``split/key``: every variant's mean over seeds with its band (range or ±std), the
+    variants overlaid in one interactive chart (a legend entry hides a variant and its band)."""
     histories = {v: [load(f) for f in comparison.runs[v]] for v in comparison.variants}
     keys = list(dict.fromkeys(r.key for r in comparison.rows))
-    plots = []
+    band = "min–max" if comparison.interval == "range" else "±1 std"
+    caption = (
+        f"epoch means; line: mean over seeds, band: {band}; the slider smooths both (0: as logged)"
+    )
+    charts = []
     for key in keys:
-        figure = new_figure(7.2, 3.8)
-        ax = figure.subplots()
-        drawn: list[float] = []
-        for index, variant in enumerate(comparison.variants):
+        found: dict[str, tuple[list[int], list[Spread]]] = {}
+        for variant in comparison.variants:
             steps, columns = _seed_curves(histories[variant], key)
-            if not steps:
-                continue
-            spreads = [Spread.of(column) for column in columns]
-            means = [s.mean for s in spreads]
-            low, high = zip(*(s.interval(comparison.interval) for s in spreads))
-            colour = palette_colour(index)
-            ax.plot(
-                steps,
-                means,
-                "o-",
-                color=colour,
-                linewidth=1.6,
-                markersize=3,
-                label=literal(comparison.labels[variant]),
-            )
-            ax.fill_between(steps, low, high, color=colour, alpha=0.18, linewidth=0)
-            drawn += [v for column in columns for v in column]
-        if not drawn:
+            if steps:
+                found[variant] = (steps, [Spread.of(column) for column in columns])
+        if not found:
             continue
-        log = maybe_log_scale(ax, drawn)
-        style_axes(ax, key, "value (log scale)" if log else "value")
-        figure.legend(fontsize=7, frameon=False, loc="outside lower center", ncols=2)
-        band = "min–max" if comparison.interval == "range" else "±1 std"
-        plots.append(
-            Plot("Curves", key, figure, f"epoch means; line: mean over seeds, band: {band}")
-        )
-    return plots
+        parts: dict[str, tuple[Sequence[int], Sequence[float]]] = {}
+        for variant, (steps, spreads) in found.items():
+            low, high = zip(*(s.interval(comparison.interval) for s in spreads))
+            parts[f"{variant}:mean"] = (steps, [s.mean for s in spreads])
+            parts[f"{variant}:low"] = (steps, low)
+            parts[f"{variant}:high"] = (steps, high)
+        steps, aligned = align(parts)
+        series: list[Series] = []
+        for variant in found:
+            colour = PALETTE[comparison.variants.index(variant) % len(PALETTE)]
+            label = comparison.labels[variant]
+            series.append(
+                Series(label, aligned[f"{variant}:mean"], colour, smooth="replace", points=True)
+            )
+            lows, highs = aligned[f"{variant}:low"], aligned[f"{variant}:high"]
+            series.append(Series(f"{label} (low)", lows, colour, smooth="replace", band="low"))
+            series.append(Series(f"{label} (high)", highs, colour, smooth="replace", band="high"))
+        drawn = [v for column in aligned.values() for v in column if v is not None]
+        charts.append(Chart("Curves", key, steps, series, log=should_log(drawn), caption=caption))
+    return charts
 
 
 # -- page ---------------------------------------------------------------------------------------
@@ -437,7 +437,8 @@ def render_comparison(comparison: Comparison, output: str | Path | None = None) 
     """Write the self-contained ``compare.html`` (default in the grid's folder)."""
     c = comparison
     target = Path(output) if output is not None else c.out / "compare.html"
-    figures = "".join(figure_html(p.title, p.figure, p.caption) for p in curve_figures(c))
+    charts = curve_charts(c)
+    figures = "".join(chart_figure(chart, index) for index, chart in enumerate(charts))
     body = [
         page_header(c.out).replace("losskit report", "losskit comparison", 1),
         "<main>",
@@ -445,10 +446,11 @@ def render_comparison(comparison: Comparison, output: str | Path | None = None) 
         _ranking_section(c),
         _table_section(c),
         _timing_section(c),
+        chart_controls() if charts else "",
         f'<section id="{slug("Curves")}"><h2>Curves</h2><div class="grid">{figures}</div>'
         "</section>",
         _findings_section(c),
         "</main>",
     ]
-    write_page(target, f"losskit comparison: {c.out.resolve().name}", body)
+    write_page(target, f"losskit comparison: {c.out.resolve().name}", body, charts)
     return target

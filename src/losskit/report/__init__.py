@@ -1,9 +1,11 @@
 """Reports of a run: figures of its log and one self-contained HTML page.
 
 ``render(run_dir)`` reads ``run_dir/metrics.jsonl`` (written by
-:class:`losskit.tracking.sinks.JSONL`) and writes ``run_dir/report.html``. matplotlib is
-imported when a figure is drawn, not with this package. The page's pieces (:func:`write_page`,
-:func:`figure_html`, ...) are public for other page writers (``losskit.compare``'s report).
+:class:`losskit.tracking.sinks.JSONL`) and writes ``run_dir/report.html``: interactive charts
+(:class:`Chart`, drawn in the browser by the uPlot library shipped in ``report/assets``) and
+static figures. matplotlib is imported when a figure is drawn, not with this package. The
+page's pieces (:func:`write_page`, :func:`chart_figure`, :func:`figure_html`, ...) are public
+for other page writers (``losskit.compare``'s report).
 
 Example::
 
@@ -17,8 +19,25 @@ Example::
     'report.html'
 """
 
+from losskit.report._charts import (
+    PALETTE,
+    Chart,
+    Series,
+    align,
+    chart_figure,
+    should_log,
+    thin,
+)
+from losskit.report._curves import (
+    constant_weights,
+    curve_charts,
+    gradient_norm_charts,
+    loss_charts,
+    weight_charts,
+)
 from losskit.report._findings import findings_section, findings_table
 from losskit.report._page import (
+    chart_controls,
     figure_html,
     format_number,
     page_header,
@@ -30,7 +49,6 @@ from losskit.report._plots import (
     Plot,
     figures,
     literal,
-    maybe_log_scale,
     new_figure,
     palette_colour,
     style_axes,
@@ -39,22 +57,34 @@ from losskit.report._smoothing import ema
 from losskit.report._summary import SummaryRow, summarize
 
 __all__ = [
+    "PALETTE",
+    "Chart",
     "Plot",
+    "Series",
     "SummaryRow",
+    "align",
+    "chart_controls",
+    "chart_figure",
+    "constant_weights",
+    "curve_charts",
     "ema",
     "figure_html",
     "figures",
     "findings_section",
     "findings_table",
     "format_number",
+    "gradient_norm_charts",
     "literal",
-    "maybe_log_scale",
+    "loss_charts",
     "new_figure",
     "page_header",
     "palette_colour",
     "render",
+    "should_log",
     "slug",
     "style_axes",
     "summarize",
+    "thin",
+    "weight_charts",
     "write_page",
 ]

@@ -1,4 +1,4 @@
-"""The self-contained HTML report of a run: configuration, summary table and figures.
+"""The self-contained HTML report of a run: interactive curves, figures, summary and configuration.
 
 Example::
 
@@ -10,7 +10,8 @@ Example::
     ...     for step in range(10):
     ...         tracker.update({"loss": torch.tensor(1.0 / (step + 1))})
     >>> path = render(run)
-    >>> path.name, "data:image/png;base64," in path.read_text()
+    >>> page = path.read_text()
+    >>> path.name, 'type="application/json" id="losskit-charts"' in page
     ('report.html', True)
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import html
 import io
 import json
@@ -26,25 +28,33 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from losskit._io import replace_text
+from losskit.report._charts import Chart, asset_text, chart_figure, charts_data
+from losskit.report._curves import constant_weights, curve_charts, training_split
 from losskit.report._findings import findings_section
+from losskit.report._smoothing import auto_smoothing
 from losskit.report._summary import SummaryRow, summarize
 from losskit.tracking import History, load
 
-__all__ = ["figure_html", "format_number", "page_header", "render", "slug", "write_page"]
-
-# The page may load nothing: images are data: URIs, styles inline, no scripts.
-_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+__all__ = [
+    "chart_controls",
+    "figure_html",
+    "format_number",
+    "page_header",
+    "render",
+    "slug",
+    "write_page",
+]
 
 _STYLE = """
 :root { color-scheme: light; --ink: #1d2430; --muted: #5b6575; --line: #d9dee7; --bg: #f6f7f9; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif;
        color: var(--ink); background: var(--bg); }
-header { padding: 1.4rem 2rem 1rem; background: #fff; border-bottom: 1px solid var(--line); }
-header h1 { margin: 0; font-size: 1.45rem; }
-header p { margin: .2rem 0 0; color: var(--muted); }
-main { padding: 1rem 2rem 3rem; max-width: 1400px; }
-section { margin-top: 1.6rem; }
+header { padding: 1rem 2rem .7rem; background: #fff; border-bottom: 1px solid var(--line); }
+header h1 { margin: 0; font-size: 1.35rem; }
+header p { margin: .1rem 0 0; color: var(--muted); font-size: 13px; }
+main { padding: .5rem 2rem 3rem; max-width: 1400px; }
+section { margin-top: 1.2rem; }
 h2 { font-size: 1.15rem; margin: 0 0 .6rem; border-bottom: 1px solid var(--line);
      padding-bottom: .3rem; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1.2rem; margin: 0; }
@@ -58,11 +68,23 @@ th { background: #eef1f5; font-weight: 600; }
 td.text, th.text { text-align: left; }
 tr.split-start td { border-top: 2px solid #b9c1ce; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(480px, 1fr)); gap: 1rem; }
-figure { margin: 0; background: #fff; border: 1px solid var(--line); padding: .5rem; }
+figure { margin: 0; background: #fff; border: 1px solid var(--line); padding: .5rem;
+         min-width: 0; }
 figure img { display: block; width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 13px; padding: .2rem .3rem 0; }
 .note { background: #fff6da; border: 1px solid #ecd58b; padding: .5rem .8rem; }
 .muted { color: var(--muted); }
+.controls { position: sticky; top: 0; z-index: 5; display: flex; flex-wrap: wrap; gap: .4rem 1rem;
+            align-items: center; background: var(--bg); padding: .5rem 0; font-size: 13px; }
+.controls input[type=range] { width: 14rem; vertical-align: middle; }
+.controls output { font-variant-numeric: tabular-nums; min-width: 2.5em; display: inline-block; }
+.chart-bar { display: flex; gap: .8rem; align-items: center; font-size: 13px; padding: 0 .3rem; }
+.chart-title { font-weight: 600; margin-right: auto; overflow-wrap: anywhere; }
+.chart-plot { min-height: 280px; }
+.chart .u-legend { font-size: 12px; background: none; }
+.chart .u-legend th, .chart .u-legend td { background: none; border: 0; padding: 1px 2px;
+                                           font-weight: 600; }
+.chart .u-legend .u-value { font-variant-numeric: tabular-nums; font-weight: 400; }
 """
 
 
@@ -75,56 +97,139 @@ def render(
 ) -> Path:
     """Write ``report.html`` for the run in ``run_dir`` and return its path.
 
-    One self-contained file: inline CSS, figures as base64 PNG, no script and nothing fetched
-    (its Content-Security-Policy forbids it). It shows ``config.json`` of the run directory when
-    there is one, a summary of every key per split (final value, best value and its step) and
-    the figures of :func:`losskit.report.figures`. The file is written to a temporary name and
-    renamed, so a reader never sees half a report.
+    One self-contained file: the curves are interactive charts (hover values, zoom and pan,
+    legend toggles, a smoothing slider, a linear/log switch) drawn by the uPlot library inlined
+    in the page, the other views are PNG images; nothing is fetched, and the page's
+    Content-Security-Policy allows only its own inline script and style (by hash). It shows the
+    curves first, then a summary of every key per split (final value, best value and its step),
+    the linter's findings, the run's facts and ``config.json`` of the run directory when there
+    is one. The file is written to a temporary name and renamed, so a reader never sees half a
+    report.
 
     Args:
         output: where to write (default ``run_dir/report.html``).
         skip_corrupt: leave out corrupt log lines instead of raising (see
             :func:`losskit.tracking.load`); the report lists them.
-        smoothing: the EMA weight of the curves (default: chosen from the number of points).
+        smoothing: the EMA weight the page opens with (default: chosen from the number of
+            points); the page's slider changes it.
     """
     from losskit.report._plots import figures
 
     run = Path(run_dir)
     history = load(run, skip_corrupt=skip_corrupt)
     target = Path(output) if output is not None else run / "report.html"
-    plots = figures(history, smoothing)
-    sections: dict[str, list[str]] = {}
-    for plot in plots:
+    charts = curve_charts(history)
+    if smoothing is None:
+        split = training_split(history)
+        counts = [len(history.series(k, split)) for k in history.keys(split)] if split else []
+        smoothing = auto_smoothing(max(counts, default=0))
+    sections: dict[str, list[str]] = {name: [] for name in _SECTIONS}
+    for index, chart in enumerate(charts):
+        sections.setdefault(chart.section, []).append(chart_figure(chart, index))
+    for plot in figures(history, smoothing):
         sections.setdefault(plot.section, []).append(
             figure_html(plot.title, plot.figure, plot.caption)
         )
-    body = [
-        page_header(run),
-        "<main>",
-        _notes(history),
+    fixed = constant_weights(history)
+    body = [page_header(run), "<main>", _notes(history)]
+    if charts:
+        body.append(chart_controls())
+    for section, items in sections.items():
+        note = _constant_note(fixed) if section == "Weights" else ""
+        if not items and not note:
+            continue
+        body.append(f'<section id="{slug(section)}"><h2>{html.escape(section)}</h2>{note}')
+        body.append('<div class="grid">' + "".join(items) + "</div></section>")
+    if not charts and not any(sections.values()):
+        body.append('<section><p class="muted">No values to plot yet.</p></section>')
+    body += [
+        _summary(_worth_a_row(history, summarize(history), fixed)),
+        findings_section(history),
         _facts(run, history),
         _config(run),
-        _summary(summarize(history)),
-        findings_section(history),
+        "</main>",
     ]
-    for section, items in sections.items():
-        body.append(f'<section id="{slug(section)}"><h2>{html.escape(section)}</h2>')
-        body.append('<div class="grid">' + "".join(items) + "</div></section>")
-    if not plots:
-        body.append('<section><p class="muted">No values to plot yet.</p></section>')
-    body.append("</main>")
-    write_page(target, f"losskit report: {run.resolve().name}", body)
+    write_page(target, f"losskit report: {run.resolve().name}", body, charts, smoothing)
     return target
 
 
-def write_page(target: Path, title: str, body: Sequence[str]) -> None:
-    """Write a self-contained page (inline style, images as data URIs) atomically."""
+_SECTIONS = ("Losses", "Weights", "Shares", "Diagnostics")
+
+
+def _constant_note(fixed: dict[str, float]) -> str:
+    if not fixed:
+        return ""
+    listed = ", ".join(f"{name} = {format_number(value)}" for name, value in fixed.items())
+    return f'<p class="muted">Constant weights (not drawn): {html.escape(listed)}.</p>'
+
+
+def _worth_a_row(
+    history: History, rows: Sequence[SummaryRow], fixed: dict[str, float]
+) -> list[SummaryRow]:
+    """The summary without its empty rows: constant weights (listed above the charts) and the
+    weights of the splits that do not train (copies of the training weights)."""
+    train = training_split(history)
+    return [
+        row
+        for row in rows
+        if not row.key.startswith("weight/")
+        or (row.split == train and row.key.removeprefix("weight/") not in fixed)
+    ]
+
+
+def chart_controls() -> str:
+    """The page's smoothing slider and a line on how to use the charts."""
+    return (
+        '<div class="controls"><label for="smoothing">smoothing (EMA weight per step)</label>'
+        '<input type="range" id="smoothing" min="0" max="0.99" step="0.01" value="0">'
+        '<output id="smoothing-value" for="smoothing">0.00</output>'
+        '<span class="muted">hover: values · drag: zoom · shift-drag: pan · ctrl-wheel: zoom · '
+        "double-click: reset · click a legend entry: hide or show it</span></div>"
+    )
+
+
+def _hash(text: str) -> str:
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+    return f"'sha256-{digest}'"
+
+
+def _inline(tag: str, text: str) -> str:
+    if f"</{tag}" in text.lower():
+        raise ValueError(f"an inline <{tag}> must not contain </{tag}")
+    return f"<{tag}>{text}</{tag}>"
+
+
+def write_page(
+    target: Path,
+    title: str,
+    body: Sequence[str],
+    charts: Sequence[Chart] = (),
+    smoothing: float = 0.0,
+) -> None:
+    """Write a self-contained page atomically: inline style, images as data URIs and, when
+    there are ``charts`` (drawn into the ``chart_figure`` placeholders of ``body``), their data
+    and the inlined uPlot and chart scripts.
+
+    The Content-Security-Policy allows nothing but data: images and the page's own inline
+    style and scripts, by their SHA-256 hashes.
+    """
+    style = _STYLE
+    scripts: list[str] = []
+    tail = ""
+    if charts:
+        style = asset_text("uPlot.min.css") + _STYLE
+        scripts = [asset_text("uPlot.iife.min.js"), asset_text("charts.js")]
+        tail = charts_data(charts, smoothing) + "".join(_inline("script", s) for s in scripts)
+    policy = f"default-src 'none'; img-src data:; style-src {_hash(style)}"
+    if scripts:
+        policy += "; script-src " + " ".join(_hash(s) for s in scripts)
+    policy += "; base-uri 'none'; form-action 'none'"
     page = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body>" + "\n".join(body) + "</body></html>\n"
+        f"{_inline('style', style)}</head><body>" + "\n".join(body) + tail + "</body></html>\n"
     )
     replace_text(target, page)
 

@@ -1,7 +1,9 @@
-"""The report's figures, drawn with matplotlib's object API (no pyplot, no global state).
+"""The report's static figures, drawn with matplotlib's object API (no pyplot, no global state).
 
-Every function takes a :class:`~losskit.tracking.History` and returns ``matplotlib`` figures,
-or nothing when the log lacks what the figure shows; :func:`figures` gathers them all.
+The curves are interactive charts (:mod:`losskit.report._curves`); the views drawn here are
+the stacked shares and the gradient-conflict heatmaps. Every function takes a
+:class:`~losskit.tracking.History` and returns ``matplotlib`` figures, or nothing when the log
+lacks what the figure shows; :func:`figures` gathers them all.
 
 Example::
 
@@ -11,10 +13,11 @@ Example::
     >>> run = tempfile.mkdtemp()
     >>> with Tracker([sinks.JSONL(run)]) as tracker:
     ...     for step in range(20):
-    ...         tracker.update({"loss": torch.tensor(1.0 / (step + 1)),
-    ...                         "loss/a": torch.tensor(0.5), "weight/a": torch.tensor(1.0)})
-    >>> [(plot.section, plot.title) for plot in figures(load(run))][:3]
-    [('Losses', 'loss'), ('Losses', 'loss/a'), ('Weights', 'weight of every key')]
+    ...         tracker.update({"loss/a": torch.tensor(1.0 / (step + 1)),
+    ...                         "loss/b": torch.tensor(0.5),
+    ...                         "weight/a": torch.tensor(1.0), "weight/b": torch.tensor(2.0)})
+    >>> [(plot.section, plot.title) for plot in figures(load(run))]
+    [('Shares', 'share of the total')]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from losskit.errors import MissingDependencyError
+from losskit.report._curves import training_split
 from losskit.report._smoothing import auto_smoothing, ema
 from losskit.tracking import History
 
@@ -37,19 +41,14 @@ __all__ = [
     "conflict_history",
     "conflict_matrix",
     "figures",
-    "gradient_norms",
     "literal",
-    "loss_curves",
     "loss_shares",
-    "maybe_log_scale",
     "new_figure",
     "palette_colour",
     "style_axes",
-    "weight_curves",
 ]
 
 _MAX_DRAWN = 4000  # raw points drawn per curve; the smoothing still sees every point
-_DECADES = 2.0  # a log scale once the values span this many decades
 
 
 @dataclass(frozen=True)
@@ -106,24 +105,6 @@ def _thin(steps: Sequence[int], values: Sequence[float]) -> tuple[list[int], lis
     return list(steps[::stride]), list(values[::stride])
 
 
-def _advances(history: History, split: str) -> bool:
-    """Whether ``split`` is logged at advancing steps (training), not all at one step per
-    interval (validation): some interval of it spans several steps, or it is named "train"."""
-    spans = [r.steps for r in history.records if r.split == split and r.steps]
-    if any(len(set(steps)) > 1 for steps in spans):
-        return True
-    return split == "train" and sum(len(steps) for steps in spans) > 1
-
-
-def maybe_log_scale(ax: Axes, values: Sequence[float]) -> bool:
-    """Put ``ax`` on a log scale when the positive ``values`` span decades; say whether it did."""
-    finite = [v for v in values if math.isfinite(v)]
-    if finite and min(finite) > 0 and math.log10(max(finite) / min(finite)) >= _DECADES:
-        ax.set_yscale("log")
-        return True
-    return False
-
-
 def style_axes(ax: Axes, title: str, ylabel: str) -> None:
     """Title, axis labels and grid of a report figure (steps along x); ``title`` and ``ylabel``
     are drawn as written (see :func:`literal`)."""
@@ -132,58 +113,6 @@ def style_axes(ax: Axes, title: str, ylabel: str) -> None:
     ax.set_ylabel(literal(ylabel))
     ax.grid(True, alpha=0.3, linewidth=0.6)
     ax.spines[["top", "right"]].set_visible(False)
-
-
-def _curve(
-    ax: Axes, history: History, key: str, split: str, colour: str, smoothing: float | None
-) -> list[float]:
-    """Draw one split's curve of ``key``; return the values drawn."""
-    points = history.series(key, split, "step")
-    if len(points) > 1 and _advances(history, split):
-        steps, values = _thin(points.steps, points.values)
-        ax.plot(steps, values, color=colour, alpha=0.22, linewidth=0.8)
-        weight = auto_smoothing(len(points)) if smoothing is None else smoothing
-        smooth = ema(points.values, weight)
-        steps, smooth = _thin(points.steps, smooth)
-        ax.plot(
-            steps, smooth, color=colour, linewidth=1.7, label=literal(f"{split} (EMA {weight:.2f})")
-        )
-        return list(points.values)
-    coarse = history.series(key, split, "epoch")
-    if not coarse:
-        coarse = history.series(key, split, "interval")
-    if not coarse:
-        return []
-    label = literal(f"{split} ({'epoch' if coarse.kind == 'epoch' else 'interval'} mean)")
-    ax.plot(
-        coarse.steps, coarse.values, "o-", color=colour, linewidth=1.5, markersize=4, label=label
-    )
-    return list(coarse.values)
-
-
-def loss_curves(history: History, smoothing: float | None = None) -> list[Plot]:
-    """One figure per loss key (``loss`` and ``loss/<key>``), every split overlaid.
-
-    A split logged at advancing steps (training) is drawn raw and faint with its EMA on top;
-    the others (validation) as their epoch means, or interval means without epochs. The y axis
-    turns logarithmic when the values span two decades or more.
-    """
-    keys = [k for k in history.keys(split=None) if k == "loss" or k.startswith("loss/")]
-    splits = history.splits()
-    plots = []
-    for key in keys:
-        figure = new_figure()
-        ax = figure.subplots()
-        drawn: list[float] = []
-        for index, split in enumerate(splits):
-            drawn += _curve(ax, history, key, split, palette_colour(index), smoothing)
-        if not drawn:
-            continue
-        log = maybe_log_scale(ax, drawn)
-        style_axes(ax, key, "value (log scale)" if log else "value")
-        ax.legend(fontsize=8, frameon=False)
-        plots.append(Plot("Losses", key, figure))
-    return plots
 
 
 def _aligned(
@@ -196,43 +125,13 @@ def _aligned(
     return steps, {k: [maps[k][s] for s in steps] for k in keys}
 
 
-def _training_split(history: History) -> str | None:
-    for split in history.splits():
-        if _advances(history, split):
-            return split
-    return history.splits()[0] if history.splits() else None
-
-
-def weight_curves(history: History) -> list[Plot]:
-    """The weight of every key (``weight/<key>``) over the training steps."""
-    split = _training_split(history)
-    keys = [k for k in history.keys(split) if k.startswith("weight/")] if split else []
-    if split is None or not keys:
-        return []
-    figure = new_figure()
-    ax = figure.subplots()
-    for index, key in enumerate(keys):
-        series = history.series(key, split, "step") or history.series(key, split, "interval")
-        steps, values = _thin(series.steps, series.values)
-        ax.plot(
-            steps,
-            values,
-            color=palette_colour(index),
-            linewidth=1.6,
-            label=literal(key.removeprefix("weight/")),
-        )
-    style_axes(ax, f"weight of every key ({split})", "weight")
-    figure.legend(fontsize=8, frameon=False, loc="outside right upper")
-    return [Plot("Weights", "weight of every key", figure)]
-
-
 def loss_shares(history: History, smoothing: float | None = None) -> list[Plot]:
     """Each key's share of the total: stacked areas of ``weight × loss / Σ weight × loss``.
 
     Contributions are smoothed like the loss curves before they are normalised. When a
     contribution is negative, shares are of the absolute contributions (the title says so).
     """
-    split = _training_split(history)
+    split = training_split(history)
     if split is None:
         return []
     names = [
@@ -272,33 +171,6 @@ def loss_shares(history: History, smoothing: float | None = None) -> list[Plot]:
     style_axes(ax, f"share of the total ({split})", f"{what} / total")
     figure.legend(fontsize=8, frameon=False, loc="outside right upper")
     return [Plot("Shares", "share of the total", figure, f"smoothed with EMA {weight:.2f}")]
-
-
-def gradient_norms(history: History, smoothing: float | None = None) -> list[Plot]:
-    """Per-key gradient norms (``grad_norm/<key>``), drawn only when the log holds them."""
-    split = _training_split(history)
-    keys = [k for k in history.keys(split) if k.startswith("grad_norm/")] if split else []
-    if split is None or not keys:
-        return []
-    figure = new_figure()
-    ax = figure.subplots()
-    drawn: list[float] = []
-    for index, key in enumerate(keys):
-        series = history.series(key, split, "step") or history.series(key, split, "interval")
-        weight = auto_smoothing(len(series)) if smoothing is None else smoothing
-        steps, values = _thin(series.steps, ema(series.values, weight))
-        ax.plot(
-            steps,
-            values,
-            color=palette_colour(index),
-            linewidth=1.6,
-            label=literal(key.removeprefix("grad_norm/")),
-        )
-        drawn += series.values
-    log = maybe_log_scale(ax, drawn)
-    style_axes(ax, "gradient norm of every key", "norm (log scale)" if log else "norm")
-    figure.legend(fontsize=8, frameon=False, loc="outside right upper")
-    return [Plot("Diagnostics", "gradient norms", figure)]
 
 
 def conflict_matrix(history: History) -> list[Plot]:
@@ -385,12 +257,9 @@ def conflict_history(history: History) -> list[Plot]:
 
 
 def figures(history: History, smoothing: float | None = None) -> list[Plot]:
-    """Every figure the log supports, in report order."""
+    """Every static figure the log supports, in report order."""
     return [
-        *loss_curves(history, smoothing),
-        *weight_curves(history),
         *loss_shares(history, smoothing),
-        *gradient_norms(history, smoothing),
         *conflict_matrix(history),
         *conflict_history(history),
     ]
