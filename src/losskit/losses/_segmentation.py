@@ -55,6 +55,8 @@ from torch import Tensor
 
 from losskit.errors import ConfigError
 from losskit.losses._overlap import (
+    Activation,
+    Average,
     ClassSelection,
     Mode,
     OverlapLoss,
@@ -101,6 +103,17 @@ class DiceLoss(OverlapLoss):
         include_background: ``False`` gives class 0 weight 0.
         batch: score the batch as one volume (sums over samples) instead of each sample.
         classes: ``"all"`` classes, or only those ``"present"`` in each sample's target.
+        average: ``"macro"`` scores each class and averages the losses (weighted by
+            ``weight``); ``"micro"`` (kornia's default) sums ``I``, ``P`` and ``T`` over the
+            classes, each weighted by ``weight``, and scores them once per sample:
+            ``reduction="none"`` then gives ``(N,)`` (``()`` with ``batch``).
+        activation: what turns the input into ``p``: ``"softmax"`` over dim 1, ``"sigmoid"``,
+            ``"none"``, or a callable (MONAI's ``other_act``, e.g. ``torch.tanh``); default: the
+            mode's (softmax for ``"multiclass"``, else sigmoid; none with ``from_logits=False``).
+            The mode still says what the target is.
+        soft_label: MONAI's formula for soft targets, ``I = (P + T - sum |p - t|) / 2`` (equal to
+            ``sum p t`` for 0/1 targets), so that a soft target scores 0 against itself.
+        squared_pred: MONAI's ``squared_pred``: ``P = sum p^2`` and ``T = sum t^2``.
         smooth_nr, smooth_dr: added to the numerator and the denominator (MONAI's defaults);
             ``smooth_nr = 0`` scores an empty class 1 for any predicted mass (see above).
         reduction: ``"mean"`` or ``"sum"`` over samples, or ``"none"``: unweighted per-class
@@ -117,6 +130,8 @@ class DiceLoss(OverlapLoss):
         torch.Size([2, 3])
         >>> DiceLoss(ignore_index=255)(logits, torch.full((2, 4, 4, 4), 255)).item()
         0.0
+        >>> DiceLoss(average="micro", reduction="none")(logits, target).shape
+        torch.Size([2])
     """
 
     loss_name = "dice"
@@ -199,6 +214,10 @@ class TverskyLoss(OverlapLoss):
         include_background: bool = True,
         batch: bool = False,
         classes: ClassSelection = "all",
+        average: Average = "macro",
+        activation: Activation | None = None,
+        soft_label: bool = False,
+        squared_pred: bool = False,
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         reduction: Reduction = "mean",
@@ -212,6 +231,10 @@ class TverskyLoss(OverlapLoss):
             include_background=include_background,
             batch=batch,
             classes=classes,
+            average=average,
+            activation=activation,
+            soft_label=soft_label,
+            squared_pred=squared_pred,
             smooth_nr=smooth_nr,
             smooth_dr=smooth_dr,
             reduction=reduction,
@@ -278,6 +301,10 @@ class FocalTverskyLoss(TverskyLoss):
         include_background: bool = True,
         batch: bool = False,
         classes: ClassSelection = "all",
+        average: Average = "macro",
+        activation: Activation | None = None,
+        soft_label: bool = False,
+        squared_pred: bool = False,
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         reduction: Reduction = "mean",
@@ -293,6 +320,10 @@ class FocalTverskyLoss(TverskyLoss):
             include_background=include_background,
             batch=batch,
             classes=classes,
+            average=average,
+            activation=activation,
+            soft_label=soft_label,
+            squared_pred=squared_pred,
             smooth_nr=smooth_nr,
             smooth_dr=smooth_dr,
             reduction=reduction,
@@ -356,6 +387,9 @@ class GeneralizedDiceLoss(OverlapLoss):
         ignore_index: int | None = None,
         include_background: bool = True,
         batch: bool = False,
+        activation: Activation | None = None,
+        soft_label: bool = False,
+        squared_pred: bool = False,
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         reduction: Reduction = "mean",
@@ -367,6 +401,9 @@ class GeneralizedDiceLoss(OverlapLoss):
             ignore_index=ignore_index,
             include_background=include_background,
             batch=batch,
+            activation=activation,
+            soft_label=soft_label,
+            squared_pred=squared_pred,
             smooth_nr=smooth_nr,
             smooth_dr=smooth_dr,
             reduction=reduction,
