@@ -34,7 +34,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import torch
@@ -192,6 +192,14 @@ class FocalLoss(ContractedLoss, nn.Module):
 
     contract: ClassVar[Contract] = Contract("logits", "binary", "same")
     loss_name: ClassVar[str] = "focal"
+    renamed_options: ClassVar[Mapping[str, str]] = {
+        "use_softmax": "MONAI's use_softmax=True is the 'softmax_focal' loss (class-index "
+        "targets); this one is its sigmoid form",
+        "to_onehot_y": "MONAI's to_onehot_y=True is the 'softmax_focal' loss with class-index "
+        "targets, or a one-hot float target of the input's shape here",
+        "smooth_factor": "no label smoothing on the focal loss; smp's smooth_factor is on "
+        "bce_with_logits as label_smoothing=2*smooth_factor",
+    }
     weight: Tensor | None
     pos_weight: Tensor | None
 

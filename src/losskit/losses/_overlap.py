@@ -19,7 +19,7 @@ accumulate in float64 bins, so that ``I <= T`` holds to rounding on large volume
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeAlias
 
@@ -449,6 +449,24 @@ class OverlapLoss(SegmentationLoss):
 
     Subclasses implement :meth:`class_losses`.
     """
+
+    renamed_options: ClassVar[Mapping[str, str]] = {
+        "sigmoid": "MONAI's sigmoid=True is mode='multilabel' (or 'binary' for one channel), "
+        "whose activation is a sigmoid; activation='sigmoid' applies one in any mode",
+        "softmax": "MONAI's softmax=True is mode='multiclass' (a softmax over dim 1, the "
+        "default); activation='softmax' applies one in any mode",
+        "other_act": "MONAI's other_act=f is activation=f (a callable, or 'softmax', "
+        "'sigmoid', 'none')",
+        "to_onehot_y": "MONAI's to_onehot_y=True is mode='multiclass' with class-index targets "
+        "(N, *spatial), never one-hot encoded",
+        "jaccard": "MONAI's jaccard=True is the 'jaccard' loss (JaccardLoss) with smooth_nr and "
+        "smooth_dr halved",
+        "eps": "kornia's eps is smooth_dr=eps with smooth_nr=0",
+        "smooth": "smp's smooth=s is smooth_nr=s and smooth_dr=s",
+        "class_weights": "smp's class_weights is weight (one per class, background included)",
+        "log_loss": "smp's log_loss=True (-log of the score) has no option here; use the linear "
+        "loss",
+    }
 
     def __init__(
         self,

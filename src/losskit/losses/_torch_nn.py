@@ -287,6 +287,14 @@ _EXTRAS: dict[str, dict[str, object]] = {
     "binary_cross_entropy": _BCE_EXTRAS,
     "binary_cross_entropy_with_logits": _BCE_EXTRAS,
 }
+_RENAMED_BCE = {
+    "smooth_factor": "smp's smooth_factor=f (target t (1 - 2f) + f) is label_smoothing=2*f "
+    "(target t (1 - s) + s / 2)",
+}
+_RENAMED: dict[str, dict[str, str]] = {
+    "binary_cross_entropy": _RENAMED_BCE,
+    "binary_cross_entropy_with_logits": _RENAMED_BCE,
+}
 # Losses on binary targets: integer or bool 0/1 targets are cast to the input's dtype.
 _BINARY_TARGETS = {
     "binary_cross_entropy",
@@ -403,6 +411,7 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
         "forward": forward,
         "contract": contract,
         "loss_name": name,
+        "renamed_options": _RENAMED.get(name, {}),
         "__module__": __name__,
         "__qualname__": base.__name__,
         "__doc__": f"``torch.nn.{base.__name__}`` checked against losskit's input contract.",

@@ -33,7 +33,9 @@ the loss would broadcast them to (8, 8); give both the same shape (e.g. target.s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeAlias
 
@@ -41,6 +43,7 @@ import torch
 from torch import Tensor
 
 from losskit._checks import Check, check_mode
+from losskit._signature import renamed_message
 from losskit.errors import ConfigError, LossInputError
 
 __all__ = [
@@ -371,6 +374,22 @@ def as_float_target(target: Tensor, input: Tensor) -> Tensor:
     return target.to(input.dtype)
 
 
+def _refusing_renamed(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` that refuses a peer's option name with the equivalent the class declares."""
+    names = set(inspect.signature(init).parameters)
+
+    @functools.wraps(init)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> None:
+        renamed: Mapping[str, str] = type(self).renamed_options
+        for key in kwargs:
+            if key in renamed and key not in names:
+                where = f"{type(self).__name__}: "
+                raise ConfigError(renamed_message(key, renamed[key], where=where))
+        init(self, *args, **kwargs)
+
+    return checked
+
+
 def check_placement(name: str, input: Tensor, target: Tensor | None) -> None:
     """Refuse tensors on two devices, meta tensors and an empty batch."""
     if target is not None and target.device != input.device:
@@ -430,6 +449,16 @@ class ContractedLoss:
 
     contract: ClassVar[Contract]
     loss_name: ClassVar[str]
+    renamed_options: ClassVar[Mapping[str, str]] = {}
+    """Option names of peer libraries (MONAI, kornia, smp) that this loss spells differently,
+    each with what to pass instead: the constructor, ``losses.get`` and config files refuse
+    them with that text rather than with an unknown-argument error."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            cls.__init__ = _refusing_renamed(init)  # type: ignore[method-assign]
 
     def _init_check(self, check: Check) -> None:
         check = check_mode(check)
