@@ -753,7 +753,7 @@ FOCAL_CASES = [
 ]
 
 
-# --- the mapping: MONAI's options -> losskit's ----------------------------------------------------
+# --- the mapping: MONAI's options -> losskit's ---
 
 
 def _activation(params: dict[str, Any]) -> Any:
