@@ -661,9 +661,9 @@ def dense_stats(
     else:
         raw = target.reshape(n, c, -1)
         mask = None if ignore_index is None else (raw != ignore_index).to(p.dtype)
-        t = raw.to(p.dtype) if mask is None else raw.to(p.dtype) * mask
+        t = raw.to(p.dtype)
     if mask is not None:
-        p = p * mask
+        p, t = p * mask, t * mask
     if squared:
         return OverlapStats((p * t).sum(-1), p.square().sum(-1), t.square().sum(-1).detach())
     if soft_label:
