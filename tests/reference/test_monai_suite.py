@@ -13,7 +13,7 @@ lists the same mappings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -976,6 +976,3 @@ def test_monai_option_names_get_their_equivalent() -> None:
         DiceLoss(other_act=torch.tanh)
     with pytest.raises(Exception, match="'softmax_focal' loss"):
         losses.get("focal", use_softmax=True)
-
-
-_: Callable[..., Any] = _overlap_call  # referenced by docs/coming_from.md

@@ -3,8 +3,10 @@
 Every loss takes ``input`` of shape ``(N, C, *spatial)`` of any spatial rank (1D, 2D, 3D, ...)
 and names its activation: ``mode="multiclass"`` (the default) takes logits, a softmax over ``C``
 and int64 class indices ``(N, *spatial)``; ``mode="multilabel"`` a sigmoid per channel and a
-float 0/1 target of the input's shape; ``mode="binary"`` the same with one channel.
-``from_logits=False`` takes probabilities instead and applies no activation.
+0/1 target of the input's shape (float, or integer and bool cast as kornia does);
+``mode="binary"`` the same with one channel. ``from_logits=False`` takes probabilities instead
+and applies no activation; ``activation=`` picks another (``"softmax"``, ``"sigmoid"``,
+``"none"`` or a callable, MONAI's ``other_act``) while the mode still says what the target is.
 
 For each sample ``n`` and class ``c`` the losses read three sums over the positions that are not
 ignored: the intersection ``I = sum p t``, the predicted mass ``P = sum p`` and the target size
@@ -22,6 +24,15 @@ ignored: the intersection ``I = sum p t``, the predicted mass ``P = sum p`` and 
   over the samples, so ``"sum"`` is ``N`` times ``"mean"``.
 - ``reduction="none"`` returns the unweighted per-class losses, ``(N, C)`` or ``(C,)`` with
   ``batch=True``.
+- ``average="micro"`` (kornia's default; losskit's is ``"macro"``) sums each class's ``I``,
+  ``P`` and ``T``, weighted by ``weight`` (and ``include_background``, ``classes``), and scores
+  them once per sample (``reduction="none"``: ``(N,)``). Not on the generalized Dice loss,
+  whose weighting is its own.
+- ``soft_label`` and ``squared_pred`` are MONAI's: ``I = (P + T - sum |p - t|) / 2`` for soft
+  targets, and ``P = sum p^2``, ``T = sum t^2``; both run through plain autograd.
+- Peer spellings (MONAI's ``sigmoid``, ``softmax``, ``other_act``, ``to_onehot_y``,
+  ``jaccard``; kornia's ``eps``; smp's ``smooth``, ``class_weights``) are refused naming the
+  equivalent; docs/coming_from.md maps every option and convention.
 - Defined values: a class absent from both the prediction and the target (``P + T = 0``) has
   loss 0 whatever the smoothing constants, so an empty target with an empty prediction scores 0
   (not 1: open-mmlab/mmocr#408), and a fully ignored sample scores 0 with zero gradient (not 0.5:
