@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from losskit.errors import ConfigError, LossInputError
+from losskit.losses._options import check_choice
 from losskit.losses.contracts import Check, Contract, ContractedLoss, InputKind
 
 __all__ = [
@@ -502,10 +503,7 @@ class OverlapLoss(SegmentationLoss):
             raise ConfigError(
                 f"smooth_nr and smooth_dr must be >= 0, got {smooth_nr} and {smooth_dr}"
             )
-        if average not in _AVERAGES:
-            raise ConfigError(
-                f"{type(self).__name__}: average must be one of {_AVERAGES}, got {average!r}"
-            )
+        check_choice(type(self).__name__, "average", average, _AVERAGES)
         self.smooth_nr = float(smooth_nr)
         self.smooth_dr = float(smooth_dr)
         self.average: Average = average
