@@ -83,6 +83,11 @@ def test_the_shipped_demo_config_is_valid() -> None:
             "unknown optimizer 'adamx'; did you mean 'adamax' or 'adam'",
         ),
         (("[optimizer]", "[trainer]\nrun_dir = 'x'\n[optimizer]"), "comes from the out of [run]"),
+        (
+            ('loss = "cross_entropy"', 'loss = "bce_with_logits"\nsmooth_factor = 0.1'),
+            "'smooth_factor' is another library's name for an option: here, smp's "
+            "smooth_factor=f (target t (1 - 2f) + f) is label_smoothing=2*f",
+        ),
     ],
 )
 def test_invalid_configs_name_file_and_field(

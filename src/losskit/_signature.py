@@ -24,7 +24,7 @@ from typing import Any
 
 from losskit.errors import ConfigError
 
-__all__ = ["accepted", "check_keywords", "did_you_mean"]
+__all__ = ["accepted", "check_keywords", "did_you_mean", "renamed_message"]
 
 _KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
@@ -48,6 +48,15 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 
+def renamed_message(key: str, equivalent: str, *, where: str = "", noun: str = "argument") -> str:
+    """The error for a peer library's option name that losskit spells differently.
+
+    A callable declares such names in a ``renamed_options`` mapping (name -> what to pass
+    instead); :func:`check_keywords` and the losses' constructors report them with this text.
+    """
+    return f"{where}{noun} {key!r} is another library's name for an option: here, {equivalent}"
+
+
 def check_keywords(
     func: Callable[..., Any],
     given: Iterable[str],
@@ -62,14 +71,18 @@ def check_keywords(
     ``supplied`` maps the parameters the caller fills itself to where their values come from
     (they are refused, with that explanation); ``extra`` are
     names the caller accepts besides ``func``'s own. A ``func`` taking ``**kwargs`` accepts all.
+    A name in ``func.renamed_options`` (a peer library's spelling) gets its equivalent.
     """
     names, open_ended = accepted(func)
     where = f"{where}: " if where else ""
     taken = dict(supplied or {})
     allowed = [n for n in names if n not in taken] + [n for n in extra if n not in names]
+    renamed: Mapping[str, str] = getattr(func, "renamed_options", {})
     for key in given:
         if key in taken:
             raise ConfigError(f"{where}{noun} {key!r} is not set here: it comes from {taken[key]}")
+        if key in renamed and key not in allowed:
+            raise ConfigError(renamed_message(key, renamed[key], where=where, noun=noun))
         if key not in allowed and not open_ended:
             hint = did_you_mean(key, allowed)
             raise ConfigError(

@@ -508,9 +508,11 @@ def test_z_loss_is_non_negative_and_zero_for_normalised_logits(
         (
             FocalLoss(),
             torch.randn(4, 3),
-            torch.zeros(4, 3, dtype=torch.long),
-            "FocalLoss ('focal'): target has dtype int64, expected a floating-point tensor of "
-            "binary values; cast with target.to(input.dtype)",
+            torch.tensor([[0, 1, 2]] * 4),
+            "FocalLoss ('focal'): target has dtype int64 with values in [0, 2], expected binary "
+            "targets 0 or 1 (integers are cast to the input's dtype); class indices belong to a "
+            "multi-class loss (mode='multiclass', softmax_focal, cross_entropy); if 2 marks "
+            "elements to leave out, pass ignore_index=2",
         ),
         (
             FocalLoss(),
@@ -566,9 +568,11 @@ def test_z_loss_is_non_negative_and_zero_for_normalised_logits(
         (
             AsymmetricLoss(),
             torch.randn(3, 5),
-            torch.zeros(3, 5, dtype=torch.bool),
-            "AsymmetricLoss ('asymmetric'): target has dtype bool, expected a floating-point "
-            "tensor of binary values; cast with target.to(input.dtype)",
+            torch.full((3, 5), -1),
+            "AsymmetricLoss ('asymmetric'): target has dtype int64 with values in [-1, -1], "
+            "expected binary targets 0 or 1 (integers are cast to the input's dtype); class "
+            "indices belong to a multi-class loss (mode='multiclass', softmax_focal, "
+            "cross_entropy)",
         ),
         (
             HingeLoss(),

@@ -117,8 +117,8 @@ NAN = float("nan")
         (
             "bce_logits",
             torch.randn(5),
-            torch.ones(5, dtype=torch.long),
-            "target has dtype int64, expected a floating-point tensor of binary values",
+            torch.tensor([0, 1, 2, 1, 0]),
+            "target has dtype int64 with values in [0, 2], expected binary targets 0 or 1",
         ),
         (
             "soft_margin",

@@ -618,9 +618,11 @@ CONTRACT_CASES = [
     (
         DiceLoss("multilabel"),
         torch.randn(2, 3, 4, 4),
-        torch.zeros(2, 3, 4, 4, dtype=torch.long),
-        "DiceLoss ('dice'): target has dtype int64, expected a floating-point tensor of binary "
-        "values; cast with target.to(input.dtype)",
+        torch.full((2, 3, 4, 4), 3),
+        "DiceLoss ('dice'): target has dtype int64 with values in [3, 3], expected binary "
+        "targets 0 or 1 (integers are cast to the input's dtype); class indices belong to a "
+        "multi-class loss (mode='multiclass', softmax_focal, cross_entropy); if 3 marks "
+        "elements to leave out, pass ignore_index=3",
     ),
     (
         LovaszHingeLoss(),

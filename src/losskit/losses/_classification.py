@@ -17,7 +17,8 @@ One meaning of each weighting argument, as across the catalogue:
   ``BCEWithLogitsLoss(weight=...)`` does.
 - ``alpha``: the focal loss's balance of positives and negatives, as torchvision: ``alpha``
   weighs the positive term and ``1 - alpha`` the negative one. Only the sigmoid focal loss has it.
-- ``pos_weight`` (``BCEWithLogitsLoss``'s weight of positive examples) is not used here.
+- ``pos_weight``: the weight of positive examples per class (``BCEWithLogitsLoss``'s), along
+  dim 1; the sigmoid focal loss takes it (kornia's).
 
 Half-precision inputs are computed in float32; ``reduction="none"`` returns the input's dtype,
 ``"mean"`` and ``"sum"`` return float32 (a float16 sum overflows at 65504).
@@ -33,7 +34,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import torch
@@ -44,7 +45,7 @@ from losskit.errors import ConfigError, LossInputError
 from losskit.losses import _elementwise as _kernels
 from losskit.losses._elementwise import Impl, Reduction, compute_dtype
 from losskit.losses._options import check_number as _check_number
-from losskit.losses.contracts import Check, Contract, ContractedLoss
+from losskit.losses.contracts import Check, Contract, ContractedLoss, as_float_target
 from losskit.losses.registry import register
 
 __all__ = [
@@ -159,10 +160,21 @@ class FocalLoss(ContractedLoss, nn.Module):
             ``None`` weighs both by 1.
         weight: per-class weights ``(C,)`` multiplying the loss of each element of class ``c``
             (dim 1); ``"mean"`` still averages over all elements.
-        reduction: ``"mean"`` over elements, ``"sum"``, or ``"none"`` (the input's shape).
+        reduction: ``"mean"`` over the elements that count, ``"sum"``, or ``"none"`` (the
+            input's shape, 0 where an element does not count).
         impl: ``"auto"`` runs a ``torch.compile``'d fused kernel from 65,536 elements and the
             eager kernel below; ``"compiled"`` or ``"eager"`` force one (see
             :mod:`losskit.losses._elementwise`).
+        pos_weight: weight of the positive term, a number or one per class ``(C,)`` along
+            dim 1 (kornia's ``pos_weight``; ``BCEWithLogitsLoss``'s for ``gamma=0``): the
+            cross-entropy inside the focal term becomes ``w t softplus(-x) + (1 - t) softplus(x)``.
+        ignore_index: elements whose target equals it do not count: loss 0, no gradient, and
+            ``"mean"`` divides by the elements left (kornia and smp divide by all of them:
+            their mean is ``reduction="sum"`` divided by ``input.numel()``).
+        include_background: ``False`` leaves channel 0 (dim 1) out, as MONAI's focal loss does;
+            ``"mean"`` divides by the elements of the other channels.
+
+    Integer or bool 0/1 targets are cast to the input's dtype; other integers are refused.
 
     Example::
 
@@ -180,7 +192,16 @@ class FocalLoss(ContractedLoss, nn.Module):
 
     contract: ClassVar[Contract] = Contract("logits", "binary", "same")
     loss_name: ClassVar[str] = "focal"
+    renamed_options: ClassVar[Mapping[str, str]] = {
+        "use_softmax": "MONAI's use_softmax=True is the 'softmax_focal' loss (class-index "
+        "targets); this one is its sigmoid form",
+        "to_onehot_y": "MONAI's to_onehot_y=True is the 'softmax_focal' loss with class-index "
+        "targets, or a one-hot float target of the input's shape here",
+        "smooth_factor": "no label smoothing on the focal loss; smp's smooth_factor is on "
+        "bce_with_logits as label_smoothing=2*smooth_factor",
+    }
     weight: Tensor | None
+    pos_weight: Tensor | None
 
     def __init__(
         self,
@@ -190,6 +211,10 @@ class FocalLoss(ContractedLoss, nn.Module):
         reduction: Reduction = "mean",
         impl: Impl = "auto",
         check: Check = "first",
+        *,
+        pos_weight: float | Sequence[float] | Tensor | None = None,
+        ignore_index: int | None = None,
+        include_background: bool = True,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -198,23 +223,96 @@ class FocalLoss(ContractedLoss, nn.Module):
         self.reduction: Reduction = _kernels.check_reduction(owner, reduction)
         self.impl: Impl = _kernels.check_impl(owner, impl)
         self.register_buffer("weight", _class_weight(owner, weight))
+        self.register_buffer("pos_weight", _positive_weight(owner, pos_weight))
+        self.ignore_index = ignore_index
+        self.include_background = bool(include_background)
         self._init_check(check)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        self.check_inputs(input, target)
+        self.check_inputs(input, target, ignore_index=self.ignore_index)
         _check_weight_fits(self.display_name, self.weight, input)
-        return _kernels.elementwise_loss(
-            _kernels.FOCAL,
+        target = as_float_target(target, input)
+        if self.ignore_index is None and self.pos_weight is None and self.include_background:
+            return _kernels.elementwise_loss(
+                _kernels.FOCAL,
+                input,
+                target,
+                (self.gamma, self.alpha),
+                self.reduction,
+                self.impl,
+                weight=self.weight,
+            )
+        return self._counted(input, target)
+
+    def _counted(self, input: Tensor, target: Tensor) -> Tensor:
+        """The loss with per-element weights: ignored elements, background, positives."""
+        name, dtype = self.display_name, compute_dtype(input.dtype)
+        by_class = (1, -1) + (1,) * (input.ndim - 2)
+        counted: Tensor | None = None
+        if self.ignore_index is not None:
+            counted = target != self.ignore_index
+            target = target.masked_fill(~counted, 0.0)
+        if not self.include_background:
+            _check_class_scores(name, input, "logits")
+            _check_two_classes(name, input, "include_background=False would leave no channel")
+            keep = torch.ones(input.shape[1], dtype=torch.bool, device=input.device)
+            keep = keep.index_fill(0, torch.tensor([0], device=input.device), False)
+            counted = keep.view(by_class) if counted is None else counted & keep.view(by_class)
+        w = torch.ones((), dtype=dtype, device=input.device)
+        if counted is not None:
+            w = counted.to(dtype)
+        if self.weight is not None:
+            w = w * self.weight.to(dtype).view(by_class)
+        kernel = _kernels.FOCAL
+        params: tuple[object, ...] = (self.gamma, self.alpha)
+        if self.pos_weight is not None:
+            pw = self.pos_weight.to(dtype)
+            if pw.ndim:
+                _check_weight_fits(name, pw, input)
+                pw = pw.view(by_class)
+            pw = pw.expand(input.shape).reshape(-1)
+            kernel, params = _kernels.FOCAL_POS_WEIGHT, (self.gamma, self.alpha, pw)
+        reduction: Reduction = "none" if self.reduction == "none" else "sum"
+        loss = _kernels.elementwise_loss(
+            kernel,
             input,
             target,
-            (self.gamma, self.alpha),
-            self.reduction,
+            params,
+            reduction,
             self.impl,
-            weight=self.weight,
+            element_weight=w.expand(input.shape),
         )
+        if self.reduction != "mean":
+            return loss
+        if counted is None:
+            return loss / input.numel()
+        return _safe_mean(loss, counted.expand(input.shape).sum())
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, alpha={self.alpha}, reduction={self.reduction!r}"
+        extra = "" if self.include_background else ", include_background=False"
+        if self.ignore_index is not None:
+            extra += f", ignore_index={self.ignore_index}"
+        return f"gamma={self.gamma}, alpha={self.alpha}, reduction={self.reduction!r}{extra}"
+
+
+def _positive_weight(
+    owner: str, pos_weight: float | Sequence[float] | Tensor | None
+) -> Tensor | None:
+    """``pos_weight`` as a float32 number or ``(C,)`` tensor of finite values >= 0 (or None)."""
+    if pos_weight is None:
+        return None
+    w = torch.as_tensor(pos_weight, dtype=torch.float32).detach().clone()
+    if w.ndim > 1 or not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+        raise ConfigError(
+            f"{owner}: pos_weight must be a number or a 1-D sequence (C,) of finite values >= 0, "
+            f"got {w.tolist()}"
+        )
+    return w
+
+
+def _safe_mean(total: Tensor, count: Tensor) -> Tensor:
+    """``total / count``, and 0 (with a zero gradient) when nothing counts."""
+    return torch.where(count > 0, total / count.clamp_min(1), torch.zeros_like(total))
 
 
 @register("softmax_focal", family=_FAMILY, aliases=("multiclass_focal",))
@@ -372,7 +470,7 @@ class AsymmetricLoss(ContractedLoss, nn.Module):
         return _kernels.elementwise_loss(
             _kernels.ASYMMETRIC,
             input,
-            target,
+            as_float_target(target, input),
             (self.gamma_pos, self.gamma_neg, self.clip),
             self.reduction,
             self.impl,

@@ -57,6 +57,7 @@ __all__ = [
     "CHARBONNIER",
     "COMPILE_MIN_NUMEL",
     "FOCAL",
+    "FOCAL_POS_WEIGHT",
     "LOG_COSH",
     "Impl",
     "Kernel",
@@ -108,9 +109,12 @@ def _upcast(x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
 # --- the kernels: loss of one element and its derivative in the input ----------------------------
 
 
-def _focal_value(x: Tensor, t: Tensor, gamma: float, alpha: float | None) -> Tensor:
+def _focal_value(
+    x: Tensor, t: Tensor, gamma: float, alpha: float | None, pos_weight: Tensor | None = None
+) -> Tensor:
     x, t = _upcast(x, t)
-    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    # pos_weight (x's shape) weighs the positive term of the cross-entropy, as BCEWithLogitsLoss.
+    ce = F.binary_cross_entropy_with_logits(x, t, pos_weight=pos_weight, reduction="none")
     # 1 - p_t = t sigmoid(-x) + (1 - t) sigmoid(x); lerp is exact at t = 0 and t = 1, so a
     # confident logit keeps its tiny sigmoid(-x) instead of 1 - sigmoid(x) rounding to 0.
     value = ce * torch.lerp(torch.sigmoid(x), torch.sigmoid(-x), t).pow(gamma)
@@ -119,17 +123,22 @@ def _focal_value(x: Tensor, t: Tensor, gamma: float, alpha: float | None) -> Ten
     return value
 
 
-def _focal_dx(x: Tensor, t: Tensor, gamma: float, alpha: float | None) -> Tensor:
+def _focal_dx(
+    x: Tensor, t: Tensor, gamma: float, alpha: float | None, pos_weight: Tensor | None = None
+) -> Tensor:
     # With m = 1 - p_t:  d/dx [ce m^g] = m^g [(p - t) + g ce (1 - 2t) p q / m],  q = 1 - p.
+    # With a pos_weight w, ce = w t softplus(-x) + (1 - t) softplus(x) and (p - t) becomes
+    # (1 - t) p - w t q.
     # m is a convex combination of p and q, so p q / m lies in [0, 1] (it is p or q for hard
     # targets) and no negative power of m appears: gamma < 1 with saturated probabilities stays
     # finite (kornia#918). Where m underflows to 0, p q is 0 too and the ratio is 0.
     x, t = _upcast(x, t)
     p, q = torch.sigmoid(x), torch.sigmoid(-x)
-    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    ce = F.binary_cross_entropy_with_logits(x, t, pos_weight=pos_weight, reduction="none")
     m = torch.lerp(p, q, t)
     ratio = p * q / m.clamp_min(torch.finfo(m.dtype).tiny)
-    grad = m.pow(gamma) * ((p - t) + gamma * ce * ratio * (1 - 2 * t))
+    dce = (p - t) if pos_weight is None else (1 - t) * p - pos_weight * t * q
+    grad = m.pow(gamma) * (dce + gamma * ce * ratio * (1 - 2 * t))
     if alpha is not None:
         grad = grad * (t * (2 * alpha - 1) + (1 - alpha))
     return grad
@@ -265,6 +274,8 @@ class Kernel:
 
 
 FOCAL = Kernel("focal", _focal_value, _focal_dx, residual=False)
+FOCAL_POS_WEIGHT = Kernel("focal_pos_weight", _focal_value, _focal_dx, residual=False)
+"""The focal kernel with a third parameter: a ``pos_weight`` tensor of the flat input's shape."""
 ASYMMETRIC = Kernel("asymmetric", _asymmetric_value, _asymmetric_dx, residual=False)
 LOG_COSH = Kernel("log_cosh", _log_cosh_value, _log_cosh_dx, residual=True)
 CHARBONNIER = Kernel("charbonnier", _charbonnier_value, _charbonnier_dx, residual=True)
@@ -352,16 +363,22 @@ def elementwise_loss(
     impl: Impl,
     weight: Tensor | None = None,
     class_dim: int = 1,
+    element_weight: Tensor | None = None,
 ) -> Tensor:
     """``kernel``'s loss of ``input`` against ``target`` (same shape), reduced.
 
     ``weight`` (``(C,)``, optional) multiplies the loss of each element by the weight of its
-    index along ``class_dim``. ``"none"`` returns the input's shape and dtype; ``"mean"`` and
-    ``"sum"`` a scalar in :func:`compute_dtype` (float32 for half-precision inputs).
+    index along ``class_dim``; ``element_weight`` (the input's shape, instead of ``weight``)
+    multiplies each element's loss by its own weight. ``"none"`` returns the input's shape and
+    dtype; ``"mean"`` and ``"sum"`` a scalar in :func:`compute_dtype` (float32 for half-precision
+    inputs); ``"mean"`` divides by the number of elements whatever the weights.
     """
     shape = input.shape
     w: Tensor | None = None
-    if weight is None:
+    if element_weight is not None:
+        x, t = input.reshape(-1), target.reshape(-1)
+        w = element_weight.to(compute_dtype(input.dtype)).reshape(-1)
+    elif weight is None:
         x, t = input.reshape(-1), target.reshape(-1)
     else:
         classes = shape[class_dim]

@@ -19,6 +19,7 @@ accumulate in float64 bins, so that ``I <= T`` holds to rounding on large volume
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeAlias
 
@@ -26,9 +27,12 @@ import torch
 from torch import Tensor, nn
 
 from losskit.errors import ConfigError, LossInputError
+from losskit.losses._options import check_choice
 from losskit.losses.contracts import Check, Contract, ContractedLoss, InputKind
 
 __all__ = [
+    "Activation",
+    "Average",
     "ClassSelection",
     "Mode",
     "OverlapLoss",
@@ -36,15 +40,22 @@ __all__ = [
     "Reduction",
     "SegmentationLoss",
     "compute_dtype",
+    "dense_stats",
     "overlap_stats",
 ]
 
 Mode: TypeAlias = Literal["multiclass", "multilabel", "binary"]
 Reduction: TypeAlias = Literal["mean", "sum", "none"]
 ClassSelection: TypeAlias = Literal["all", "present"]
+Average: TypeAlias = Literal["macro", "micro"]
+Activation: TypeAlias = Literal["softmax", "sigmoid", "none"] | Callable[[Tensor], Tensor]
+"""What turns the input into the prediction ``p``: a softmax over dim 1, a sigmoid per element,
+nothing (``"none"``: the input already is ``p``), or any callable ``p = f(input)``."""
 
 _REDUCTIONS = ("mean", "sum", "none")
 _CLASS_SELECTIONS = ("all", "present")
+_AVERAGES = ("macro", "micro")
+_ACTIVATIONS = ("softmax", "sigmoid", "none")
 
 
 def compute_dtype(t: Tensor) -> torch.dtype:
@@ -440,6 +451,24 @@ class OverlapLoss(SegmentationLoss):
     Subclasses implement :meth:`class_losses`.
     """
 
+    renamed_options: ClassVar[Mapping[str, str]] = {
+        "sigmoid": "MONAI's sigmoid=True is mode='multilabel' (or 'binary' for one channel), "
+        "whose activation is a sigmoid; activation='sigmoid' applies one in any mode",
+        "softmax": "MONAI's softmax=True is mode='multiclass' (a softmax over dim 1, the "
+        "default); activation='softmax' applies one in any mode",
+        "other_act": "MONAI's other_act=f is activation=f (a callable, or 'softmax', "
+        "'sigmoid', 'none')",
+        "to_onehot_y": "MONAI's to_onehot_y=True is mode='multiclass' with class-index targets "
+        "(N, *spatial), never one-hot encoded",
+        "jaccard": "MONAI's jaccard=True is the 'jaccard' loss (JaccardLoss) with smooth_nr and "
+        "smooth_dr halved",
+        "eps": "kornia's eps is smooth_dr=eps with smooth_nr=0",
+        "smooth": "smp's smooth=s is smooth_nr=s and smooth_dr=s",
+        "class_weights": "smp's class_weights is weight (one per class, background included)",
+        "log_loss": "smp's log_loss=True (-log of the score) has no option here; use the linear "
+        "loss",
+    }
+
     def __init__(
         self,
         mode: Mode = "multiclass",
@@ -450,6 +479,10 @@ class OverlapLoss(SegmentationLoss):
         include_background: bool = True,
         batch: bool = False,
         classes: ClassSelection = "all",
+        average: Average = "macro",
+        activation: Activation | None = None,
+        soft_label: bool = False,
+        squared_pred: bool = False,
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         reduction: Reduction = "mean",
@@ -470,20 +503,81 @@ class OverlapLoss(SegmentationLoss):
             raise ConfigError(
                 f"smooth_nr and smooth_dr must be >= 0, got {smooth_nr} and {smooth_dr}"
             )
+        check_choice(type(self).__name__, "average", average, _AVERAGES)
         self.smooth_nr = float(smooth_nr)
         self.smooth_dr = float(smooth_dr)
+        self.average: Average = average
+        self.activation: Activation = _resolve_activation(
+            type(self).__name__, mode, from_logits, activation
+        )
+        self.soft_label = bool(soft_label)
+        self.squared_pred = bool(squared_pred)
+        if callable(self.activation):
+            input_kind: InputKind = "values"
+        else:
+            input_kind = "probabilities" if self.activation == "none" else "logits"
+        target_kind = self.contract.target
+        self.__dict__["contract"] = Contract(input_kind, target_kind, self.contract.shape)
+
+    def extra_repr(self) -> str:
+        extra = [super().extra_repr()]
+        if self.average != "macro":
+            extra.append(f"average={self.average!r}")
+        if self.activation != _natural_activation(self.mode) and self.activation != "none":
+            extra.append(f"activation={self.activation!r}")
+        extra += [f"{k}=True" for k in ("soft_label", "squared_pred") if getattr(self, k)]
+        return ", ".join(extra)
 
     def stats(self, input: Tensor, target: Tensor) -> OverlapStats:
         """Check the inputs and compute the per-class statistics (pooled when ``batch``)."""
         self.checked(input, target)
-        stats = overlap_stats(
-            input,
-            target,
-            mode=self.mode,
-            from_logits=self.from_logits,
-            ignore_index=self.ignore_index,
-        )
+        activation = self.activation
+        if self.soft_label or self.squared_pred:
+            stats = dense_stats(
+                _apply_activation(activation, input),
+                target,
+                mode=self.mode,
+                ignore_index=self.ignore_index,
+                soft_label=self.soft_label,
+                squared=self.squared_pred,
+            )
+        elif activation in ("none", _natural_activation(self.mode)):
+            stats = overlap_stats(
+                input,
+                target,
+                mode=self.mode,
+                from_logits=activation != "none",
+                ignore_index=self.ignore_index,
+            )
+        else:
+            stats = overlap_stats(
+                _apply_activation(activation, input),
+                target,
+                mode=self.mode,
+                from_logits=False,
+                ignore_index=self.ignore_index,
+            )
         return stats.pooled() if self.batch else stats
+
+    def micro(self, stats: OverlapStats) -> OverlapStats:
+        """The statistics summed over the classes ``(..., 1)``, weighted as the reduction is.
+
+        kornia's ``average="micro"``: one overlap per sample (or batch) over every class, the
+        class weights (and ``include_background``, ``classes``) weighting each class's sums.
+        """
+        w = _reduction_weights(
+            stats.count.shape[-1],
+            self.class_weight,
+            include_background=self.include_background,
+            like=stats.mass,
+        )
+        if self.classes == "present":
+            w = w * (stats.count > 0)
+
+        def pool(x: Tensor) -> Tensor:
+            return (x * w).sum(-1, keepdim=True)
+
+        return OverlapStats(pool(stats.intersection), pool(stats.mass), pool(stats.count))
 
     def class_losses(self, stats: OverlapStats) -> Tensor:
         """Per-class losses from the statistics, same shape as each statistic."""
@@ -492,4 +586,85 @@ class OverlapLoss(SegmentationLoss):
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The loss of logits (or probabilities) ``input`` against ``target``."""
         stats = self.stats(input, target)
+        if self.average == "micro":
+            losses = self.class_losses(self.micro(stats)).squeeze(-1)
+            if self.reduction == "none":
+                return losses
+            return losses.mean() if self.reduction == "mean" else losses.sum()
         return self.reduce(self.class_losses(stats), stats.count > 0)
+
+
+def _natural_activation(mode: Mode) -> Activation:
+    return "softmax" if mode == "multiclass" else "sigmoid"
+
+
+def _resolve_activation(
+    owner: str, mode: Mode, from_logits: bool, activation: Activation | None
+) -> Activation:
+    """The activation a loss applies: ``activation``, or the mode's (``"none"`` for
+    probabilities)."""
+    if activation is None:
+        return _natural_activation(mode) if from_logits else "none"
+    if not callable(activation) and activation not in _ACTIVATIONS:
+        raise ConfigError(
+            f"{owner}: activation must be one of {_ACTIVATIONS} or a callable, got {activation!r}"
+        )
+    if not from_logits and activation != "none":
+        raise ConfigError(
+            f"{owner}: from_logits=False says the input already is the prediction, and "
+            f"activation={activation!r} would transform it; give one of the two"
+        )
+    return activation
+
+
+def _apply_activation(activation: Activation, input: Tensor) -> Tensor:
+    dtype = compute_dtype(input)
+    if callable(activation):
+        return activation(input.to(dtype))
+    if activation == "softmax":
+        return torch.softmax(input, 1, dtype=dtype)
+    if activation == "sigmoid":
+        return torch.sigmoid(input.to(dtype))
+    return input.to(dtype)
+
+
+def dense_stats(
+    p: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    ignore_index: int | None,
+    soft_label: bool,
+    squared: bool,
+) -> OverlapStats:
+    """``(I, P, T)`` of a prediction ``p`` by plain autograd, for MONAI's two other formulas.
+
+    ``squared``: ``P = sum p^2`` and ``T = sum t^2`` (MONAI's ``squared_pred``). ``soft_label``
+    (without ``squared``): ``I = (P + T - sum |p - t|) / 2`` with ``P = sum |p|``, ``T = sum |t|``,
+    which is ``sum p t`` for hard labels and makes a soft target its own perfect prediction.
+
+    Example::
+
+        >>> p = torch.tensor([[[0.3, 0.8]]])
+        >>> s = dense_stats(p, p, mode="binary", ignore_index=None, soft_label=True, squared=False)
+        >>> torch.equal(s.intersection, s.mass)
+        True
+    """
+    n, c = p.shape[:2]
+    p = p.reshape(n, c, -1)
+    if mode == "multiclass":
+        index, valid = _class_index(target.reshape(n, -1), ignore_index)
+        t = torch.zeros_like(p).scatter_(1, index.unsqueeze(1), 1.0)
+        mask = None if valid is None else valid.unsqueeze(1).to(p.dtype)
+    else:
+        raw = target.reshape(n, c, -1)
+        mask = None if ignore_index is None else (raw != ignore_index).to(p.dtype)
+        t = raw.to(p.dtype)
+    if mask is not None:
+        p, t = p * mask, t * mask
+    if squared:
+        return OverlapStats((p * t).sum(-1), p.square().sum(-1), t.square().sum(-1).detach())
+    if soft_label:
+        mass, count = p.abs().sum(-1), t.abs().sum(-1)
+        return OverlapStats((mass + count - (p - t).abs().sum(-1)) / 2, mass, count.detach())
+    return OverlapStats((p * t).sum(-1), p.sum(-1), t.sum(-1).detach())

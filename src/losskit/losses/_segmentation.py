@@ -3,8 +3,10 @@
 Every loss takes ``input`` of shape ``(N, C, *spatial)`` of any spatial rank (1D, 2D, 3D, ...)
 and names its activation: ``mode="multiclass"`` (the default) takes logits, a softmax over ``C``
 and int64 class indices ``(N, *spatial)``; ``mode="multilabel"`` a sigmoid per channel and a
-float 0/1 target of the input's shape; ``mode="binary"`` the same with one channel.
-``from_logits=False`` takes probabilities instead and applies no activation.
+0/1 target of the input's shape (float, or integer and bool cast as kornia does);
+``mode="binary"`` the same with one channel. ``from_logits=False`` takes probabilities instead
+and applies no activation; ``activation=`` picks another (``"softmax"``, ``"sigmoid"``,
+``"none"`` or a callable, MONAI's ``other_act``) while the mode still says what the target is.
 
 For each sample ``n`` and class ``c`` the losses read three sums over the positions that are not
 ignored: the intersection ``I = sum p t``, the predicted mass ``P = sum p`` and the target size
@@ -22,6 +24,15 @@ ignored: the intersection ``I = sum p t``, the predicted mass ``P = sum p`` and 
   over the samples, so ``"sum"`` is ``N`` times ``"mean"``.
 - ``reduction="none"`` returns the unweighted per-class losses, ``(N, C)`` or ``(C,)`` with
   ``batch=True``.
+- ``average="micro"`` (kornia's default; losskit's is ``"macro"``) sums each class's ``I``,
+  ``P`` and ``T``, weighted by ``weight`` (and ``include_background``, ``classes``), and scores
+  them once per sample (``reduction="none"``: ``(N,)``). Not on the generalized Dice loss,
+  whose weighting is its own.
+- ``soft_label`` and ``squared_pred`` are MONAI's: ``I = (P + T - sum |p - t|) / 2`` for soft
+  targets, and ``P = sum p^2``, ``T = sum t^2``; both run through plain autograd.
+- Peer spellings (MONAI's ``sigmoid``, ``softmax``, ``other_act``, ``to_onehot_y``,
+  ``jaccard``; kornia's ``eps``; smp's ``smooth``, ``class_weights``) are refused naming the
+  equivalent; docs/coming_from.md maps every option and convention.
 - Defined values: a class absent from both the prediction and the target (``P + T = 0``) has
   loss 0 whatever the smoothing constants, so an empty target with an empty prediction scores 0
   (not 1: open-mmlab/mmocr#408), and a fully ignored sample scores 0 with zero gradient (not 0.5:
@@ -55,6 +66,8 @@ from torch import Tensor
 
 from losskit.errors import ConfigError
 from losskit.losses._overlap import (
+    Activation,
+    Average,
     ClassSelection,
     Mode,
     OverlapLoss,
@@ -101,6 +114,17 @@ class DiceLoss(OverlapLoss):
         include_background: ``False`` gives class 0 weight 0.
         batch: score the batch as one volume (sums over samples) instead of each sample.
         classes: ``"all"`` classes, or only those ``"present"`` in each sample's target.
+        average: ``"macro"`` scores each class and averages the losses (weighted by
+            ``weight``); ``"micro"`` (kornia's default) sums ``I``, ``P`` and ``T`` over the
+            classes, each weighted by ``weight``, and scores them once per sample:
+            ``reduction="none"`` then gives ``(N,)`` (``()`` with ``batch``).
+        activation: what turns the input into ``p``: ``"softmax"`` over dim 1, ``"sigmoid"``,
+            ``"none"``, or a callable (MONAI's ``other_act``, e.g. ``torch.tanh``); default: the
+            mode's (softmax for ``"multiclass"``, else sigmoid; none with ``from_logits=False``).
+            The mode still says what the target is.
+        soft_label: MONAI's formula for soft targets, ``I = (P + T - sum |p - t|) / 2`` (equal to
+            ``sum p t`` for 0/1 targets), so that a soft target scores 0 against itself.
+        squared_pred: MONAI's ``squared_pred``: ``P = sum p^2`` and ``T = sum t^2``.
         smooth_nr, smooth_dr: added to the numerator and the denominator (MONAI's defaults);
             ``smooth_nr = 0`` scores an empty class 1 for any predicted mass (see above).
         reduction: ``"mean"`` or ``"sum"`` over samples, or ``"none"``: unweighted per-class
@@ -117,6 +141,8 @@ class DiceLoss(OverlapLoss):
         torch.Size([2, 3])
         >>> DiceLoss(ignore_index=255)(logits, torch.full((2, 4, 4, 4), 255)).item()
         0.0
+        >>> DiceLoss(average="micro", reduction="none")(logits, target).shape
+        torch.Size([2])
     """
 
     loss_name = "dice"
@@ -199,6 +225,10 @@ class TverskyLoss(OverlapLoss):
         include_background: bool = True,
         batch: bool = False,
         classes: ClassSelection = "all",
+        average: Average = "macro",
+        activation: Activation | None = None,
+        soft_label: bool = False,
+        squared_pred: bool = False,
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         reduction: Reduction = "mean",
@@ -212,6 +242,10 @@ class TverskyLoss(OverlapLoss):
             include_background=include_background,
             batch=batch,
             classes=classes,
+            average=average,
+            activation=activation,
+            soft_label=soft_label,
+            squared_pred=squared_pred,
             smooth_nr=smooth_nr,
             smooth_dr=smooth_dr,
             reduction=reduction,
@@ -278,6 +312,10 @@ class FocalTverskyLoss(TverskyLoss):
         include_background: bool = True,
         batch: bool = False,
         classes: ClassSelection = "all",
+        average: Average = "macro",
+        activation: Activation | None = None,
+        soft_label: bool = False,
+        squared_pred: bool = False,
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         reduction: Reduction = "mean",
@@ -293,6 +331,10 @@ class FocalTverskyLoss(TverskyLoss):
             include_background=include_background,
             batch=batch,
             classes=classes,
+            average=average,
+            activation=activation,
+            soft_label=soft_label,
+            squared_pred=squared_pred,
             smooth_nr=smooth_nr,
             smooth_dr=smooth_dr,
             reduction=reduction,
@@ -356,6 +398,9 @@ class GeneralizedDiceLoss(OverlapLoss):
         ignore_index: int | None = None,
         include_background: bool = True,
         batch: bool = False,
+        activation: Activation | None = None,
+        soft_label: bool = False,
+        squared_pred: bool = False,
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         reduction: Reduction = "mean",
@@ -367,6 +412,9 @@ class GeneralizedDiceLoss(OverlapLoss):
             ignore_index=ignore_index,
             include_background=include_background,
             batch=batch,
+            activation=activation,
+            soft_label=soft_label,
+            squared_pred=squared_pred,
             smooth_nr=smooth_nr,
             smooth_dr=smooth_dr,
             reduction=reduction,

@@ -4,6 +4,10 @@ Each entry is a subclass of the ``torch.nn`` module with the same name that chec
 against a :class:`~losskit.losses.contracts.Contract` and then runs PyTorch's own forward, so
 values and gradients are PyTorch's. ``isinstance(losses.get("mse"), torch.nn.MSELoss)`` holds,
 and every constructor takes ``check="first" | "always" | "off"`` besides torch's arguments.
+The two binary cross-entropies also take ``label_smoothing`` (the target becomes
+``t (1 - s) + s / 2``) and ``ignore_index`` (elements left out, ``"mean"`` over the rest), as
+smp's ``SoftBCEWithLogitsLoss``; they and ``multilabel_soft_margin`` cast integer or bool 0/1
+targets to the input's dtype.
 
 Example::
 
@@ -22,11 +26,13 @@ import inspect
 import math
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from losskit.errors import ConfigError, LossInputError
 from losskit.losses._options import check_choice, check_number
-from losskit.losses.contracts import Check, Contract, ContractedLoss
+from losskit.losses.contracts import Check, Contract, ContractedLoss, as_float_target
 from losskit.losses.registry import register
 
 __all__ = ["contract_of"]
@@ -275,11 +281,61 @@ def _check_options(display: str, name: str, options: dict[str, Any]) -> None:
             check_choice(display, option, options[option], choices)
 
 
-def _signature(base: type[nn.Module]) -> inspect.Signature:
-    """``base.__init__``'s signature with losskit's keyword-only ``check`` added."""
+# Options losskit adds to a torch loss (keyword-only, with their defaults).
+_BCE_EXTRAS: dict[str, object] = {"label_smoothing": 0.0, "ignore_index": None}
+_EXTRAS: dict[str, dict[str, object]] = {
+    "binary_cross_entropy": _BCE_EXTRAS,
+    "binary_cross_entropy_with_logits": _BCE_EXTRAS,
+}
+_RENAMED_BCE = {
+    "smooth_factor": "smp's smooth_factor=f (target t (1 - 2f) + f) is label_smoothing=2*f "
+    "(target t (1 - s) + s / 2)",
+}
+_RENAMED: dict[str, dict[str, str]] = {
+    "binary_cross_entropy": _RENAMED_BCE,
+    "binary_cross_entropy_with_logits": _RENAMED_BCE,
+}
+# Losses on binary targets: integer or bool 0/1 targets are cast to the input's dtype.
+_BINARY_TARGETS = {
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "multilabel_soft_margin",
+}
+
+
+def _signature(base: type[nn.Module], name: str) -> inspect.Signature:
+    """``base.__init__``'s signature with losskit's keyword-only options and ``check`` added."""
     signature = inspect.signature(base.__init__)
-    check = inspect.Parameter("check", inspect.Parameter.KEYWORD_ONLY, default="first")
-    return signature.replace(parameters=[*signature.parameters.values(), check])
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    extras = [inspect.Parameter(k, keyword, default=v) for k, v in _EXTRAS.get(name, {}).items()]
+    check = inspect.Parameter("check", keyword, default="first")
+    return signature.replace(parameters=[*signature.parameters.values(), *extras, check])
+
+
+def _smoothed_bce(module: Any, input: Tensor, target: Tensor) -> Tensor:
+    """BCE with ``label_smoothing`` and ``ignore_index`` (smp's ``SoftBCEWithLogitsLoss``).
+
+    The smoothed target is ``t (1 - s) + s / 2`` (Keras's, and ``cross_entropy``'s over two
+    classes); ignored elements have loss 0 and ``"mean"`` divides by the elements left.
+    """
+    valid = None if module.ignore_index is None else target != module.ignore_index
+    t = target if valid is None else target.masked_fill(~valid, 0.0)
+    if module.label_smoothing:
+        t = t * (1.0 - module.label_smoothing) + module.label_smoothing / 2
+    if module.loss_name == "binary_cross_entropy":
+        loss = F.binary_cross_entropy(input, t, module.weight, reduction="none")
+    else:
+        loss = F.binary_cross_entropy_with_logits(
+            input, t, module.weight, pos_weight=module.pos_weight, reduction="none"
+        )
+    if valid is not None:
+        loss = loss * valid
+    if module.reduction == "none":
+        return loss
+    if module.reduction == "sum" or valid is None:
+        return loss.sum() if module.reduction == "sum" else loss.mean()
+    count = valid.sum()
+    return torch.where(count > 0, loss.sum() / count.clamp_min(1), torch.zeros_like(loss.sum()))
 
 
 def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Module]:
@@ -288,7 +344,10 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
     display = f"{base.__name__} ({name!r})"
     torch_signature = inspect.signature(base.__init__)
 
+    extras = _EXTRAS.get(name, {})
+
     def __init__(self: Any, *args: Any, check: Check = "first", **kwargs: Any) -> None:  # noqa: N807
+        options = {k: kwargs.pop(k, default) for k, default in extras.items()}
         try:
             bound = torch_signature.bind(self, *args, **kwargs)
         except TypeError as exc:
@@ -300,6 +359,12 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
         except ValueError as exc:  # torch's own checks of its options
             raise ConfigError(f"{display}: {exc}") from exc
         self._init_check(check)
+        if extras:
+            smoothing = check_number(
+                display, "label_smoothing", options["label_smoothing"], low=0.0, high=1.0
+            )
+            self.label_smoothing = smoothing
+            self.ignore_index = options["ignore_index"]
         if name == "kl_div" and self.log_target:
             self.__dict__["contract"] = _KL_LOG_TARGET
 
@@ -309,6 +374,7 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
         return base.forward(self, *args)  # type: ignore[no-any-return]
 
     ignoring = name in _IGNORING
+    binary = name in _BINARY_TARGETS
 
     def forward_pair_checked(self: Any, input: Tensor, target: Tensor, *args: Any) -> Tensor:
         state = self.__dict__["_check_state"]
@@ -320,6 +386,10 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
             == state.passed
         ):
             self.check_inputs(input, target, ignore_index=self.__dict__.get("ignore_index"))
+        if binary:
+            target = as_float_target(target, input)
+            if extras and (self.label_smoothing or self.ignore_index is not None):
+                return _smoothed_bce(self, input, target)
         value: Tensor = base.forward(self, input, target, *args)
         if (
             ignoring
@@ -333,7 +403,7 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
         return value
 
     # The signature shows torch's arguments and check, so configs are checked against it.
-    __init__.__signature__ = _signature(base)  # type: ignore[attr-defined]
+    __init__.__signature__ = _signature(base, name)  # type: ignore[attr-defined]
     forward = forward_first_checked if name in _MULTI_INPUT else forward_pair_checked
 
     namespace = {
@@ -341,6 +411,7 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
         "forward": forward,
         "contract": contract,
         "loss_name": name,
+        "renamed_options": _RENAMED.get(name, {}),
         "__module__": __name__,
         "__qualname__": base.__name__,
         "__doc__": f"``torch.nn.{base.__name__}`` checked against losskit's input contract.",

@@ -33,7 +33,9 @@ the loss would broadcast them to (8, 8); give both the same shape (e.g. target.s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeAlias
 
@@ -41,6 +43,7 @@ import torch
 from torch import Tensor
 
 from losskit._checks import Check, check_mode
+from losskit._signature import renamed_message
 from losskit.errors import ConfigError, LossInputError
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "NonFiniteInputs",
     "ShapeRelation",
     "TargetKind",
+    "as_float_target",
 ]
 
 InputKind: TypeAlias = Literal[
@@ -79,6 +83,7 @@ FIRST_CALLS = 3
 """How many calls ``check="first"`` inspects values on."""
 
 _SUM_TOLERANCE = 1e-3
+_BINARY_KINDS = ("binary", "hard_binary")
 
 
 def _shape(t: Tensor | torch.Size | Sequence[int]) -> str:
@@ -101,8 +106,10 @@ class Contract:
         target: the kind of target; ``"class_indices_or_probabilities"`` accepts integer class
             indices of the ``class_dim`` shape or a float distribution of the input's shape;
             ``"binary"`` is a float in [0, 1] (soft labels allowed), ``"hard_binary"`` exactly 0
-            or 1; ``"logits"`` are raw scores over classes (a teacher's), checked not to be
-            probabilities; ``"non_negative"`` are floats >= 0 (e.g. counts).
+            or 1; both also take integer or bool 0/1 targets, which the loss casts to the input's
+            dtype (as kornia does), and refuse any other integer value; ``"logits"`` are raw
+            scores over classes (a teacher's), checked not to be probabilities;
+            ``"non_negative"`` are floats >= 0 (e.g. counts).
         shape: ``"same"`` (input and target identical shapes, never broadcast),
             ``"class_dim"`` (input ``(N, C, *S)``, target ``(N, *S)``), or ``"any"``.
         class_dim: the class dimension of the input for ``"class_dim"`` and class-wise checks.
@@ -149,7 +156,9 @@ class Contract:
                 )
             self._check_class_dim_shape(name, input, target)
             return
-        if not target.is_floating_point():
+        # Integer and bool 0/1 targets are accepted where the target is binary; the loss casts.
+        integer_binary = self.target in _BINARY_KINDS and not target.is_complex()
+        if not target.is_floating_point() and not integer_binary:
             raise LossInputError(
                 f"{name}: target has dtype {_dtype(target)}, expected a floating-point tensor of "
                 f"{self.target.replace('_', ' ')} values; cast with target.to(input.dtype)"
@@ -245,6 +254,9 @@ class Contract:
         if y.numel() == 0:
             return
         kind = self.target
+        if kind in _BINARY_KINDS and not y.is_floating_point():
+            _check_integer_binary(name, y, ignore_index)
+            return
         if kind == "class_indices_or_probabilities":
             kind = "probabilities" if y.is_floating_point() else "class_indices"
         if kind == "class_indices":
@@ -334,6 +346,50 @@ class Contract:
             )
 
 
+def _check_integer_binary(name: str, y: Tensor, ignore_index: int | None) -> None:
+    """Integer (or bool) binary targets hold 0 and 1 only (``ignore_index`` aside)."""
+    if ignore_index is not None:
+        y = y[y != ignore_index]
+    if y.numel() == 0 or bool(((y == 0) | (y == 1)).all()):
+        return
+    low, high = int(y.min()), int(y.max())
+    raise LossInputError(
+        f"{name}: target has dtype {_dtype(y)} with values in [{low}, {high}], expected binary "
+        "targets 0 or 1 (integers are cast to the input's dtype); class indices belong to a "
+        "multi-class loss (mode='multiclass', softmax_focal, cross_entropy)"
+        + (f"; if {high} marks elements to leave out, pass ignore_index={high}" if high > 1 else "")
+    )
+
+
+def as_float_target(target: Tensor, input: Tensor) -> Tensor:
+    """An integer or bool binary ``target`` cast to the input's dtype; floats as given.
+
+    Example::
+
+        >>> as_float_target(torch.tensor([0, 1]), torch.zeros(2, dtype=torch.float64))
+        tensor([0., 1.], dtype=torch.float64)
+    """
+    if target.is_floating_point():
+        return target
+    return target.to(input.dtype)
+
+
+def _refusing_renamed(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` that refuses a peer's option name with the equivalent the class declares."""
+    names = set(inspect.signature(init).parameters)
+
+    @functools.wraps(init)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> None:
+        renamed: Mapping[str, str] = type(self).renamed_options
+        for key in kwargs:
+            if key in renamed and key not in names:
+                where = f"{type(self).__name__}: "
+                raise ConfigError(renamed_message(key, renamed[key], where=where))
+        init(self, *args, **kwargs)
+
+    return checked
+
+
 def check_placement(name: str, input: Tensor, target: Tensor | None) -> None:
     """Refuse tensors on two devices, meta tensors and an empty batch."""
     if target is not None and target.device != input.device:
@@ -393,6 +449,16 @@ class ContractedLoss:
 
     contract: ClassVar[Contract]
     loss_name: ClassVar[str]
+    renamed_options: ClassVar[Mapping[str, str]] = {}
+    """Option names of peer libraries (MONAI, kornia, smp) that this loss spells differently,
+    each with what to pass instead: the constructor, ``losses.get`` and config files refuse
+    them with that text rather than with an unknown-argument error."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            cls.__init__ = _refusing_renamed(init)  # type: ignore[method-assign]
 
     def _init_check(self, check: Check) -> None:
         check = check_mode(check)
