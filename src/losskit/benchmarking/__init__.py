@@ -12,6 +12,14 @@
   gradient at confidently wrong predictions, and the error against float64 in float32, bfloat16
   and float16.
 
+With ``convergence=True`` (:mod:`~losskit.benchmarking._convergence`), each case also trains a
+small standard model on each task of its registry family (:data:`TASKS`: the digits, their
+binary attributes, a seeded regression with and without outliers, a seeded segmentation), over
+seeds, and reports the steps and seconds to the task's target metric with their spread; a task
+the loss cannot train on is reported as not applicable. :meth:`BenchReport.ratings` puts every
+column in words (low / medium / high) against the best case of the run
+(:mod:`~losskit.benchmarking._ratings`).
+
 A case is flagged when any check fails; ``sigmoid+bce`` is (its gradient vanishes at confidently
 wrong logits) and ``bce_with_logits`` is not. The JSON fields are those of
 :meth:`BenchReport.to_dict`.

@@ -47,13 +47,14 @@ def plot_curves(cases: Sequence[CaseResult], settings: Mapping[str, Any], path: 
     ]
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.8), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
-        for case in cases:
+        for index, case in enumerate(cases):
+            colour = f"C{index % 10}"  # one colour per case across the panels
             for run in case.convergence:
                 if run.task != name or not run.applicable:
                     continue
                 mean, low, high = band(run.curves, len(run.eval_steps))
-                (line,) = ax.plot(run.eval_steps, mean, label=literal(case.name))
-                ax.fill_between(run.eval_steps, low, high, color=line.get_color(), alpha=0.2)
+                ax.plot(run.eval_steps, mean, color=colour, label=literal(case.name))
+                ax.fill_between(run.eval_steps, low, high, color=colour, alpha=0.2)
         task = tasks[name]
         # An untrained regressor's R² can be far below 0; the approach to the target is the story.
         ax.set_ylim(bottom=max(ax.get_ylim()[0], task["target"] - 1.0))
