@@ -179,3 +179,20 @@ def test_cli_json_holds_steps_and_seconds_to_target_with_their_spread(tmp_path: 
     assert set(ratings["huber"]["convergence_speed"]) == {"regression", "regression_outliers"}
     assert ratings["hinge_embedding"]["convergence_speed"] == {}
     assert (out / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_segmentation_losses_train_on_the_segmentation_task() -> None:
+    settings = ConvergenceSettings(seeds=1, steps=10, tasks=["segmentation"])
+    multilabel = Case.parse("lovasz_hinge", {"mode": "multilabel"})  # one-hot binary targets
+    for case in (Case.parse("dice"), multilabel):
+        (run,) = task_runs(case, settings, CPU, {})
+        assert (run.task, run.applicable) == ("segmentation", True), run.reason
+        assert run.best_metric is not None
+        assert 0 < run.best_metric.per_seed[0] <= 1  # type: ignore[operator]
+    # In its default binary mode the loss wants one channel: the probe says so.
+    (binary,) = _runs("lovasz_hinge", settings)
+    assert not binary.applicable
+    assert "mode='binary' expects one logit channel" in binary.reason
+    data = TASKS["segmentation"].data()
+    assert tuple(data.x_train.shape) == (256, 1, 16, 16)
+    assert set(data.y_train.unique().tolist()) == {0, 1, 2}

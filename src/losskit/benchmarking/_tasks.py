@@ -63,14 +63,14 @@ class Task:
     outputs: int
     metric: str
     target: float
-    steps: int
-    quick_steps: int
-    eval_every: int
-    batch: int
-    lr: float
     model: str
     data: Callable[[], TaskData]
     build: Callable[[int], nn.Module]
+    steps: int = 400
+    quick_steps: int = 200
+    eval_every: int = 10
+    batch: int = 64
+    lr: float = 3e-3
 
     def score(self, raw: Tensor, y: Tensor) -> float:
         """The validation metric of the model's raw outputs (higher is better)."""
@@ -266,30 +266,70 @@ def _conv(outputs: int) -> nn.Module:
     )
 
 
-_DIGITS_MLP = "MLP 64-64-{outputs} (ReLU)"
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
         Task(
-            "digits", "classification", "classes", 10, "accuracy", 0.9, 400, 200, 10, 64, 3e-3,
-            _DIGITS_MLP.format(outputs=10), _digits, _mlp(64, 64),
+            name="digits",
+            family="classification",
+            labels="classes",
+            outputs=10,
+            metric="accuracy",
+            target=0.9,
+            model="MLP 64-64-10 (ReLU)",
+            data=_digits,
+            build=_mlp(64, 64),
         ),
         Task(
-            "digits_attributes", "classification", "binary", 3, "mean label accuracy", 0.9, 400,
-            200, 10, 64, 3e-3, _DIGITS_MLP.format(outputs=3), _digit_attributes, _mlp(64, 64),
+            name="digits_attributes",
+            family="classification",
+            labels="binary",
+            outputs=3,
+            metric="mean label accuracy",
+            target=0.9,
+            model="MLP 64-64-3 (ReLU)",
+            data=_digit_attributes,
+            build=_mlp(64, 64),
         ),
         Task(
-            "regression", "regression", "continuous", 1, "R2", 0.8, 400, 200, 10, 64, 1e-2,
-            "MLP 8-64-1 (ReLU)", lambda: _regression(False), _mlp(8, 64),
+            name="regression",
+            family="regression",
+            labels="continuous",
+            outputs=1,
+            metric="R2",
+            target=0.8,
+            model="MLP 8-64-1 (ReLU)",
+            data=lambda: _regression(outliers=False),
+            build=_mlp(8, 64),
+            lr=1e-2,
         ),
         Task(
-            "regression_outliers", "regression", "continuous", 1, "R2", 0.8, 400, 200, 10, 64,
-            1e-2, "MLP 8-64-1 (ReLU)", lambda: _regression(True), _mlp(8, 64),
+            name="regression_outliers",
+            family="regression",
+            labels="continuous",
+            outputs=1,
+            metric="R2",
+            target=0.8,
+            model="MLP 8-64-1 (ReLU)",
+            data=lambda: _regression(outliers=True),
+            build=_mlp(8, 64),
+            lr=1e-2,
         ),
         Task(
-            "segmentation", "segmentation", "classes", 3, "mean IoU", 0.6, 300, 150, 10, 16,
-            1e-2, "conv 3x3 8, conv 3x3 8, conv 1x1 3 (ReLU)", _segmentation, _conv,
+            name="segmentation",
+            family="segmentation",
+            labels="classes",
+            outputs=3,
+            metric="mean IoU",
+            target=0.6,
+            model="conv 3x3 8, conv 3x3 8, conv 1x1 3 (ReLU)",
+            data=_segmentation,
+            build=_conv,
+            steps=300,
+            quick_steps=150,
+            batch=16,
+            lr=1e-2,
         ),
     )
-}  # fmt: skip
+}
 """The standard tasks by name (see the module notes)."""
