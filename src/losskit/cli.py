@@ -393,7 +393,11 @@ def compare_command(
     console.print(f"report: {result.report}", highlight=False)
 
 
-# -- losskit bench (issue 10) -------------------------------------------------------------
+# -- losskit bench (issue 10, convergence: issue 26) ----------------------------------------
+_QUICK_RUN_TIME = 0.05
+"""Seconds of timed runs per case under ``--quick``."""
+
+
 @app.command(name="bench")
 def bench_command(
     cases: list[str] = typer.Argument(
@@ -407,42 +411,64 @@ def bench_command(
     stability: bool = typer.Option(True, help="Run the extreme-input and precision checks."),
     min_run_time: float = typer.Option(0.2, help="Seconds of timed runs per case."),
     threads: int | None = typer.Option(None, help="Intra-op threads (default: torch's)."),
+    convergence: bool = typer.Option(
+        False, help="Train a small model per task family with each loss: steps to target."
+    ),
+    seeds: int = typer.Option(3, help="Training seeds of --convergence."),
+    quick: bool = typer.Option(
+        False, help=f"Shorter convergence budgets, timings of at most {_QUICK_RUN_TIME} s."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print bench.json's content."),
     out: Path | None = typer.Option(
-        None, help="The run folder for bench.json and bench.png (default runs/bench)."
+        None, help="The run folder for bench.json and the plots (default runs/bench)."
     ),
 ) -> None:
-    """Time, peak memory and numerical checks of losses; flags unstable patterns."""
-    from losskit.benchmarking import bench
+    """Time, peak memory, numerical checks and (--convergence) convergence speed of losses,
+    rated low/medium/high against the best of the run; flags unstable patterns."""
+    from losskit.benchmarking import ConvergenceSettings, bench
 
     try:
-        chosen: dict[str, dict[str, Any]] = {name: {} for name in cases or []}
-        if config is not None:
-            from losskit.config import load_config
-
-            for term in load_config(config).terms.values():
-                chosen.setdefault(term.loss, dict(term.loss_arguments))
-        if not chosen:
-            raise LossKitError("name the losses to bench (or give --config)")
-        try:
-            dims = tuple(int(d) for d in shape.replace("x", ",").split(",") if d.strip())
-        except ValueError as exc:
-            raise LossKitError(f"--shape must be sizes like 4096,80: {exc}") from exc
+        chosen = _bench_cases(cases, config)
         report = bench(
             chosen,
-            dims,
+            _bench_shape(shape),
             dtype=dtype,
             device=device,
             memory=memory,
             stability=stability,
-            min_run_time=min_run_time,
+            min_run_time=min(min_run_time, _QUICK_RUN_TIME) if quick else min_run_time,
             threads=threads,
+            convergence=ConvergenceSettings(seeds=seeds, quick=quick) if convergence else False,
         )
         paths = report.write(out if out is not None else Path("runs/bench"))
     except LossKitError as exc:
         raise _fail(exc) from exc
+    if json_output:
+        typer.echo(paths["json"].read_text(), nl=False)
+        return
     console = Console()
-    console.print(report.table())
-    console.print(f"json: {paths['json']}\nplot: {paths['plot']}", highlight=False)
+    for table in report.tables():
+        console.print(table)
+    console.print("\n".join(f"{kind}: {path}" for kind, path in paths.items()), highlight=False)
+
+
+def _bench_cases(cases: list[str] | None, config: Path | None) -> dict[str, dict[str, Any]]:
+    chosen: dict[str, dict[str, Any]] = {name: {} for name in cases or []}
+    if config is not None:
+        from losskit.config import load_config
+
+        for term in load_config(config).terms.values():
+            chosen.setdefault(term.loss, dict(term.loss_arguments))
+    if not chosen:
+        raise LossKitError("name the losses to bench (or give --config)")
+    return chosen
+
+
+def _bench_shape(shape: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(d) for d in shape.replace("x", ",").split(",") if d.strip())
+    except ValueError as exc:
+        raise LossKitError(f"--shape must be sizes like 4096,80: {exc}") from exc
 
 
 # -- end of losskit bench ------------------------------------------------------------------

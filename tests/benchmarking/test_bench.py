@@ -112,6 +112,7 @@ def test_cli_writes_table_json_and_plot(tmp_path: Path) -> None:
         "precision",
         "flags",
         "flagged",
+        "convergence",
     }
     assert [set(c) for c in data["cases"]] == [fields, fields]
     assert [c["flagged"] for c in data["cases"]] == [False, True]

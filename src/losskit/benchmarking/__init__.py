@@ -12,6 +12,14 @@
   gradient at confidently wrong predictions, and the error against float64 in float32, bfloat16
   and float16.
 
+With ``convergence=True`` (:mod:`~losskit.benchmarking._convergence`), each case also trains a
+small standard model on each task of its registry family (:data:`TASKS`: the digits, their
+binary attributes, a seeded regression with and without outliers, a seeded segmentation), over
+seeds, and reports the steps and seconds to the task's target metric with their spread; a task
+the loss cannot train on is reported as not applicable. :meth:`BenchReport.ratings` puts every
+column in words (low / medium / high) against the best case of the run
+(:mod:`~losskit.benchmarking._ratings`).
+
 A case is flagged when any check fails; ``sigmoid+bce`` is (its gradient vanishes at confidently
 wrong logits) and ``bce_with_logits`` is not. The JSON fields are those of
 :meth:`BenchReport.to_dict`.
@@ -27,6 +35,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,13 +44,33 @@ from typing import Any
 import torch
 
 from losskit.benchmarking._cases import Case, setup_step
+from losskit.benchmarking._convergence import (
+    CPU_THREADS,
+    ConvergenceSettings,
+    Spread,
+    TaskRun,
+    task_runs,
+)
 from losskit.benchmarking._memory import Memory, measure_cuda, peak_rss_delta
+from losskit.benchmarking._ratings import Rating, thresholds
 from losskit.benchmarking._report import BenchReport, CaseResult
 from losskit.benchmarking._stability import precision_errors, scenarios
+from losskit.benchmarking._tasks import TASKS, Task, TaskData
 from losskit.benchmarking._timing import time_step
 from losskit.errors import ConfigError
 
-__all__ = ["BenchReport", "Case", "CaseResult", "bench"]
+__all__ = [
+    "TASKS",
+    "BenchReport",
+    "Case",
+    "CaseResult",
+    "ConvergenceSettings",
+    "Rating",
+    "Spread",
+    "Task",
+    "TaskRun",
+    "bench",
+]
 
 _DTYPES = ("float32", "float64", "bfloat16", "float16")
 
@@ -56,9 +85,11 @@ def bench(
     stability: bool = True,
     min_run_time: float = 0.2,
     threads: int | None = None,
+    convergence: bool | ConvergenceSettings = False,
     out: str | Path | None = None,
 ) -> BenchReport:
-    """Measure time, peak memory and numerical behaviour of each case (see the module notes).
+    """Measure time, peak memory, numerical behaviour and, on request, convergence speed of each
+    case (see the module notes), and rate them against each other.
 
     Args:
         cases: names (``"focal"``, ``"sigmoid+bce"``) or ``{name: loss kwargs}``.
@@ -69,6 +100,9 @@ def bench(
         min_run_time: seconds of timed runs per case.
         threads: intra-op threads for the run (restored afterwards); on a loaded CPU, OpenMP
             threads that wait on each other can make tiny losses look milliseconds slow.
+        convergence: train each task's small model with each case (``True``: 3 seeds, full
+            budgets; or a :class:`ConvergenceSettings`); see
+            :mod:`~losskit.benchmarking._convergence`.
         out: a run folder to write ``bench.json`` and ``bench.png`` into.
     """
     if dtype not in _DTYPES:
@@ -88,11 +122,21 @@ def bench(
         if threads < 1:
             raise ConfigError(f"bench: threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
+    plan = ConvergenceSettings() if convergence is True else convergence or None
+    data: dict[str, TaskData] = {}
     try:
         results = [
             _measure(case, dims, dtype, where, memory, stability, min_run_time) for case in parsed
         ]
+        if plan is not None:
+            results = [
+                dataclasses.replace(result, convergence=task_runs(case, plan, where, data))
+                for case, result in zip(parsed, results, strict=True)
+            ]
         settings = _settings(dims, dtype, where, min_run_time)
+        if plan is not None:
+            settings["convergence"] = _convergence_settings(plan)
+        settings["rating_thresholds"] = thresholds()
     finally:
         torch.set_num_threads(before)
     report = BenchReport(results, settings)
@@ -140,4 +184,29 @@ def _settings(
         "torch": torch.__version__,
         "machine": platform.machine(),
         "min_run_time_s": min_run_time,
+    }
+
+
+def _convergence_settings(plan: ConvergenceSettings) -> dict[str, Any]:
+    return {
+        "seeds": plan.seeds,
+        "quick": plan.quick,
+        "optimizer": "Adam",
+        "deterministic": True,
+        "cpu_threads": CPU_THREADS,
+        "tasks": [
+            {
+                "name": task.name,
+                "family": task.family,
+                "labels": task.labels,
+                "metric": task.metric,
+                "target": task.target,
+                "steps": plan.budget(task),
+                "eval_every": task.eval_every,
+                "batch": task.batch,
+                "lr": task.lr,
+                "model": task.model,
+            }
+            for task in plan.chosen()
+        ],
     }

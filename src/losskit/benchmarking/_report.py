@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from losskit._io import replace_text
+from losskit.benchmarking._convergence import TaskRun
 from losskit.benchmarking._memory import Memory
+from losskit.benchmarking._ratings import Measured, Rating, rate
 from losskit.benchmarking._stability import Precision, Scenario
 from losskit.benchmarking._timing import Timing
 
@@ -27,6 +29,7 @@ class CaseResult:
     memory: Memory | None
     scenarios: list[Scenario]
     precision: list[Precision]
+    convergence: list[TaskRun] = field(default_factory=list)
 
     @property
     def flags(self) -> list[str]:
@@ -50,7 +53,32 @@ class CaseResult:
             "precision": [_finite_json(asdict(p)) for p in self.precision],
             "flags": self.flags,
             "flagged": bool(self.flags),
+            "convergence": [run.to_dict() for run in self.convergence],
         }
+
+    def measured(self) -> Measured:
+        """The figures its ratings are derived from."""
+        halves = [
+            p.grad_error
+            for p in self.precision
+            if p.dtype != "float32" and p.grad_error is not None and math.isfinite(p.grad_error)
+        ]
+        checked = bool(self.scenarios or self.precision)
+        runs = [run for run in self.convergence if run.applicable]
+        return Measured(
+            self.name,
+            time_s=None if self.timing is None else self.timing.median_s,
+            memory_mib=None if self.memory is None else self.memory.peak_mib,
+            flagged=bool(self.flags) if checked else None,
+            half_error=max(halves) if halves else None,
+            diverged=any(run.diverged for run in runs),
+            steps={
+                run.task: run.steps_to_target.mean
+                if run.steps_to_target is not None and run.reached == len(run.seeds)
+                else None
+                for run in runs
+            },
+        )
 
 
 @dataclass
@@ -60,20 +88,46 @@ class BenchReport:
     cases: list[CaseResult]
     settings: dict[str, Any] = field(default_factory=dict)
 
+    def ratings(self) -> list[Rating]:
+        """Low / medium / high per column against the best case of this run (see ``_ratings``)."""
+        return rate([case.measured() for case in self.cases])
+
     def to_dict(self) -> dict[str, Any]:
         """``{"settings": {...}, "cases": [{name, time_median_ms, time_iqr_ms, time_runs,
-        peak_memory_mib, memory_method, scenarios, precision, flags, flagged}, ...]}``."""
-        return {"settings": self.settings, "cases": [c.to_dict() for c in self.cases]}
+        peak_memory_mib, memory_method, scenarios, precision, flags, flagged, convergence},
+        ...], "ratings": [{name, cost, memory, convergence_speed, stability, ratios}, ...]}``."""
+        return {
+            "settings": self.settings,
+            "cases": [c.to_dict() for c in self.cases],
+            "ratings": [r.to_dict() for r in self.ratings()],
+        }
 
     def write(self, run_dir: str | Path) -> dict[str, Path]:
-        """Write ``bench.json`` and ``bench.png`` into ``run_dir`` (each written then renamed)."""
+        """Write ``bench.json``, ``bench.png`` and, with convergence runs, ``convergence.png``
+        into ``run_dir`` (each written then renamed)."""
         folder = Path(run_dir)
         folder.mkdir(parents=True, exist_ok=True)
         json_path = folder / "bench.json"
         replace_text(json_path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
         plot_path = folder / "bench.png"
         _plot(self, plot_path)
-        return {"json": json_path, "plot": plot_path}
+        paths = {"json": json_path, "plot": plot_path}
+        if any(run.applicable for case in self.cases for run in case.convergence):
+            from losskit.benchmarking._curves import plot_curves
+
+            paths["convergence_plot"] = folder / "convergence.png"
+            plot_curves(self.cases, self.settings.get("convergence", {}), paths["convergence_plot"])
+        return paths
+
+    def tables(self) -> list[Any]:
+        """The tables the CLI prints: measurements, convergence (when run) and ratings."""
+        from losskit.benchmarking._tables import convergence_table, ratings_table
+
+        out = [self.table()]
+        if any(case.convergence for case in self.cases):
+            out.append(convergence_table(self.cases, self.settings.get("convergence", {})))
+        out.append(ratings_table(self.ratings()))
+        return out
 
     def table(self) -> Any:
         """A ``rich.table.Table`` of the results (the CLI prints it)."""
@@ -147,6 +201,13 @@ def _plot(report: BenchReport, path: Path) -> None:
     right.legend(fontsize="small")
     fig.suptitle("losskit bench (red: flagged)")
     fig.tight_layout()
+    save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Save ``fig`` to a temporary file beside ``path``, rename it over ``path``, close it."""
+    import matplotlib.pyplot as plt
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
     os.close(fd)
     try:
