@@ -54,7 +54,8 @@ def barron_rho(z: Tensor, alpha: float | Tensor) -> Tensor:
     """Barron's ``rho`` of the squared scaled residual ``z = (d / c)^2`` at shape ``alpha``.
 
     A float ``alpha`` of 0, 2 or +-inf takes the paper's limit; a tensor ``alpha`` (the adaptive
-    loss) is kept ``1e-5`` away from 0 and 2, as in Barron's reference code.
+    loss) is kept ``1e-5`` away from 0 and 2, where the formula is 0 / 0 (Barron's reference
+    code does the same at float32's epsilon), which moves the value by about ``1e-5``.
 
     Example::
 
@@ -75,7 +76,7 @@ def barron_rho(z: Tensor, alpha: float | Tensor) -> Tensor:
         return gap / alpha * torch.expm1(alpha / 2 * torch.log1p(z / gap))
     beta = (alpha - 2).abs().clamp_min(_EPS)
     safe = torch.where(alpha >= 0, 1.0, -1.0) * alpha.abs().clamp_min(_EPS)
-    return beta / safe * torch.expm1(alpha / 2 * torch.log1p(z / beta))
+    return beta / safe * torch.expm1(safe / 2 * torch.log1p(z / beta))
 
 
 # Double-exponential (exp-sinh) quadrature of Z(alpha) = 2 int_0^inf exp(-rho(x^2, alpha)) dx:
