@@ -74,6 +74,15 @@ def test_input_errors(name: str, args: tuple[torch.Tensor, ...], message: str) -
         losses.get(name)(*args)
 
 
+def test_non_finite_embeddings_are_refused_by_name() -> None:
+    key = torch.zeros(4, 3)
+    key[1, 2] = float("nan")
+    with pytest.raises(LossInputError, match=r"InfoNCELoss \('info_nce'\): target has"):
+        losses.get("info_nce")(torch.ones(4, 3), key)
+    with pytest.raises(LossInputError, match=r"SupervisedContrastiveLoss .*: input has"):
+        losses.get("supcon")(key, torch.zeros(4, dtype=torch.long))
+
+
 def test_temperature_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="temperature must be a finite number > 0"):
         losses.get("info_nce", temperature=0.0)
