@@ -137,3 +137,22 @@ def test_mismatched_images_are_never_broadcast() -> None:
 def test_configuration_errors(name: str, kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         losses.get(name, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("ssim", (torch.rand(1, 1, 12, 12), torch.rand(1, 1, 12, 12))),
+        ("total_variation", (torch.rand(1, 1, 4, 4),)),
+        ("mcc", (torch.randn(2, 3, 4), torch.zeros(2, 4, dtype=torch.long))),
+        ("hausdorff_dt", (torch.randn(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long))),
+        ("hausdorff_er", (torch.randn(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long))),
+        ("cldice", (torch.randn(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long))),
+    ],
+)
+def test_a_non_finite_input_is_refused_by_name(name: str, args: tuple[torch.Tensor, ...]) -> None:
+    bad = args[0].clone()
+    bad.view(-1)[1] = float("inf")
+    loss = losses.get(name)
+    with pytest.raises(LossInputError, match=rf"\('{name}'\): input has .*(inf|non-finite)"):
+        loss(bad, *args[1:])
