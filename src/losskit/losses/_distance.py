@@ -38,7 +38,10 @@ from losskit.losses.registry import register
 
 __all__ = ["HausdorffDTLoss", "HausdorffERLoss"]
 
-_CHUNK = 1 << 24  # elements of one (rows, L, L) block of a distance pass
+# Elements of one (rows, L, L) block of a distance pass: cache-sized on a CPU (4x faster than
+# 64 MiB blocks at 128 x 128), large on an accelerator (fewer launches).
+_CPU_CHUNK = 1 << 18
+_DEVICE_CHUNK = 1 << 24
 
 
 def _min_plus_pass(f: Tensor, dim: int) -> Tensor:
@@ -48,7 +51,8 @@ def _min_plus_pass(f: Tensor, dim: int) -> Tensor:
     rows = moved.reshape(-1, length)
     idx = torch.arange(length, device=f.device, dtype=f.dtype)
     offsets = (idx.view(-1, 1) - idx.view(1, -1)).square()  # (i, j)
-    step = max(1, _CHUNK // (length * length))
+    chunk = _CPU_CHUNK if f.device.type == "cpu" else _DEVICE_CHUNK
+    step = max(1, chunk // (length * length))
     out = (
         torch.cat([(r.unsqueeze(1) + offsets).amin(-1) for r in torch.split(rows, step)])
         if rows.numel()
@@ -57,12 +61,24 @@ def _min_plus_pass(f: Tensor, dim: int) -> Tensor:
     return out.reshape(moved.shape).movedim(-1, dim)
 
 
+def _line_distance(sources: Tensor, far: int) -> Tensor:
+    """Distance along the last dim to the nearest ``True`` (at least ``far`` where none): the
+    first pass, linear in the length, from the last source before and the first after."""
+    length = sources.shape[-1]
+    index = torch.arange(length, device=sources.device)
+    before = torch.where(sources, index, -far).cummax(-1).values
+    after = torch.where(sources, index, length + far).flip(-1).cummin(-1).values.flip(-1)
+    return torch.minimum(index - before, after - index)
+
+
 def _squared_edt(sources: Tensor, ndim: int) -> Tensor:
     """Squared distance of every position to the nearest ``True`` of ``sources`` over the last
-    ``ndim`` dims (a large value where there is none)."""
-    far = float(sum(n * n for n in sources.shape[-ndim:]) + 1)
-    f = torch.where(sources, 0.0, far)
-    for dim in range(sources.ndim - ndim, sources.ndim):
+    ``ndim`` dims (a value above every real one where there is none)."""
+    first = sources.ndim - ndim
+    far = sum(sources.shape[first:]) + 1  # far^2 exceeds every squared distance in the image
+    f = _line_distance(sources.movedim(first, -1), far).movedim(-1, first)
+    f = f.to(torch.float32).square()
+    for dim in range(first + 1, sources.ndim):
         f = _min_plus_pass(f, dim)
     return f
 
@@ -84,6 +100,7 @@ def distance_field(mask: Tensor, ndim: int) -> Tensor:
     mask = mask.bool()
     flat = mask.flatten(-ndim)
     mixed = (flat.any(-1) & ~flat.all(-1)).reshape(mask.shape[:-ndim] + (1,) * ndim)
+    # Two calls rather than one on a stacked pair: the smaller copies stay in cache (faster).
     inside = _squared_edt(~mask, ndim).sqrt()
     outside = _squared_edt(mask, ndim).sqrt()
     return torch.where(mixed, torch.where(mask, inside, outside), 0.0)
