@@ -1,9 +1,9 @@
 """The loss catalogue: every loss by name, with one-line descriptions and families.
 
 Importing this package registers every ``torch.nn`` loss and losskit's own families
-(classification, large-vocabulary, regression, segmentation, Lovász); losskit's own loss classes
-are importable from here (``losses.FocalLoss``, ``losses.DiceLoss``, ...), the family modules
-are private.
+(classification, large-vocabulary, regression, segmentation, Lovász, robust, image,
+contrastive); losskit's own loss classes are importable from here (``losses.FocalLoss``,
+``losses.DiceLoss``, ...), the family modules are private.
 
 Example::
 
