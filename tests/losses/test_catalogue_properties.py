@@ -120,6 +120,46 @@ UNDECLARED_INPUTS: dict[str, Callable[[torch.Generator], Case]] = {
 }
 
 
+def _maps(g: torch.Generator, *spatial: int) -> Case:
+    """Logits ``(N, C, *spatial)`` and class indices: the losses that need spatial maps."""
+    return Case(
+        (
+            2 * torch.randn(N, C, *spatial, generator=g, dtype=DTYPE),
+            torch.randint(0, C, (N, *spatial), generator=g),
+        )
+    )
+
+
+def _images(g: torch.Generator, size: int, **kwargs: Any) -> Case:
+    return Case(
+        tuple(torch.rand(N, 2, size, size, generator=g, dtype=DTYPE) for _ in range(2)),
+        kwargs=kwargs,
+    )
+
+
+# Losses of images and maps: a contract cannot say how large their spatial dims must be.
+UNDECLARED_INPUTS.update(
+    {
+        "mcc": lambda g: _maps(g, 5),
+        "hausdorff_dt": lambda g: _maps(g, 5, 5),
+        "hausdorff_er": lambda g: _maps(g, 5, 5),
+        "cldice": lambda g: _maps(g, 6, 6),
+        "ssim": lambda g: _images(g, 12),
+        "ms_ssim": lambda g: _images(g, 12, weights=(0.5, 0.5), window_size=5),
+        "total_variation": lambda g: Case(_randn(g, 1, N, 2, 4, 4), target=False),
+        # Contrastive: two embeddings of one batch (both trained), or features and labels.
+        "info_nce": lambda g: Case(_randn(g, 2, N, 5), grad=(0, 1), target=False),
+        "clip": lambda g: Case(_randn(g, 2, N, 5), grad=(0, 1), target=False),
+        # The masked-out samples (1, 3) are labelled 0: a masked Term sets the integer targets
+        # it leaves out to 0, and a masked-out sample still serves the others as a negative, so
+        # another label there would change the kept anchors' positives.
+        "supervised_contrastive": lambda g: Case(
+            (torch.randn(N, 5, generator=g, dtype=DTYPE), torch.tensor([1, 0, 1, 0]))
+        ),
+    }
+)
+
+
 def _names() -> list[str]:
     # list[LossSpec] today; a Registry's available() may return names: accept either.
     return sorted(getattr(entry, "name", entry) for entry in losses.available())
@@ -218,7 +258,7 @@ def _per_class(name: str, case: Case, none: Tensor) -> bool:
     return (
         contract is not None
         and contract.shape == "class_dim"
-        and none.shape == case.tensors[0].shape
+        and none.shape == case.tensors[0].shape[:2]  # (N, C), spatial dims or not
     )
 
 

@@ -1,9 +1,9 @@
 """The loss catalogue: every loss by name, with one-line descriptions and families.
 
 Importing this package registers every ``torch.nn`` loss and losskit's own families
-(classification, large-vocabulary, regression, segmentation, Lovász); losskit's own loss classes
-are importable from here (``losses.FocalLoss``, ``losses.DiceLoss``, ...), the family modules
-are private.
+(classification, large-vocabulary, regression, segmentation, Lovász, robust, image,
+contrastive); losskit's own loss classes are importable from here (``losses.FocalLoss``,
+``losses.DiceLoss``, ...), the family modules are private.
 
 Example::
 
@@ -30,10 +30,15 @@ from losskit.losses._classification import (
     SquaredHingeLoss,
     ZLoss,
 )
+from losskit.losses._cldice import *  # noqa: F403  (SoftClDiceLoss)
+from losskit.losses._contrastive import *  # noqa: F403  (InfoNCE, CLIP, SupCon)
+from losskit.losses._distance import *  # noqa: F403  (HausdorffDTLoss, HausdorffERLoss)
 from losskit.losses._imbalance import class_counts, class_weights, pos_weight
 from losskit.losses._large_vocab import LinearCrossEntropyLoss
 from losskit.losses._lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
+from losskit.losses._mcc import *  # noqa: F403  (MCCLoss)
 from losskit.losses._regression import CharbonnierLoss, LogCoshLoss, PoissonLoss, QuantileLoss
+from losskit.losses._robust import *  # noqa: F403  (Cauchy, Geman-McClure, Welsch, Barron)
 from losskit.losses._segmentation import (
     DiceLoss,
     FocalTverskyLoss,
@@ -41,6 +46,8 @@ from losskit.losses._segmentation import (
     JaccardLoss,
     TverskyLoss,
 )
+from losskit.losses._smoothness import *  # noqa: F403  (TotalVariationLoss)
+from losskit.losses._ssim import *  # noqa: F403  (SSIMLoss, MSSSIMLoss)
 from losskit.losses._torch_nn import contract_of
 from losskit.losses.contracts import Check, Contract
 from losskit.losses.registry import (

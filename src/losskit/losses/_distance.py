@@ -1,0 +1,280 @@
+"""Hausdorff distance losses of Karimi & Salcudean (2019, "Reducing the Hausdorff Distance in
+Medical Image Segmentation with Convolutional Neural Networks"): distance-transform and erosion.
+
+Registry names (family ``"segmentation"``): ``hausdorff_dt`` (MONAI's ``HausdorffDTLoss``) and
+``hausdorff_er`` (kornia's ``HausdorffERLoss`` and ``HausdorffERLoss3D``). Both take 2D or 3D
+inputs ``(N, C, H, W[, D])`` in the modes of the Dice family (``"multiclass"``: logits and
+class indices; ``"multilabel"`` / ``"binary"``: sigmoid and a float 0/1 target of the input's
+shape; ``from_logits=False`` for probabilities) and give per-class losses ``(N, C)`` with
+``reduction="none"``; ``"mean"`` averages them (over the classes, then the samples).
+
+The exact Euclidean distance transform is computed on the input's device in torch (separable
+passes, Saito & Toriwaki 1994), with no gradient, as the paper prescribes: no scipy or cupy.
+
+Example::
+
+    >>> import torch
+    >>> from losskit import losses
+    >>> hd = losses.get("hausdorff_dt", mode="binary", from_logits=False)
+    >>> target = torch.zeros(1, 1, 5, 5)
+    >>> target[..., 1:3, 1:3] = 1.0
+    >>> float(hd(target, target))
+    0.0
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from losskit.errors import ConfigError, LossInputError
+from losskit.losses._class_maps import class_maps
+from losskit.losses._overlap import Mode, Reduction, SegmentationLoss
+from losskit.losses.contracts import Check
+from losskit.losses.registry import register
+
+__all__ = ["HausdorffDTLoss", "HausdorffERLoss"]
+
+# Elements of one (rows, L, L) block of a distance pass: cache-sized on a CPU (4x faster than
+# 64 MiB blocks at 128 x 128), large on an accelerator (fewer launches).
+_CPU_CHUNK = 1 << 18
+_DEVICE_CHUNK = 1 << 24
+
+
+def _min_plus_pass(f: Tensor, dim: int) -> Tensor:
+    """``out[i] = min_j f[j] + (i - j)^2`` along ``dim``: one separable pass of the squared EDT."""
+    moved = f.movedim(dim, -1)
+    length = moved.shape[-1]
+    rows = moved.reshape(-1, length)
+    idx = torch.arange(length, device=f.device, dtype=f.dtype)
+    offsets = (idx.view(-1, 1) - idx.view(1, -1)).square()  # (i, j)
+    chunk = _CPU_CHUNK if f.device.type == "cpu" else _DEVICE_CHUNK
+    step = max(1, chunk // (length * length))
+    out = (
+        torch.cat([(r.unsqueeze(1) + offsets).amin(-1) for r in torch.split(rows, step)])
+        if rows.numel()
+        else rows
+    )
+    return out.reshape(moved.shape).movedim(-1, dim)
+
+
+def _line_distance(sources: Tensor, far: int) -> Tensor:
+    """Distance along the last dim to the nearest ``True`` (at least ``far`` where none): the
+    first pass, linear in the length, from the last source before and the first after."""
+    length = sources.shape[-1]
+    index = torch.arange(length, device=sources.device)
+    before = torch.where(sources, index, -far).cummax(-1).values
+    after = torch.where(sources, index, length + far).flip(-1).cummin(-1).values.flip(-1)
+    return torch.minimum(index - before, after - index)
+
+
+def _squared_edt(sources: Tensor, ndim: int) -> Tensor:
+    """Squared distance of every position to the nearest ``True`` of ``sources`` over the last
+    ``ndim`` dims (a value above every real one where there is none)."""
+    first = sources.ndim - ndim
+    far = sum(sources.shape[first:]) + 1  # far^2 exceeds every squared distance in the image
+    f = _line_distance(sources.movedim(first, -1), far).movedim(-1, first)
+    f = f.to(torch.float32).square()
+    for dim in range(first + 1, sources.ndim):
+        f = _min_plus_pass(f, dim)
+    return f
+
+
+@torch.no_grad()
+def distance_field(mask: Tensor, ndim: int) -> Tensor:
+    """Distance of each position to the nearest position of the other side of ``mask``.
+
+    Inside the mask the distance to the background, outside the distance to the foreground
+    (MONAI's ``fg_dist + bg_dist``); 0 everywhere in an image (the last ``ndim`` dims) that is
+    all foreground or all background, where the transform is undefined.
+
+    Example::
+
+        >>> import torch
+        >>> distance_field(torch.tensor([[False, True, True, True]]), 1)
+        tensor([[1., 1., 2., 3.]])
+    """
+    mask = mask.bool()
+    flat = mask.flatten(-ndim)
+    mixed = (flat.any(-1) & ~flat.all(-1)).reshape(mask.shape[:-ndim] + (1,) * ndim)
+    # Two calls rather than one on a stacked pair: the smaller copies stay in cache (faster).
+    inside = _squared_edt(~mask, ndim).sqrt()
+    outside = _squared_edt(mask, ndim).sqrt()
+    return torch.where(mixed, torch.where(mask, inside, outside), 0.0)
+
+
+class _SpatialSegmentationLoss(SegmentationLoss):
+    """A segmentation loss of 2D or 3D class maps, without ``ignore_index`` or ``batch``."""
+
+    def __init__(
+        self,
+        mode: Mode = "multiclass",
+        *,
+        from_logits: bool = True,
+        weight: Tensor | list[float] | tuple[float, ...] | None = None,
+        include_background: bool = True,
+        reduction: Reduction = "mean",
+        check: Check = "first",
+    ) -> None:
+        super().__init__(
+            mode,
+            from_logits=from_logits,
+            weight=weight,
+            include_background=include_background,
+            reduction=reduction,
+            check=check,
+        )
+
+    def spatial_maps(self, input: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """The checked class maps ``(N, C, *spatial)`` of a 2D or 3D input."""
+        if input.ndim not in (4, 5):
+            raise LossInputError(
+                f"{self.display_name}: input has shape {tuple(input.shape)}, expected a 2D "
+                "(N, C, H, W) or 3D (N, C, H, W, D) batch"
+            )
+        self.checked(input, target)
+        return class_maps(self, input, target)
+
+
+@register("hausdorff_dt", family="segmentation", aliases=("hausdorff",))
+class HausdorffDTLoss(_SpatialSegmentationLoss):
+    """Distance-transform Hausdorff loss: the mean of ``(p - t)^2 (d_p^alpha + d_t^alpha)``.
+
+    ``d_p`` and ``d_t`` are the distance fields (:func:`distance_field`) of the prediction
+    thresholded at 0.5 and of the target, per sample and class, without gradient; errors far
+    from either boundary weigh most, so the loss targets the largest boundary deviations.
+
+    Args:
+        alpha: the exponent of the distances (the paper's and MONAI's 2).
+        mode, from_logits, weight, include_background, reduction: as for
+            :class:`~losskit.losses.DiceLoss`. MONAI's default ``include_background=False``
+            is this loss's ``include_background=False``.
+
+    Example::
+
+        >>> import torch
+        >>> loss = HausdorffDTLoss(mode="binary", from_logits=False, reduction="none")
+        >>> target = torch.tensor([[[[0.0, 0.0, 1.0, 1.0]]]])
+        >>> loss(torch.tensor([[[[0.0, 1.0, 1.0, 1.0]]]]), target)  # one pixel 1 off, d = 1
+        tensor([[0.5000]])
+    """
+
+    loss_name: ClassVar[str] = "hausdorff_dt"
+
+    def __init__(
+        self,
+        mode: Mode = "multiclass",
+        *,
+        alpha: float = 2.0,
+        from_logits: bool = True,
+        weight: Tensor | list[float] | tuple[float, ...] | None = None,
+        include_background: bool = True,
+        reduction: Reduction = "mean",
+        check: Check = "first",
+    ) -> None:
+        super().__init__(
+            mode,
+            from_logits=from_logits,
+            weight=weight,
+            include_background=include_background,
+            reduction=reduction,
+            check=check,
+        )
+        if not float(alpha) > 0:
+            raise ConfigError(f"HausdorffDTLoss: alpha must be > 0, got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        p, t = self.spatial_maps(input, target)
+        ndim = p.ndim - 2
+        distance = distance_field(p.detach() > 0.5, ndim) ** self.alpha
+        distance = distance + distance_field(t > 0.5, ndim) ** self.alpha
+        loss = ((p - t).square() * distance.to(p.dtype)).flatten(2).mean(-1)
+        return self.reduce(loss, torch.ones_like(loss))
+
+
+@register("hausdorff_er", family="segmentation", aliases=("hausdorff_erosion",))
+class HausdorffERLoss(_SpatialSegmentationLoss):
+    """Erosion Hausdorff loss: ``k`` soft erosions of ``(p - t)^2``, weighted ``(i + 1)^alpha``.
+
+    Each erosion convolves the map with a cross (weight ``1 / (2 d + 1)`` in ``d`` dims),
+    subtracts 0.5, clips at 0 and min-max normalises per sample and class, as kornia's
+    ``HausdorffERLoss`` (2D) and ``HausdorffERLoss3D``; the loss of a sample and class is the
+    mean over positions of the weighted sum, a unitless surrogate of the distance.
+
+    Args:
+        alpha: the exponent of the weights ``(i + 1)^alpha``.
+        k: the number of erosions.
+        mode, from_logits, weight, include_background, reduction: as for
+            :class:`~losskit.losses.DiceLoss`; kornia's inputs are probabilities with
+            class-index targets: ``from_logits=False``.
+
+    Example::
+
+        >>> import torch
+        >>> loss = HausdorffERLoss(from_logits=False)
+        >>> target = torch.zeros(1, 5, 5, dtype=torch.long)
+        >>> float(loss(torch.nn.functional.one_hot(target, 2).movedim(-1, 1).float(), target))
+        0.0
+    """
+
+    loss_name: ClassVar[str] = "hausdorff_er"
+
+    def __init__(
+        self,
+        mode: Mode = "multiclass",
+        *,
+        alpha: float = 2.0,
+        k: int = 10,
+        from_logits: bool = True,
+        weight: Tensor | list[float] | tuple[float, ...] | None = None,
+        include_background: bool = True,
+        reduction: Reduction = "mean",
+        check: Check = "first",
+    ) -> None:
+        super().__init__(
+            mode,
+            from_logits=from_logits,
+            weight=weight,
+            include_background=include_background,
+            reduction=reduction,
+            check=check,
+        )
+        if not isinstance(k, int) or k < 1:
+            raise ConfigError(f"HausdorffERLoss: k must be an int >= 1, got {k!r}")
+        self.alpha, self.k = float(alpha), k
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        p, t = self.spatial_maps(input, target)
+        n, c, *spatial = p.shape
+        ndim = len(spatial)
+        cross = torch.zeros((3,) * ndim, dtype=p.dtype, device=p.device)
+        for d in range(ndim):
+            index = [1] * ndim
+            for offset in (0, 2):
+                index[d] = offset
+                cross[tuple(index)] = 1.0
+        cross[(1,) * ndim] = 1.0
+        kernel = (cross / (2 * ndim + 1)).view(1, 1, *cross.shape)
+        conv = F.conv2d if ndim == 2 else F.conv3d
+        bound = (p - t).square().reshape(n * c, 1, *spatial)
+        eroded = torch.zeros_like(bound)
+        dims = tuple(range(2, bound.ndim))
+        for i in range(self.k):
+            dilation = conv(bound, kernel, padding=1)
+            erosion = (dilation - 0.5).clamp_min(0.0)
+            high, low = erosion.amax(dims, keepdim=True), erosion.amin(dims, keepdim=True)
+            span = high - low
+            erosion = torch.where(
+                span != 0, (erosion - low) / torch.where(span != 0, span, 1.0), erosion
+            )
+            eroded = eroded + erosion * (i + 1) ** self.alpha
+            bound = erosion
+        loss = eroded.reshape(n, c, -1).mean(-1)
+        return self.reduce(loss, torch.ones_like(loss))
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, k={self.k}, " + super().extra_repr()
