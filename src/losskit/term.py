@@ -260,6 +260,13 @@ class Term(nn.Module):
             loss.reduction = "none"  # type: ignore[union-attr]
         if not callable(loss):
             raise ConfigError(f"a term's loss must be callable, got {type(loss).__name__}")
+        if per_element and getattr(loss, "couples_samples", False):
+            raise ConfigError(
+                f"{type(loss).__name__} couples the samples of a batch (each one enters the "
+                "others' terms, as a negative or a positive): a mask or sample weight cannot take "
+                "a sample out of the others' terms; select the kept samples before the criterion "
+                "(e.g. outputs[keep], labels[keep]) instead of mask=/sample_weight="
+            )
         self.loss: Callable[..., Tensor] = loss
         self.input = input
         self.target = target

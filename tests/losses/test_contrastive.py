@@ -86,3 +86,13 @@ def test_non_finite_embeddings_are_refused_by_name() -> None:
 def test_temperature_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="temperature must be a finite number > 0"):
         losses.get("info_nce", temperature=0.0)
+
+
+@pytest.mark.parametrize("name", ["info_nce", "clip", "supervised_contrastive"])
+def test_a_mask_on_a_batch_coupled_loss_is_refused(name: str) -> None:
+    import losskit as lk
+
+    with pytest.raises(lk.ConfigError, match="couples the samples of a batch"):
+        lk.Term(name, input="z", target="y", mask="keep")
+    with pytest.raises(lk.ConfigError, match="select the kept samples before the criterion"):
+        lk.Term(name, input="z", target="y", sample_weight="w")

@@ -81,6 +81,8 @@ class InfoNCELoss(ContractedLoss, nn.Module):
 
     # The key is checked as a target: a float of the query's shape, finite.
     contract: ClassVar[Contract] = Contract("values", "continuous", "same")
+    couples_samples: ClassVar[bool] = True
+    """Each sample enters the others' terms: a Term refuses ``mask=``/``sample_weight=``."""
     loss_name: ClassVar[str] = "info_nce"
 
     def __init__(
@@ -197,6 +199,8 @@ class SupervisedContrastiveLoss(ContractedLoss, nn.Module):
 
     contract: ClassVar[Contract] = Contract("values", "any", "any")
     loss_name: ClassVar[str] = "supervised_contrastive"
+    couples_samples: ClassVar[bool] = True
+    """Each sample enters the others' terms: a Term refuses ``mask=``/``sample_weight=``."""
 
     def __init__(
         self,
