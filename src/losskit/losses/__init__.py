@@ -30,15 +30,28 @@ from losskit.losses._classification import (
     SquaredHingeLoss,
     ZLoss,
 )
-from losskit.losses._cldice import *  # noqa: F403  (SoftClDiceLoss)
-from losskit.losses._contrastive import *  # noqa: F403  (InfoNCE, CLIP, SupCon)
-from losskit.losses._distance import *  # noqa: F403  (HausdorffDTLoss, HausdorffERLoss)
+from losskit.losses._cldice import SoftClDiceLoss
+from losskit.losses._contrastive import (
+    ClipLoss,
+    InfoNCELoss,
+    SupervisedContrastiveLoss,
+)
+from losskit.losses._distance import (
+    HausdorffDTLoss,
+    HausdorffERLoss,
+)
 from losskit.losses._imbalance import class_counts, class_weights, pos_weight
 from losskit.losses._large_vocab import LinearCrossEntropyLoss
 from losskit.losses._lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
-from losskit.losses._mcc import *  # noqa: F403  (MCCLoss)
+from losskit.losses._mcc import MCCLoss
 from losskit.losses._regression import CharbonnierLoss, LogCoshLoss, PoissonLoss, QuantileLoss
-from losskit.losses._robust import *  # noqa: F403  (Cauchy, Geman-McClure, Welsch, Barron)
+from losskit.losses._robust import (
+    AdaptiveRobustLoss,
+    BarronLoss,
+    CauchyLoss,
+    GemanMcClureLoss,
+    WelschLoss,
+)
 from losskit.losses._segmentation import (
     DiceLoss,
     FocalTverskyLoss,
@@ -46,8 +59,11 @@ from losskit.losses._segmentation import (
     JaccardLoss,
     TverskyLoss,
 )
-from losskit.losses._smoothness import *  # noqa: F403  (TotalVariationLoss)
-from losskit.losses._ssim import *  # noqa: F403  (SSIMLoss, MSSSIMLoss)
+from losskit.losses._smoothness import TotalVariationLoss
+from losskit.losses._ssim import (
+    MSSSIMLoss,
+    SSIMLoss,
+)
 from losskit.losses._torch_nn import contract_of
 from losskit.losses.contracts import Check, Contract
 from losskit.losses.registry import (
@@ -62,30 +78,45 @@ from losskit.losses.registry import (
 
 __all__ = [
     "LOSSES",
+    "AdaptiveRobustLoss",
     "AsymmetricLoss",
+    "BarronLoss",
+    "CauchyLoss",
     "CharbonnierLoss",
     "Check",
+    "ClipLoss",
     "Contract",
     "DiceLoss",
     "DistillationKLLoss",
     "FocalLoss",
     "FocalTverskyLoss",
+    "GemanMcClureLoss",
     "GeneralizedDiceLoss",
+    "HausdorffDTLoss",
+    "HausdorffERLoss",
     "HingeLoss",
+    "InfoNCELoss",
     "JaccardLoss",
     "LinearCrossEntropyLoss",
     "LogCoshLoss",
     "LossSpec",
     "LovaszHingeLoss",
     "LovaszSoftmaxLoss",
+    "MCCLoss",
+    "MSSSIMLoss",
     "MulticlassHingeLoss",
     "MulticlassSquaredHingeLoss",
     "PoissonLoss",
     "QuantileLoss",
+    "SSIMLoss",
+    "SoftClDiceLoss",
     "SoftTargetCrossEntropyLoss",
     "SoftmaxFocalLoss",
     "SquaredHingeLoss",
+    "SupervisedContrastiveLoss",
+    "TotalVariationLoss",
     "TverskyLoss",
+    "WelschLoss",
     "ZLoss",
     "available",
     "class_counts",
