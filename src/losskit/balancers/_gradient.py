@@ -14,7 +14,7 @@ import math
 import warnings
 import weakref
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +22,7 @@ from torch.utils.hooks import RemovableHandle
 
 from losskit._dist import all_reduce_sum, world_size
 from losskit._lazy import LazyModule
+from losskit.balancers._features import feature_gradients
 from losskit.balancers._protocol import BalancerBase, BalancingError, Capabilities
 from losskit.balancers._registry import BALANCERS, GradientMethod
 from losskit.balancers._shared import Shared, _entries, shared_modules, trainable
@@ -44,7 +45,11 @@ else:
         return _autojac.mtl_backward(*args, **kwargs)
 
 
-__all__ = ["Gradient"]
+__all__ = ["Gradient", "Level"]
+
+Level = Literal["parameters", "features"]
+"""Where a gradient balancer aggregates: over the shared parameters' per-key gradients, or over
+the per-key gradients of the shared representation (MGDA-UB's upper bound)."""
 
 _EXTRA = "pip install 'losskit[balancing]'"
 
@@ -74,6 +79,34 @@ def _check_solvers(method: GradientMethod) -> None:
 
 #: aggregators that draw random numbers: under several processes rank 0's draw is used everywhere
 _RANDOMISED = ("PCGrad", "GradDrop", "Random")
+
+
+def _gramian_based(aggregator: Any) -> bool:
+    """Whether the aggregator's weights are a function of the Gramian of the rows alone."""
+    return isinstance(aggregator, aggregation.GramianWeightedAggregator)
+
+
+def _gramian_methods() -> list[str]:
+    """The registered gradient methods that feature-level aggregation serves."""
+    served = []
+    for entry in BALANCERS.entries("gradient"):
+        spec = entry.factory
+        if isinstance(spec, GradientMethod):
+            cls = getattr(aggregation, spec.aggregator, None)
+            if isinstance(cls, type) and issubclass(cls, aggregation.GramianWeightedAggregator):
+                served.append(spec.name)
+    return served
+
+
+def _refuse_at_features(method: str, aggregator: Any) -> None:
+    if _gramian_based(aggregator):
+        return
+    raise ConfigError(
+        f"level='features' cannot serve the gradient balancer {method!r}: it needs the key "
+        "gradients themselves (not only their Gramian), and at feature level only the K x K "
+        "Gramian of the gradients with respect to the shared representation exists. Use one of "
+        f"{_gramian_methods()} at level='features', or {method!r} at level='parameters'"
+    )
 
 
 def _randomised() -> tuple[type, ...]:
@@ -178,6 +211,16 @@ class Gradient(BalancerBase):
             a forward hook).
         features: the shared representation in the model outputs (a key, a position or
             ``fn(outputs) -> Tensor``); without ``shared``, everything it depends on is shared.
+        level: ``"parameters"`` (default) aggregates the per-key gradients of the shared
+            parameters; ``"features"`` aggregates the per-key gradients of the shared
+            representation (the features: the ``shared`` modules' outputs or ``features=``),
+            as MGDA-UB does: each key is backpropagated through its head only, the aggregator
+            weighs the keys from the K x K Gramian of those gradients, and one ordinary
+            backward runs through the trunk with the weighted gradient. About the cost of a
+            summed step; it serves the aggregators whose weights depend only on the Gramian
+            (not ``nash_mtl``, ``config``, ``graddrop``), and under ``torch.distributed``
+            all-reduces the Gramian (K x K numbers) so every rank applies the full batch's
+            weights while DDP averages the gradients as usual. See ``docs/balancing.md``.
         skip_zero: leave out, for this step, keys whose gradient on the shared parameters is
             exactly zero (a term that is zero for the batch); they carry no information and would
             stall MGDA-like methods. Their weight is reported as 0.
@@ -229,10 +272,14 @@ class Gradient(BalancerBase):
         shared: Shared | None = None,
         *,
         features: Any = None,
+        level: Level = "parameters",
         skip_zero: bool = True,
         **options: Any,
     ) -> None:
         super().__init__()
+        if level not in ("parameters", "features"):
+            raise ConfigError(f"level must be 'parameters' or 'features', got {level!r}")
+        self.level = level
         if shared is None and features is None:
             raise ConfigError(
                 "a gradient balancer needs the shared part of the model: shared=<module or "
@@ -256,6 +303,15 @@ class Gradient(BalancerBase):
             isinstance(method, str) and spec.random_draws
         )
         self.capabilities = replace(type(self).capabilities, random_draws=random)
+        if level == "features":
+            if features is None and shared is not None and shared_modules(shared) is None:
+                raise ConfigError(
+                    "level='features' aggregates the gradients of the shared representation: "
+                    "give shared=<module(s)> (their outputs are the features) or features=<key "
+                    "of the representation in the model outputs>, not bare parameters"
+                )
+            # One ordinary backward: DDP reduces the gradients, the Gramian is reduced here.
+            self.capabilities = replace(self.capabilities, synchronize=False)
         self._shared = _entries(shared) if shared is not None else None
         self._selector = features
         self.skip_zero = skip_zero
@@ -269,6 +325,8 @@ class Gradient(BalancerBase):
         self._pending_weights = torch.zeros(0)
         if isinstance(method, str) and not self._per_key_count:
             self.aggregator = _build(self.method, 0, options)  # fails now if a solver is missing
+        if level == "features" and hasattr(self, "aggregator"):
+            _refuse_at_features(self.method, self.aggregator)
         modules = shared_modules(shared) if shared is not None else None
         if features is None and modules is not None:
             # The hook holds the balancer weakly: a dropped criterion stops capturing.
@@ -281,6 +339,8 @@ class Gradient(BalancerBase):
         super().bind(keys)
         if self._per_key_count:
             self.aggregator = _build(self.method, len(keys), self._options)
+            if self.level == "features":
+                _refuse_at_features(self.method, self.aggregator)
         if isinstance(self.aggregator, aggregation.NashMTL):
             _watch_nash(self.aggregator, self._watch)
 
@@ -338,6 +398,17 @@ class Gradient(BalancerBase):
         tensors = [parts[i].float() for i in live]
         scaled = (weights * factor).unbind()
         seeds = [scaled[i] for i in live]
+        if self.level == "features":
+            live_keys = [keys[i] for i in live]
+            rows = self._backward_features(
+                tensors, seeds, features, live_keys, factor, grad_scaler, retain_graph
+            )
+            effective = torch.zeros_like(weights)
+            effective[live] = (
+                rows.index_select(0, self.index(live_keys, rows.device)).to(weights.dtype)
+                * weights[live]
+            )
+            return effective
         shared = self._shared_params(features)
         if not shared:
             # Every shared parameter is frozen: nothing to aggregate, the rest trains as usual.
@@ -379,6 +450,56 @@ class Gradient(BalancerBase):
         effective = torch.zeros_like(weights)
         effective[live] = rows * weights[live]
         return effective
+
+    # -- feature level: the Gramian of the representation's per-key gradients ---------------
+    def _backward_features(
+        self,
+        tensors: list[Tensor],
+        seeds: list[Tensor],
+        features: list[Tensor],
+        keys: list[str],
+        factor: Tensor,
+        grad_scaler: torch.amp.GradScaler | None,
+        retain_graph: bool,
+    ) -> Tensor:
+        """Weigh the keys by the Gramian of their feature gradients, then one backward whose
+        gradient at the features is the weighted sum; returns the row weights over the bound
+        keys."""
+        if not features:
+            raise ConfigError(
+                f"gradient balancer {self.method!r} at level='features' found no features this "
+                "call: the shared modules did not run with gradients enabled, or features= "
+                "selected nothing"
+            )
+        positions = [self.keys.index(k) for k in keys]
+        found = feature_gradients(tensors, seeds, features, positions, len(self.keys))
+        several = world_size(None) > 1
+        # Alone, the call's keys; under several processes every bound key (ranks may differ).
+        chosen = list(range(len(self.keys))) if several else positions
+        index = torch.tensor(chosen, device=factor.device)
+        gramian = found.gramian.index_select(0, index).index_select(1, index)
+        rows = self._combine_rows(
+            gramian, [], [self.keys[i] for i in chosen], factor, grad_scaler, []
+        )
+        full = torch.zeros(len(self.keys), device=factor.device)
+        if rows is None:  # an overflow under a GradScaler: the plain sum, for it to skip
+            torch.autograd.backward(tensors, seeds, retain_graph=retain_graph)
+            full[index] = 1.0
+            return full
+        full[index] = rows
+        if several and isinstance(self.aggregator, _randomised()):
+            full = _broadcast_from_rank0([], full)
+        combined = found.combined(full.to(factor.dtype))
+        handles = [
+            f.register_hook(lambda _grad, g=g: g)  # type: ignore[no-untyped-call]
+            for f, g in zip(features, combined)
+        ]
+        try:
+            torch.autograd.backward(tensors, seeds, retain_graph=retain_graph)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return full
 
     # -- several processes: aggregate once per optimizer step ------------------------------
     def _defer(
@@ -514,18 +635,37 @@ class Gradient(BalancerBase):
         for f in flat:
             f32 = f if f.dtype == torch.float32 else f.float()
             gramian += f32 @ f32.T
+        rows = self._combine_rows(gramian, flat, keys, factor, grad_scaler, shared)
+        if rows is None:
+            # Pass the overflow on: GradScaler finds it in unscale_ and skips the step.
+            for p, f in zip(shared, flat):
+                _accumulate(p, f.sum(0).reshape(p.shape))
+            # The step is skipped: report the term weights, as a plain sum would.
+            return torch.ones(m, device=factor.device)
+        return rows
+
+    def _combine_rows(
+        self,
+        gramian: Tensor,
+        flat: list[Tensor],
+        keys: list[str],
+        factor: Tensor,
+        grad_scaler: torch.amp.GradScaler | None,
+        shared: list[Tensor],
+    ) -> Tensor | None:
+        """The row weights the aggregator picks from the (scaled) Gramian, with ``flat`` the
+        rows' parameter blocks (written into ``shared``'s ``.grad``; none at feature level).
+        None for an overflow under a GradScaler."""
+        m = len(keys)
         norms = gramian.diagonal().tolist()  # the one host sync of the step
         bad = [k for k, v in zip(keys, norms) if not math.isfinite(v)]
         if bad:
             if grad_scaler is not None and grad_scaler.is_enabled():
-                # Pass the overflow on: GradScaler finds it in unscale_ and skips the step.
-                for p, f in zip(shared, flat):
-                    _accumulate(p, f.sum(0).reshape(p.shape))
-                # The step is skipped: report the term weights, as a plain sum would.
-                return torch.ones(m, device=factor.device)
+                return None
+            where = "representation" if self.level == "features" else "parameters"
             raise NonFiniteLossError(
                 f"the gradient of term(s) {', '.join(map(repr, bad))} with respect to the shared "
-                "parameters is non-finite; nothing was aggregated"
+                f"{where} is non-finite; nothing was aggregated"
             )
         keep = list(range(m))
         if self.skip_zero and not isinstance(self.aggregator, aggregation.NashMTL):
