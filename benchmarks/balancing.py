@@ -13,15 +13,20 @@ The figure per method is the median over rounds of the per-round time ratio, so 
 machine load cancel.
 
     python benchmarks/balancing.py [--quick]
-    python benchmarks/balancing.py --engines     # the engine comparison of docs/balancing.md
+    python benchmarks/balancing.py --scaling [--quick] [--plot FILE.png]
 
 The last line printed is a JSON object with ``max_ratio_vs_torchjd`` and the ratios per method.
 
-``--engines`` instead compares, for UPGrad on a wider trunk with 5 heads, the ways of computing
-the aggregated update: torchjd's ``mtl_backward`` + ``jac_to_grad`` (which concatenates the
-Jacobian), the same with the Gramian summed per parameter (what losskit does), and torchjd's
-``autogram.Engine`` (which never stores the Jacobian), each in its own process so that its peak
-resident memory can be read.
+``--scaling`` instead measures how the cost grows with the number of keys: trunks of 2.2 M and
+8.5 M parameters (three linear layers, batch 128, one thread), K = 2, 4, 8, 16 linear heads,
+UPGrad and MGDA, each variant in its own process so that its peak resident memory can be read:
+the plain summed step, torchjd's ``mtl_backward`` + ``jac_to_grad`` (autojac) and its
+``autogram.Engine`` + weighted backward, losskit at parameter level (``engine="auto"``) and at
+feature level (``level="features"``). Its JSON holds ``features_time_vs_sum_k16``,
+``features_mem_vs_sum_k16`` (largest trunk, largest K, worst method),
+``params_time_vs_torchjd_best`` and ``params_mem_vs_autogram`` (worst case over every trunk, K
+and method). ``--quick`` runs one
+0.6 M trunk at K = 2 and 16 with UPGrad (under a minute).
 """
 
 from __future__ import annotations
@@ -136,48 +141,63 @@ def measure(method: str, steps: dict[str, Callable[[], None]], rounds: int, bloc
     }
 
 
-def engine_worker(mode: str, width: int, heads: int) -> None:
-    """One engine's median step time and peak RSS, printed as JSON (run in a fresh process)."""
+SCALING_VARIANTS = (
+    "sum",
+    "torchjd_autojac",
+    "torchjd_autogram",
+    "losskit_params",
+    "losskit_features",
+)
+WEIGHTINGS: dict[str, Callable[[], aggregation.Weighting]] = {  # type: ignore[type-arg]
+    "upgrad": aggregation.UPGradWeighting,
+    "mgda": aggregation.MGDAWeighting,
+}
+
+
+def scaling_worker(variant: str, method: str, width: int, keys: int, steps: int) -> None:
+    """One variant's median step time and peak RSS, printed as JSON (run in a fresh process)."""
     from torchjd.autogram import Engine
 
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     trunk = nn.Sequential(
         nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width)
     )
-    head_list = nn.ModuleList(nn.Linear(width, 1) for _ in range(heads))
-    x, ys = torch.randn(128, 64), torch.randn(heads, 128)
-    engine = Engine(trunk, batch_dim=None) if mode == "autogram" else None
-    aggregator, weighting = aggregation.UPGrad(), aggregation.UPGradWeighting()
+    head_list = nn.ModuleList(nn.Linear(width, 1) for _ in range(keys))
+    x, ys = torch.randn(128, 64), torch.randn(keys, 128)
+    engine = Engine(trunk, batch_dim=None) if variant == "torchjd_autogram" else None
+    aggregator, weighting = METHODS[method](keys), WEIGHTINGS[method]()
     crit = None
-    if mode == "losskit":
+    if variant.startswith("losskit"):
+        level = "features" if variant == "losskit_features" else "parameters"
         crit = lk.Criterion(
-            {f"t{i}": lk.Term("mse", input=i, target=i) for i in range(heads)},
-            balancer=lk.balancers.Gradient("upgrad", shared=trunk),
+            {f"t{i}": lk.Term("mse", input=i, target=i) for i in range(keys)},
+            balancer=lk.balancers.Gradient(method, shared=trunk, level=level),
         )
 
     def step() -> None:
         h = trunk(x)
         outs = [head(h).squeeze(-1) for head in head_list]
         losses = [F.mse_loss(o, y) for o, y in zip(outs, ys)]
-        if mode == "sum":
+        if variant == "sum":
             torch.stack(losses).sum().backward()
-        elif mode == "torchjd":
+        elif variant == "torchjd_autojac":
             mtl_backward(losses, features=h)
             jac_to_grad(trunk.parameters(), aggregator)
-        elif mode == "losskit":
-            assert crit is not None
-            crit(outs, list(ys)).backward()
-        else:
+        elif variant == "torchjd_autogram":
             assert engine is not None
             vector = torch.stack(losses)
             vector.backward(weighting(engine.compute_gramian(vector)))
+        else:
+            assert crit is not None
+            crit(outs, list(ys)).backward()
         for p in [*trunk.parameters(), *head_list.parameters()]:
             p.grad = None
 
-    for _ in range(3):
+    for _ in range(3):  # losskit's automatic engine settles on its second step
         step()
     times = []
-    for _ in range(10):
+    for _ in range(steps):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
@@ -186,27 +206,96 @@ def engine_worker(mode: str, width: int, heads: int) -> None:
     print(json.dumps({"ms": statistics.median(times) * 1e3, "peak_mib": peak, "shared": shared}))
 
 
-def engines(widths: list[int], heads: int = 5) -> dict[str, dict[str, float]]:
-    modes = ("sum", "torchjd", "losskit", "autogram")
-    print(f"{'shared params':>14}" + "".join(f"{m:>22}" for m in modes))
-    table = {}
+def scaling(
+    widths: list[int], keys: list[int], methods: list[str], steps: int
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Every variant for every trunk width, key count and method, each in its own process."""
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    print(f"{'case':<24}" + "".join(f"{v:>22}" for v in SCALING_VARIANTS))
     for width in widths:
-        row = {}
-        for mode in modes:
-            out = subprocess.run(
-                [sys.executable, __file__, "--engine-worker", mode, str(width), str(heads)],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            row[mode] = json.loads(out.strip().splitlines()[-1])
-        shared = row["sum"]["shared"] / 1e6
-        cells = "".join(f"{r['ms']:>10.0f} ms {r['peak_mib']:>5.0f} MiB" for r in row.values())
-        print(f"{shared:>12.1f} M{cells}")
-        table[f"{shared:.1f}M"] = {m: round(r["ms"], 1) for m, r in row.items()} | {
-            f"{m}_peak_mib": round(r["peak_mib"]) for m, r in row.items()
-        }
+        for method in methods:
+            for k in keys:
+                row = {}
+                for variant in SCALING_VARIANTS:
+                    args = [variant, method, str(width), str(k), str(steps)]
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--scaling-worker", *args],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    ).stdout
+                    row[variant] = json.loads(out.strip().splitlines()[-1])
+                shared = row["sum"]["shared"] / 1e6
+                case = f"{shared:.1f}M/{method}/K={k}"
+                cells = "".join(
+                    f"{r['ms']:>11.1f} ms{r['peak_mib']:>5.0f} MiB" for r in row.values()
+                )
+                print(f"{case:<24}{cells}")
+                table[case] = {
+                    v: {"ms": r["ms"], "peak_mib": r["peak_mib"]} for v, r in row.items()
+                }
     return table
+
+
+def _trunk(case: str) -> float:
+    return float(case.split("M/")[0])
+
+
+def _keys(case: str) -> int:
+    return int(case.rsplit("K=", 1)[1])
+
+
+def scaling_summary(table: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
+    """The issue's targets: at the largest K on the largest trunk for the feature level, over
+    every case for the parameter level (the worst method)."""
+    largest = max(map(_trunk, table))
+    top_k = max(map(_keys, table))
+    at_top = [r for c, r in table.items() if _trunk(c) == largest and _keys(c) == top_k]
+    return {
+        "features_time_vs_sum_k16": max(
+            r["losskit_features"]["ms"] / r["sum"]["ms"] for r in at_top
+        ),
+        "features_mem_vs_sum_k16": max(
+            r["losskit_features"]["peak_mib"] / r["sum"]["peak_mib"] for r in at_top
+        ),
+        "params_time_vs_torchjd_best": max(
+            r["losskit_params"]["ms"] / min(r["torchjd_autojac"]["ms"], r["torchjd_autogram"]["ms"])
+            for r in table.values()
+        ),
+        "params_mem_vs_autogram": max(
+            r["losskit_params"]["peak_mib"] / r["torchjd_autogram"]["peak_mib"]
+            for r in table.values()
+        ),
+        "trunk_m_params": largest,
+        "k": top_k,
+    }
+
+
+def scaling_plot(table: dict[str, dict[str, dict[str, float]]], path: str) -> None:
+    """Time and peak memory against K, one column per trunk and method, one line per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted({case.rsplit("/K=", 1)[0] for case in table})
+    fig, axes = plt.subplots(2, len(groups), figsize=(4 * len(groups), 6), squeeze=False)
+    for column, group in enumerate(groups):
+        cases = sorted(
+            (int(c.rsplit("K=", 1)[1]), r) for c, r in table.items() if c.startswith(group + "/")
+        )
+        ks = [k for k, _ in cases]
+        for variant in SCALING_VARIANTS:
+            axes[0][column].plot(ks, [r[variant]["ms"] for _, r in cases], "o-", label=variant)
+            axes[1][column].plot(ks, [r[variant]["peak_mib"] for _, r in cases], "o-")
+        axes[0][column].set_title(group)
+        for row, label in enumerate(("step (ms)", "peak RSS (MiB)")):
+            axes[row][column].set_xscale("log", base=2)
+            axes[row][column].set_xlabel("keys K")
+            axes[row][column].set_ylabel(label)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -215,15 +304,25 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
-    parser.add_argument("--engines", action="store_true", help="compare the Jacobian engines")
-    parser.add_argument("--engine-worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--scaling", action="store_true", help="time and memory against the number of keys"
+    )
+    parser.add_argument("--plot", help="--scaling: where to draw time and memory against K")
+    parser.add_argument("--scaling-worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.engine_worker:
-        mode, width, heads = args.engine_worker
-        engine_worker(mode, int(width), int(heads))
+    if args.scaling_worker:
+        variant, method, width, keys, steps = args.scaling_worker
+        scaling_worker(variant, method, int(width), int(keys), int(steps))
         return
-    if args.engines:
-        print(json.dumps({"engines": engines([1024, 2048])}))
+    if args.scaling:
+        if args.quick:  # one small trunk, the extreme key counts, one method: under a minute
+            table = scaling([512], [2, 16], ["upgrad"], steps=3)
+        else:
+            table = scaling([1024, 2048], [2, 4, 8, 16], ["upgrad", "mgda"], steps=10)
+        if args.plot:
+            scaling_plot(table, args.plot)
+        summary = {k: round(v, 3) for k, v in scaling_summary(table).items()}
+        print(json.dumps({**summary, "cases": table}))
         return
     warnings.filterwarnings("ignore", message=".*not DPP.*")  # cvxpy, inside Nash-MTL
     features = 32

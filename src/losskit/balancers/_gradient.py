@@ -30,12 +30,18 @@ from losskit.errors import ConfigError, LossKitWarning, MissingDependencyError, 
 
 if TYPE_CHECKING:
     from torchjd import aggregation
+    from torchjd.autogram import Engine
     from torchjd.autojac import backward as jac_backward
     from torchjd.autojac import mtl_backward
 
     from losskit.result import LossResult
 else:
     aggregation = LazyModule("torchjd.aggregation")
+    _autogram = LazyModule("torchjd.autogram")
+
+    def Engine(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 (torchjd's class)
+        return _autogram.Engine(*args, **kwargs)
+
     _autojac = LazyModule("torchjd.autojac")
 
     def jac_backward(*args: Any, **kwargs: Any) -> Any:
@@ -45,9 +51,10 @@ else:
         return _autojac.mtl_backward(*args, **kwargs)
 
 
-__all__ = ["Gradient", "Level"]
+__all__ = ["EngineChoice", "Gradient", "Level"]
 
 Level = Literal["parameters", "features"]
+EngineChoice = Literal["auto", "autojac", "autogram"]
 """Where a gradient balancer aggregates: over the shared parameters' per-key gradients, or over
 the per-key gradients of the shared representation (MGDA-UB's upper bound)."""
 
@@ -221,6 +228,16 @@ class Gradient(BalancerBase):
             (not ``nash_mtl``, ``config``, ``graddrop``), and under ``torch.distributed``
             all-reduces the Gramian (K x K numbers) so every rank applies the full batch's
             weights while DDP averages the gradients as usual. See ``docs/balancing.md``.
+        engine: at parameter level, how the Gramian of the per-key gradients is computed.
+            ``"autojac"``: torchjd's ``mtl_backward``, the Jacobian (keys x shared parameters)
+            in memory, a Gramian per parameter; serves every aggregator, bare parameters and
+            torch.distributed. ``"autogram"``: torchjd's Gramian engine over the ``shared``
+            modules, which never holds the Jacobian, then one weighted backward; Gramian-based
+            aggregators, ``shared`` given as modules, one process. ``"auto"`` (default) takes
+            autogram whenever it can serve the call (it needs the least memory at the same time,
+            docs/balancing.md), autojac otherwise; on its first step it checks autogram's
+            Gramian against the summed gradient and warns and keeps to autojac if they differ
+            (a module that uses a child's parameters without calling it).
         skip_zero: leave out, for this step, keys whose gradient on the shared parameters is
             exactly zero (a term that is zero for the batch); they carry no information and would
             stall MGDA-like methods. Their weight is reported as 0.
@@ -273,6 +290,7 @@ class Gradient(BalancerBase):
         *,
         features: Any = None,
         level: Level = "parameters",
+        engine: EngineChoice = "auto",
         skip_zero: bool = True,
         **options: Any,
     ) -> None:
@@ -280,6 +298,19 @@ class Gradient(BalancerBase):
         if level not in ("parameters", "features"):
             raise ConfigError(f"level must be 'parameters' or 'features', got {level!r}")
         self.level = level
+        if engine not in ("auto", "autojac", "autogram"):
+            raise ConfigError(f"engine must be 'auto', 'autojac' or 'autogram', got {engine!r}")
+        if level == "features" and engine != "auto":
+            raise ConfigError(
+                f"engine={engine!r} chooses how the parameters' Gramian is computed; "
+                "level='features' computes the representation's: leave engine='auto'"
+            )
+        self.engine = engine
+        self._autogram: Any = None  # the torchjd Engine, built at the first backward that uses it
+        self._engine_checked = False
+        #: how the last ``res.backward()`` aggregated: ``"autojac"``, ``"autogram"`` or
+        #: ``"features"`` (None before the first)
+        self.last_engine: str | None = None
         if shared is None and features is None:
             raise ConfigError(
                 "a gradient balancer needs the shared part of the model: shared=<module or "
@@ -327,6 +358,18 @@ class Gradient(BalancerBase):
             self.aggregator = _build(self.method, 0, options)  # fails now if a solver is missing
         if level == "features" and hasattr(self, "aggregator"):
             _refuse_at_features(self.method, self.aggregator)
+        if engine == "autogram":
+            if shared is None or shared_modules(shared) is None:
+                raise ConfigError(
+                    "engine='autogram' computes the Gramian over the shared modules: give "
+                    "shared=<module(s)>, not bare parameters"
+                )
+            if hasattr(self, "aggregator") and not _gramian_based(self.aggregator):
+                raise ConfigError(
+                    f"engine='autogram' serves aggregators whose weights depend only on the "
+                    f"Gramian ({_gramian_methods()}); {self.method!r} needs the gradients: use "
+                    "engine='autojac'"
+                )
         modules = shared_modules(shared) if shared is not None else None
         if features is None and modules is not None:
             # The hook holds the balancer weakly: a dropped criterion stops capturing.
@@ -399,6 +442,7 @@ class Gradient(BalancerBase):
         scaled = (weights * factor).unbind()
         seeds = [scaled[i] for i in live]
         if self.level == "features":
+            self.last_engine = "features"
             live_keys = [keys[i] for i in live]
             rows = self._backward_features(
                 tensors, seeds, features, live_keys, factor, grad_scaler, retain_graph
@@ -416,6 +460,26 @@ class Gradient(BalancerBase):
             return weights
         if features:
             self._check_features(features, shared)
+        engine = self._engine_for(features)
+        if engine is not None:
+            live_keys = [keys[i] for i in live]
+            found = self._backward_autogram(
+                engine,
+                tensors,
+                seeds,
+                features,
+                shared,
+                live_keys,
+                factor,
+                grad_scaler,
+                retain_graph,
+            )
+            if found is not None:
+                self.last_engine = "autogram"
+                effective = torch.zeros_like(weights)
+                effective[live] = found.to(weights.dtype) * weights[live]
+                return effective
+        self.last_engine = "autojac"
         try:
             if features:
                 # torchjd backpropagates each term to the features on its own: terms that share
@@ -489,17 +553,98 @@ class Gradient(BalancerBase):
         full[index] = rows
         if several and isinstance(self.aggregator, _randomised()):
             full = _broadcast_from_rank0([], full)
-        combined = found.combined(full.to(factor.dtype))
-        handles = [
-            f.register_hook(lambda _grad, g=g: g)  # type: ignore[no-untyped-call]
-            for f, g in zip(features, combined)
-        ]
-        try:
-            torch.autograd.backward(tensors, seeds, retain_graph=retain_graph)
-        finally:
-            for handle in handles:
-                handle.remove()
+        _backward_with(
+            tensors, seeds, features, found.combined(full.to(factor.dtype)), retain_graph
+        )
         return full
+
+    # -- parameter level through torchjd's Gramian engine ----------------------------------
+    def _engine_for(self, features: list[Tensor]) -> Any:
+        """The autogram engine when this call uses it (see ``engine``), else None."""
+        if self.engine == "autojac" or self._checked_out:
+            return None
+        several = world_size(None) > 1
+        modules = shared_modules(self._shared) if self._shared is not None else None
+        usable = bool(features) and modules and _gramian_based(self.aggregator) and not several
+        if not usable:
+            if self.engine == "autogram":
+                raise ConfigError(
+                    "engine='autogram' cannot serve this call: it needs one process (under "
+                    "torch.distributed the ranks' Jacobians must be summed before the Gramian), "
+                    "a Gramian-based aggregator and the shared modules' outputs; use "
+                    "engine='auto' or 'autojac'"
+                )
+            return None
+        if self._autogram is None:
+            # Built now: its hooks see the next forward pass; this call still runs autojac.
+            self._autogram = Engine(*(modules or ()), batch_dim=None)
+            return None
+        return self._autogram
+
+    @property
+    def _checked_out(self) -> bool:
+        return self._autogram is False
+
+    def _backward_autogram(
+        self,
+        engine: Any,
+        tensors: list[Tensor],
+        seeds: list[Tensor],
+        features: list[Tensor],
+        shared: list[Tensor],
+        keys: list[str],
+        factor: Tensor,
+        grad_scaler: torch.amp.GradScaler | None,
+        retain_graph: bool,
+    ) -> Tensor | None:
+        """The Gramian from torchjd's engine, the weights, then the weighted gradient put at the
+        features for one ordinary backward; returns the row weights over ``keys`` (None when
+        the first step's check sends this balancer back to autojac)."""
+        vector = torch.stack([t * s for t, s in zip(tensors, seeds)])
+        try:
+            gramian = engine.compute_gramian(vector).float()
+        except ValueError as exc:
+            # A forward pass of the shared modules with gradients and no backward since (a
+            # validation pass that kept gradients on, say): this call runs autojac.
+            warnings.warn(
+                f"{self.method}: torchjd's Gramian engine refused this call ({exc}); it runs "
+                "autojac instead",
+                LossKitWarning,
+                stacklevel=5,
+            )
+            return None
+        if not self._engine_checked and not self._agrees(gramian, vector, shared):
+            return None
+        rows = self._combine_rows(gramian, [], keys, factor, grad_scaler, [])
+        if rows is None:  # an overflow under a GradScaler: the plain sum, for it to skip
+            torch.autograd.backward(tensors, seeds, retain_graph=retain_graph)
+            return torch.ones(len(keys), device=factor.device)
+        combined = torch.autograd.grad(
+            vector, features, grad_outputs=rows.to(vector.dtype), retain_graph=True
+        )
+        _backward_with(tensors, seeds, features, list(combined), retain_graph)
+        return rows
+
+    def _agrees(self, gramian: Tensor, vector: Tensor, shared: list[Tensor]) -> bool:
+        """Once: whether the engine's Gramian sums to the squared norm of the summed gradient
+        (it misses parameters a module uses without calling the module that holds them)."""
+        summed = torch.autograd.grad(vector.sum(), shared, retain_graph=True, allow_unused=True)
+        norm = sum(float(g.float().pow(2).sum()) for g in summed if g is not None)
+        total = float(gramian.sum())
+        if not (math.isfinite(total) and math.isfinite(norm)):
+            return True  # an overflow: checked at the next step; this one is handled as such
+        self._engine_checked = True
+        if math.isclose(total, norm, rel_tol=1e-3, abs_tol=1e-12):
+            return True
+        warnings.warn(
+            f"{self.method}: torchjd's Gramian engine gave {total:.6g} for the squared norm of "
+            f"the summed gradient of the shared modules, autograd {norm:.6g} (a module may use "
+            "parameters of a child without calling it); engine='auto' keeps to autojac",
+            LossKitWarning,
+            stacklevel=5,
+        )
+        self._autogram = False
+        return False
 
     # -- several processes: aggregate once per optimizer step ------------------------------
     def _defer(
@@ -788,6 +933,27 @@ def _broadcast_from_rank0(shared: list[Tensor], rows: Tensor) -> Tensor:
         g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
     return flat[offset:].to(rows.dtype)
+
+
+def _backward_with(
+    tensors: list[Tensor],
+    seeds: list[Tensor],
+    features: list[Tensor],
+    combined: list[Tensor],
+    retain_graph: bool,
+) -> None:
+    """One ordinary backward of the seeded terms in which the gradient reaching each feature
+    tensor is replaced by ``combined``: the heads get their own gradients, the trunk the
+    aggregated one."""
+    handles = [
+        f.register_hook(lambda _grad, g=g: g)  # type: ignore[no-untyped-call]
+        for f, g in zip(features, combined)
+    ]
+    try:
+        torch.autograd.backward(tensors, seeds, retain_graph=retain_graph)
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _refuse_plain_backward(grad: Tensor) -> Tensor:
