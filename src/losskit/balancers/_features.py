@@ -29,25 +29,26 @@ __all__ = ["FeatureGradients", "feature_gradients"]
 class FeatureGradients:
     """The per-key gradients with respect to the features and their Gramian over the bound keys.
 
-    ``rows[k]`` holds key ``k``'s gradient for every feature tensor; ``gramian`` is over the
-    bound keys (zero rows for keys this call lacks), summed over the ranks and scaled to the full
-    batch's.
+    ``blocks[f]`` holds, for feature tensor ``f``, one flattened gradient row per key of the
+    call; ``gramian`` is over the bound keys (zero rows for keys this call lacks), summed over
+    the ranks and scaled to the full batch's.
     """
 
-    def __init__(self, rows: list[list[Tensor]], gramian: Tensor, positions: list[int]) -> None:
-        self.rows = rows
+    def __init__(
+        self, blocks: list[Tensor], shapes: list[torch.Size], gramian: Tensor, positions: list[int]
+    ) -> None:
+        self.blocks = blocks
+        self.shapes = shapes
         self.gramian = gramian
         self.positions = positions
 
     def combined(self, weights: Tensor) -> list[Tensor]:
         """``sum_k weights[position_k] * g_k`` for each feature tensor."""
         picked = weights.index_select(0, torch.tensor(self.positions, device=weights.device))
-        out = []
-        for f in range(len(self.rows[0])):
-            stacked = torch.stack([row[f] for row in self.rows])
-            w = picked.to(stacked.dtype).view(-1, *([1] * (stacked.dim() - 1)))
-            out.append((w * stacked).sum(0))
-        return out
+        return [
+            (picked.to(block.dtype) @ block).view(shape)
+            for block, shape in zip(self.blocks, self.shapes)
+        ]
 
 
 def feature_gradients(
@@ -81,14 +82,16 @@ def feature_gradients(
         )
         rows.append([torch.zeros_like(f) if g is None else g for g, f in zip(grads, features)])
     device = seeds[0].device
-    local = torch.zeros(len(rows), len(rows), device=device)
-    for f in range(len(features)):
-        flat = torch.stack([row[f].reshape(-1).float() for row in rows])
-        local += flat @ flat.T
+    blocks = [torch.stack([row[f].reshape(-1) for row in rows]) for f in range(len(features))]
+    del rows
+    local = torch.zeros(len(tensors), len(tensors), device=device)
+    for block in blocks:
+        as32 = block if block.dtype == torch.float32 else block.float()
+        local += as32 @ as32.T
     index = torch.tensor(positions, device=device)
     gramian = torch.zeros(n_bound, n_bound, device=device)
     gramian.index_put_((index.view(-1, 1), index.view(1, -1)), local)
     size = world_size(None)
     if size > 1:
         gramian = all_reduce_sum(gramian, None).div_(size * size)
-    return FeatureGradients(rows, gramian, positions)
+    return FeatureGradients(blocks, [f.shape for f in features], gramian, positions)
