@@ -233,9 +233,10 @@ class Gradient(BalancerBase):
             in memory, a Gramian per parameter; serves every aggregator, bare parameters and
             torch.distributed. ``"autogram"``: torchjd's Gramian engine over the ``shared``
             modules, which never holds the Jacobian, then one weighted backward; Gramian-based
-            aggregators, ``shared`` given as modules, one process. ``"auto"`` (default) takes
-            autogram whenever it can serve the call (it needs the least memory at the same time,
-            docs/balancing.md), autojac otherwise; on its first step it checks autogram's
+            aggregators, ``shared`` given as modules (hooked when the balancer is built), one
+            process. ``"auto"`` (default) takes autogram whenever it can serve the call (it
+            needs the least memory at the same time, docs/balancing.md), autojac otherwise
+            (for good once a call shows it cannot); on its first step it checks autogram's
             Gramian against the summed gradient and warns and keeps to autojac if they differ
             (a module that uses a child's parameters without calling it).
         skip_zero: leave out, for this step, keys whose gradient on the shared parameters is
@@ -306,7 +307,9 @@ class Gradient(BalancerBase):
                 "level='features' computes the representation's: leave engine='auto'"
             )
         self.engine = engine
-        self._autogram: Any = None  # the torchjd Engine, built at the first backward that uses it
+        # torchjd's Gramian engine over the shared modules (its hooks must see the forward pass):
+        # built below where it can serve, dropped (with its hooks) where it turns out it cannot.
+        self._autogram: Any = None
         self._engine_checked = False
         #: how the last ``res.backward()`` aggregated: ``"autojac"``, ``"autogram"`` or
         #: ``"features"`` (None before the first)
@@ -371,6 +374,9 @@ class Gradient(BalancerBase):
                     "engine='autojac'"
                 )
         modules = shared_modules(shared) if shared is not None else None
+        gramian = hasattr(self, "aggregator") and _gramian_based(self.aggregator)
+        if level == "parameters" and engine != "autojac" and modules and gramian:
+            self._autogram = Engine(*modules, batch_dim=None)
         if features is None and modules is not None:
             # The hook holds the balancer weakly: a dropped criterion stops capturing.
             hook = _Capture(self)
@@ -384,6 +390,12 @@ class Gradient(BalancerBase):
             self.aggregator = _build(self.method, len(keys), self._options)
             if self.level == "features":
                 _refuse_at_features(self.method, self.aggregator)
+            if self.engine == "autogram" and not _gramian_based(self.aggregator):
+                raise ConfigError(
+                    f"engine='autogram' serves aggregators whose weights depend only on the "
+                    f"Gramian ({_gramian_methods()}); {self.method!r} needs the gradients: use "
+                    "engine='autojac'"
+                )
         if isinstance(self.aggregator, aggregation.NashMTL):
             _watch_nash(self.aggregator, self._watch)
 
@@ -561,29 +573,18 @@ class Gradient(BalancerBase):
     # -- parameter level through torchjd's Gramian engine ----------------------------------
     def _engine_for(self, features: list[Tensor]) -> Any:
         """The autogram engine when this call uses it (see ``engine``), else None."""
-        if self.engine == "autojac" or self._checked_out:
+        if self._autogram is None:
             return None
-        several = world_size(None) > 1
-        modules = shared_modules(self._shared) if self._shared is not None else None
-        usable = bool(features) and modules and _gramian_based(self.aggregator) and not several
-        if not usable:
+        if world_size(None) > 1 or not features:
             if self.engine == "autogram":
                 raise ConfigError(
                     "engine='autogram' cannot serve this call: it needs one process (under "
-                    "torch.distributed the ranks' Jacobians must be summed before the Gramian), "
-                    "a Gramian-based aggregator and the shared modules' outputs; use "
-                    "engine='auto' or 'autojac'"
+                    "torch.distributed the ranks' Jacobians must be summed before the Gramian) "
+                    "and the shared modules' outputs; use engine='auto' or 'autojac'"
                 )
-            return None
-        if self._autogram is None:
-            # Built now: its hooks see the next forward pass; this call still runs autojac.
-            self._autogram = Engine(*(modules or ()), batch_dim=None)
+            self._autogram = None  # its hooks go with it
             return None
         return self._autogram
-
-    @property
-    def _checked_out(self) -> bool:
-        return self._autogram is False
 
     def _backward_autogram(
         self,
@@ -643,7 +644,7 @@ class Gradient(BalancerBase):
             LossKitWarning,
             stacklevel=5,
         )
-        self._autogram = False
+        self._autogram = None  # its hooks go with it
         return False
 
     # -- several processes: aggregate once per optimizer step ------------------------------
