@@ -82,16 +82,24 @@ def test_auto_checks_autogram_once_and_keeps_to_autojac_when_it_misses_parameter
     net: Net,
 ) -> None:
     net.trunk = Borrowing()  # type: ignore[assignment]
-    other = copy.deepcopy(net)
     auto = lk.balancers.Gradient("upgrad", shared=net.trunk)
     with pytest.warns(lk.errors.LossKitWarning, match="keeps to autojac"):
-        seen = _run(net, auto)
+        _run(net, auto, steps=1)
+    other = copy.deepcopy(net)
+    seen = _run(net, auto, steps=2)
     assert auto.last_engine == "autojac"
     reference = _run(other, lk.balancers.Gradient("upgrad", shared=other.trunk, engine="autojac"))
     for (ga, wa), (gb, wb) in zip(seen, reference):
         torch.testing.assert_close(wa, wb)
         for x, y in zip(ga, gb):
             torch.testing.assert_close(x, y)
+
+
+def test_autogram_raises_when_it_misses_parameters(net: Net) -> None:
+    net.trunk = Borrowing()  # type: ignore[assignment]
+    forced = lk.balancers.Gradient("upgrad", shared=net.trunk, engine="autogram")
+    with pytest.raises(lk.errors.ConfigError, match="use engine='autojac' for this model"):
+        _run(net, forced, steps=1)
 
 
 def test_autogram_is_refused_where_it_cannot_serve(net: Net) -> None:

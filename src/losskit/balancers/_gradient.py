@@ -236,9 +236,10 @@ class Gradient(BalancerBase):
             aggregators, ``shared`` given as modules (hooked when the balancer is built), one
             process. ``"auto"`` (default) takes autogram whenever it can serve the call (it
             needs the least memory at the same time, docs/balancing.md), autojac otherwise
-            (for good once a call shows it cannot); on its first step it checks autogram's
-            Gramian against the summed gradient and warns and keeps to autojac if they differ
-            (a module that uses a child's parameters without calling it).
+            (for good once a call shows it cannot). Its first step checks the update's norm
+            read from autogram's Gramian against autograd's; if they differ (a module that
+            uses a child's parameters without calling it) it warns and keeps to autojac
+            (``"autogram"`` raises).
         skip_zero: leave out, for this step, keys whose gradient on the shared parameters is
             exactly zero (a term that is zero for the batch); they carry no information and would
             stall MGDA-like methods. Their weight is reported as 0.
@@ -600,7 +601,7 @@ class Gradient(BalancerBase):
     ) -> Tensor | None:
         """The Gramian from torchjd's engine, the weights, then the weighted gradient put at the
         features for one ordinary backward; returns the row weights over ``keys`` (None when
-        the first step's check sends this balancer back to autojac)."""
+        the engine refused the call: autojac runs it)."""
         vector = torch.stack([t * s for t, s in zip(tensors, seeds)])
         try:
             gramian = engine.compute_gramian(vector).float()
@@ -614,8 +615,6 @@ class Gradient(BalancerBase):
                 stacklevel=5,
             )
             return None
-        if not self._engine_checked and not self._agrees(gramian, vector, shared):
-            return None
         rows = self._combine_rows(gramian, [], keys, factor, grad_scaler, [])
         if rows is None:  # an overflow under a GradScaler: the plain sum, for it to skip
             torch.autograd.backward(tensors, seeds, retain_graph=retain_graph)
@@ -623,29 +622,39 @@ class Gradient(BalancerBase):
         combined = torch.autograd.grad(
             vector, features, grad_outputs=rows.to(vector.dtype), retain_graph=True
         )
+        # Checked once, on a step that starts from empty .grad (then they hold this update).
+        check = not self._engine_checked and all(p.grad is None for p in shared)
         _backward_with(tensors, seeds, features, list(combined), retain_graph)
+        if check:
+            self._check_engine(gramian, rows, shared)
         return rows
 
-    def _agrees(self, gramian: Tensor, vector: Tensor, shared: list[Tensor]) -> bool:
-        """Once: whether the engine's Gramian sums to the squared norm of the summed gradient
-        (it misses parameters a module uses without calling the module that holds them)."""
-        summed = torch.autograd.grad(vector.sum(), shared, retain_graph=True, allow_unused=True)
-        norm = sum(float(g.float().pow(2).sum()) for g in summed if g is not None)
-        total = float(gramian.sum())
-        if not (math.isfinite(total) and math.isfinite(norm)):
-            return True  # an overflow: checked at the next step; this one is handled as such
+    def _check_engine(self, gramian: Tensor, rows: Tensor, shared: list[Tensor]) -> None:
+        """Once: whether the update's squared norm, read from the engine's Gramian, is the one
+        autograd wrote into the shared parameters (it is not when a module uses parameters it
+        holds for a child without calling the child: the engine never sees them)."""
+        expected = float(rows @ gramian @ rows)
+        found = sum(float(p.grad.float().pow(2).sum()) for p in shared if p.grad is not None)
+        if not (math.isfinite(expected) and math.isfinite(found)) or expected == 0.0:
+            return  # nothing to compare on this step: checked on a later one
         self._engine_checked = True
-        if math.isclose(total, norm, rel_tol=1e-3, abs_tol=1e-12):
-            return True
+        if math.isclose(expected, found, rel_tol=1e-3):
+            return
+        if self.engine == "autogram":
+            raise ConfigError(
+                f"engine='autogram' missed part of the shared update: autograd gives {found:.6g} "
+                f"for its squared norm, torchjd's Gramian engine {expected:.6g} (a module uses "
+                "parameters of a child without calling it); use engine='autojac' for this model"
+            )
         warnings.warn(
-            f"{self.method}: torchjd's Gramian engine gave {total:.6g} for the squared norm of "
-            f"the summed gradient of the shared modules, autograd {norm:.6g} (a module may use "
-            "parameters of a child without calling it); engine='auto' keeps to autojac",
+            f"{self.method}: the squared norm of the shared update is {found:.6g} by autograd and "
+            f"{expected:.6g} by torchjd's Gramian engine (a module may use parameters of a child "
+            "without calling it): this step's weights came from an incomplete Gramian; "
+            "engine='auto' keeps to autojac from now on",
             LossKitWarning,
             stacklevel=5,
         )
         self._autogram = None  # its hooks go with it
-        return False
 
     # -- several processes: aggregate once per optimizer step ------------------------------
     def _defer(
