@@ -274,6 +274,21 @@ class Gradient(BalancerBase):
         >>> res.backward()
         >>> round(float(res.weights["a"] + res.weights["b"]), 4)  # MGDA's weights sum to one
         1.0
+
+    At feature level the weights come from the Gramian of the gradients with respect to the
+    trunk's output (here named in the outputs), then one backward runs through the trunk::
+
+        >>> upper = lk.balancers.Gradient("mgda", features="h", level="features")
+        >>> crit = lk.Criterion({
+        ...     "a": lk.Term("mse", input="a", target="y"),
+        ...     "b": lk.Term("mse", input="b", target="y"),
+        ... }, balancer=upper)
+        >>> h = torch.tanh(torch.randn(8, 3) @ torch.randn(3, 4, requires_grad=True))
+        >>> res = crit({"h": h, "a": head_a(h).squeeze(-1), "b": -head_b(h).squeeze(-1)},
+        ...            {"y": torch.ones(8)})
+        >>> res.backward()
+        >>> round(float(res.weights["a"] + res.weights["b"]), 4), upper.last_engine
+        (1.0, 'features')
     """
 
     capabilities = Capabilities(
