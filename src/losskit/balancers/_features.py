@@ -75,15 +75,15 @@ def feature_gradients(
         tensor([[8., 0.],
                 [0., 2.]])
     """
-    rows = []
-    for tensor, seed in zip(tensors, seeds):
+    # Each key's gradient is copied into its row as it comes: one keys x numel block at a time.
+    blocks = [f.new_empty(len(tensors), f.numel()) for f in features]
+    for k, (tensor, seed) in enumerate(zip(tensors, seeds)):
         grads = torch.autograd.grad(
-            tensor, list(features), grad_outputs=seed, retain_graph=True, allow_unused=True
+            tensor, list(features), grad_outputs=seed, retain_graph=True, materialize_grads=True
         )
-        rows.append([torch.zeros_like(f) if g is None else g for g, f in zip(grads, features)])
+        for block, grad in zip(blocks, grads):
+            block[k].copy_(grad.reshape(-1))
     device = seeds[0].device
-    blocks = [torch.stack([row[f].reshape(-1) for row in rows]) for f in range(len(features))]
-    del rows
     local = torch.zeros(len(tensors), len(tensors), device=device)
     for block in blocks:
         as32 = block if block.dtype == torch.float32 else block.float()
