@@ -13,15 +13,21 @@ The figure per method is the median over rounds of the per-round time ratio, so 
 machine load cancel.
 
     python benchmarks/balancing.py [--quick]
-    python benchmarks/balancing.py --engines     # the engine comparison of docs/balancing.md
+    python benchmarks/balancing.py --scaling [--quick] [--plot FILE.png]
 
 The last line printed is a JSON object with ``max_ratio_vs_torchjd`` and the ratios per method.
 
-``--engines`` instead compares, for UPGrad on a wider trunk with 5 heads, the ways of computing
-the aggregated update: torchjd's ``mtl_backward`` + ``jac_to_grad`` (which concatenates the
-Jacobian), the same with the Gramian summed per parameter (what losskit does), and torchjd's
-``autogram.Engine`` (which never stores the Jacobian), each in its own process so that its peak
-resident memory can be read.
+``--scaling`` instead measures how the cost grows with the number of keys: trunks of 2.2 M and
+8.5 M parameters (three linear layers, batch 128, one thread), K = 2, 4, 8, 16 linear heads,
+UPGrad and MGDA; variants: the plain summed step, torchjd's ``mtl_backward`` + ``jac_to_grad``
+(autojac) and its ``autogram.Engine`` + weighted backward, losskit at parameter level
+(``engine="auto"``) and at feature level (``level="features"``). Per case, the times come from
+one process in which the variants alternate step by step (medians of per-round ratios, so load
+drifts cancel), and each variant's peak resident memory from a process of its own. The JSON
+holds ``features_time_vs_sum_k16`` and ``features_mem_vs_sum_k16`` (largest trunk, largest K,
+worst method), ``params_time_vs_torchjd_best`` and ``params_mem_vs_autogram`` (worst case over
+every trunk, K and method). ``--quick`` runs one 0.6 M trunk at K = 2 and 16 with UPGrad (under
+a minute on a quiet machine).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -136,77 +143,203 @@ def measure(method: str, steps: dict[str, Callable[[], None]], rounds: int, bloc
     }
 
 
-def engine_worker(mode: str, width: int, heads: int) -> None:
-    """One engine's median step time and peak RSS, printed as JSON (run in a fresh process)."""
+SCALING_VARIANTS = (
+    "sum",
+    "torchjd_autojac",
+    "torchjd_autogram",
+    "losskit_params",
+    "losskit_features",
+)
+WEIGHTINGS: dict[str, Callable[[], aggregation.Weighting]] = {  # type: ignore[type-arg]
+    "upgrad": aggregation.UPGradWeighting,
+    "mgda": aggregation.MGDAWeighting,
+}
+
+
+def scaling_step(variant: str, method: str, width: int, keys: int) -> Callable[[], None]:
+    """One training step (forward, backward, grads cleared) of ``variant`` on its own model."""
     from torchjd.autogram import Engine
 
     torch.manual_seed(0)
     trunk = nn.Sequential(
         nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width)
     )
-    head_list = nn.ModuleList(nn.Linear(width, 1) for _ in range(heads))
-    x, ys = torch.randn(128, 64), torch.randn(heads, 128)
-    engine = Engine(trunk, batch_dim=None) if mode == "autogram" else None
-    aggregator, weighting = aggregation.UPGrad(), aggregation.UPGradWeighting()
+    head_list = nn.ModuleList(nn.Linear(width, 1) for _ in range(keys))
+    x, ys = torch.randn(128, 64), torch.randn(keys, 128)
+    engine = Engine(trunk, batch_dim=None) if variant == "torchjd_autogram" else None
+    aggregator, weighting = METHODS[method](keys), WEIGHTINGS[method]()
     crit = None
-    if mode == "losskit":
+    if variant.startswith("losskit"):
+        level = "features" if variant == "losskit_features" else "parameters"
         crit = lk.Criterion(
-            {f"t{i}": lk.Term("mse", input=i, target=i) for i in range(heads)},
-            balancer=lk.balancers.Gradient("upgrad", shared=trunk),
+            {f"t{i}": lk.Term("mse", input=i, target=i) for i in range(keys)},
+            balancer=lk.balancers.Gradient(method, shared=trunk, level=level),
         )
 
     def step() -> None:
         h = trunk(x)
         outs = [head(h).squeeze(-1) for head in head_list]
         losses = [F.mse_loss(o, y) for o, y in zip(outs, ys)]
-        if mode == "sum":
+        if variant == "sum":
             torch.stack(losses).sum().backward()
-        elif mode == "torchjd":
+        elif variant == "torchjd_autojac":
             mtl_backward(losses, features=h)
             jac_to_grad(trunk.parameters(), aggregator)
-        elif mode == "losskit":
-            assert crit is not None
-            crit(outs, list(ys)).backward()
-        else:
+        elif variant == "torchjd_autogram":
             assert engine is not None
             vector = torch.stack(losses)
             vector.backward(weighting(engine.compute_gramian(vector)))
+        else:
+            assert crit is not None
+            crit(outs, list(ys)).backward()
         for p in [*trunk.parameters(), *head_list.parameters()]:
             p.grad = None
 
-    for _ in range(3):
+    return step
+
+
+def _load_libraries(method: str) -> None:
+    """Run the solver and a batched (vmap) backward once on tiny inputs, in every variant's
+    process: the libraries' code and buffers then count in every baseline, and the peaks compare
+    what the steps hold."""
+    METHODS[method](2)(torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]))
+    x = torch.ones(3, requires_grad=True)
+    torch.autograd.grad(x * 2.0, x, torch.eye(3), is_grads_batched=True)
+
+
+def scaling_memory(variant: str, method: str, width: int, keys: int, steps: int) -> None:
+    """One variant's peak RSS over ``steps`` steps, printed as JSON (run in a fresh process)."""
+    torch.set_num_threads(1)
+    _load_libraries(method)
+    step = scaling_step(variant, method, width, keys)
+    for _ in range(steps):
         step()
-    times = []
-    for _ in range(10):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    shared = sum(p.numel() for p in trunk.parameters())
-    print(json.dumps({"ms": statistics.median(times) * 1e3, "peak_mib": peak, "shared": shared}))
+    print(json.dumps({"peak_mib": peak}))
 
 
-def engines(widths: list[int], heads: int = 5) -> dict[str, dict[str, float]]:
-    modes = ("sum", "torchjd", "losskit", "autogram")
-    print(f"{'shared params':>14}" + "".join(f"{m:>22}" for m in modes))
-    table = {}
+def scaling_times(method: str, width: int, keys: int, rounds: int) -> None:
+    """Every variant's median step time, the variants alternating step by step in this process
+    so that drifts in machine load cancel in the per-round ratios; printed as JSON."""
+    torch.set_num_threads(1)
+    steps = {v: scaling_step(v, method, width, keys) for v in SCALING_VARIANTS}
+    for step in steps.values():  # warm-up
+        step()
+        step()
+    times: dict[str, list[float]] = {v: [] for v in steps}
+    for index in range(rounds):
+        order = list(steps) if index % 2 == 0 else list(reversed(steps))
+        for variant in order:
+            start = time.perf_counter()
+            steps[variant]()
+            times[variant].append(time.perf_counter() - start)
+    sums, params, features = times["sum"], times["losskit_params"], times["losskit_features"]
+    best = [min(a, b) for a, b in zip(times["torchjd_autojac"], times["torchjd_autogram"])]
+    shared = 64 * width + 2 * width * width + 3 * width
+    print(
+        json.dumps(
+            {
+                "ms": {v: statistics.median(t) * 1e3 for v, t in times.items()},
+                "features_vs_sum": statistics.median(f / s for f, s in zip(features, sums)),
+                "params_vs_torchjd_best": statistics.median(p / b for p, b in zip(params, best)),
+                "shared": shared,
+            }
+        )
+    )
+
+
+def _run_json(*args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, *args], check=True, capture_output=True, text=True
+    ).stdout
+    found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return found
+
+
+def scaling(
+    widths: list[int], keys: list[int], methods: list[str], steps: int, rounds: int
+) -> dict[str, dict[str, Any]]:
+    """Every trunk width, key count and method: the variants' times (interleaved in one
+    process) and each variant's peak memory (in a process of its own)."""
+    table: dict[str, dict[str, Any]] = {}
+    print(f"{'case':<20}" + "".join(f"{v:>24}" for v in SCALING_VARIANTS) + f"{'feat/sum':>9}")
     for width in widths:
-        row = {}
-        for mode in modes:
-            out = subprocess.run(
-                [sys.executable, __file__, "--engine-worker", mode, str(width), str(heads)],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            row[mode] = json.loads(out.strip().splitlines()[-1])
-        shared = row["sum"]["shared"] / 1e6
-        cells = "".join(f"{r['ms']:>10.0f} ms {r['peak_mib']:>5.0f} MiB" for r in row.values())
-        print(f"{shared:>12.1f} M{cells}")
-        table[f"{shared:.1f}M"] = {m: round(r["ms"], 1) for m, r in row.items()} | {
-            f"{m}_peak_mib": round(r["peak_mib"]) for m, r in row.items()
-        }
+        for method in methods:
+            for k in keys:
+                timed = _run_json("--scaling-times", method, str(width), str(k), str(rounds))
+                peaks = {
+                    v: _run_json("--scaling-memory", v, method, str(width), str(k), str(steps))[
+                        "peak_mib"
+                    ]
+                    for v in SCALING_VARIANTS
+                }
+                case = f"{timed['shared'] / 1e6:.1f}M/{method}/K={k}"
+                cells = "".join(
+                    f"{timed['ms'][v]:>12.1f} ms {peaks[v]:>5.0f} MiB" for v in SCALING_VARIANTS
+                )
+                print(f"{case:<20}{cells}{timed['features_vs_sum']:>9.2f}")
+                table[case] = {
+                    **{v: {"ms": timed["ms"][v], "peak_mib": peaks[v]} for v in SCALING_VARIANTS},
+                    "features_vs_sum": timed["features_vs_sum"],
+                    "params_vs_torchjd_best": timed["params_vs_torchjd_best"],
+                }
     return table
+
+
+def _trunk(case: str) -> float:
+    return float(case.split("M/")[0])
+
+
+def _keys(case: str) -> int:
+    return int(case.rsplit("K=", 1)[1])
+
+
+def scaling_summary(table: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The issue's targets: at the largest K on the largest trunk for the feature level, over
+    every case for the parameter level (the worst method)."""
+    largest = max(map(_trunk, table))
+    top_k = max(map(_keys, table))
+    at_top = [r for c, r in table.items() if _trunk(c) == largest and _keys(c) == top_k]
+    return {
+        "features_time_vs_sum_k16": max(r["features_vs_sum"] for r in at_top),
+        "features_mem_vs_sum_k16": max(
+            r["losskit_features"]["peak_mib"] / r["sum"]["peak_mib"] for r in at_top
+        ),
+        "params_time_vs_torchjd_best": max(r["params_vs_torchjd_best"] for r in table.values()),
+        "params_mem_vs_autogram": max(
+            r["losskit_params"]["peak_mib"] / r["torchjd_autogram"]["peak_mib"]
+            for r in table.values()
+        ),
+        "trunk_m_params": largest,
+        "k": top_k,
+    }
+
+
+def scaling_plot(table: dict[str, dict[str, Any]], path: str) -> None:
+    """Time and peak memory against K, one column per trunk and method, one line per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted({case.rsplit("/K=", 1)[0] for case in table})
+    fig, axes = plt.subplots(2, len(groups), figsize=(4 * len(groups), 6), squeeze=False)
+    for column, group in enumerate(groups):
+        cases = sorted(
+            (int(c.rsplit("K=", 1)[1]), r) for c, r in table.items() if c.startswith(group + "/")
+        )
+        ks = [k for k, _ in cases]
+        for variant in SCALING_VARIANTS:
+            axes[0][column].plot(ks, [r[variant]["ms"] for _, r in cases], "o-", label=variant)
+            axes[1][column].plot(ks, [r[variant]["peak_mib"] for _, r in cases], "o-")
+        axes[0][column].set_title(group)
+        for row, label in enumerate(("step (ms)", "peak RSS (MiB)")):
+            axes[row][column].set_xscale("log", base=2)
+            axes[row][column].set_xlabel("keys K")
+            axes[row][column].set_ylabel(label)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -215,15 +348,30 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
-    parser.add_argument("--engines", action="store_true", help="compare the Jacobian engines")
-    parser.add_argument("--engine-worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--scaling", action="store_true", help="time and memory against the number of keys"
+    )
+    parser.add_argument("--plot", help="--scaling: where to draw time and memory against K")
+    parser.add_argument("--scaling-memory", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--scaling-times", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.engine_worker:
-        mode, width, heads = args.engine_worker
-        engine_worker(mode, int(width), int(heads))
+    if args.scaling_memory:
+        variant, method, width, keys, steps = args.scaling_memory
+        scaling_memory(variant, method, int(width), int(keys), int(steps))
         return
-    if args.engines:
-        print(json.dumps({"engines": engines([1024, 2048])}))
+    if args.scaling_times:
+        method, width, keys, rounds = args.scaling_times
+        scaling_times(method, int(width), int(keys), int(rounds))
+        return
+    if args.scaling:
+        if args.quick:  # one small trunk, the extreme key counts, one method: under a minute
+            table = scaling([512], [2, 16], ["upgrad"], steps=3, rounds=5)
+        else:
+            table = scaling([1024, 2048], [2, 4, 8, 16], ["upgrad", "mgda"], steps=5, rounds=15)
+        if args.plot:
+            scaling_plot(table, args.plot)
+        summary = {k: round(v, 3) for k, v in scaling_summary(table).items()}
+        print(json.dumps({**summary, "cases": table}))
         return
     warnings.filterwarnings("ignore", message=".*not DPP.*")  # cvxpy, inside Nash-MTL
     features = 32

@@ -69,6 +69,9 @@ def make_criterion(model: Net, balancer: str) -> lk.Criterion:
     spec: Any = balancer
     if balancer in GRADIENT_METHODS:
         spec = lk.balancers.Gradient(balancer, shared=model.trunk)
+    elif balancer.endswith("@features"):
+        method = balancer.removesuffix("@features")
+        spec = lk.balancers.Gradient(method, shared=model.trunk, level="features")
     elif balancer == "dwa":
         spec = lk.balancers.DWA(every=2)
     elif balancer == "gradnorm":
@@ -203,6 +206,18 @@ def balancer_scenarios(root: Path) -> dict[str, Any]:
         distributed.Replicas(model, lk.Criterion({"a": lk.Term("mse")}, balancer="random"))
     except lk.errors.ConfigError as exc:
         out["refused"] = str(exc)
+    return out
+
+
+FEATURE_LEVEL = ("upgrad@features", "mgda@features")
+
+
+def feature_scenarios(root: Path) -> dict[str, Any]:
+    """Feature-level aggregation under DDP: the all-reduced Gramian gives the full batch's."""
+    out: dict[str, Any] = {}
+    for balancer in FEATURE_LEVEL:
+        trainer, summary = fit(balancer, world=WORLD)
+        out[balancer] = {**state(trainer), "train": summary.train, "steps": summary.steps}
     return out
 
 
@@ -457,10 +472,13 @@ SCENARIOS: dict[str, Callable[[Path], dict[str, Any]]] = {
 SCENARIOS_KILLED = {"killed": killed_scenario}
 SCENARIOS.update(SCENARIOS_KILLED)
 SCENARIOS["all"] = lambda root: {
-    n: run(root) for n, run in SCENARIOS.items() if n not in ("all", "killed", "guards", "partial")
+    n: run(root)
+    for n, run in SCENARIOS.items()
+    if n not in ("all", "killed", "guards", "partial", "features")
 }
 SCENARIOS["guards"] = guard_scenarios  # launched on its own by test_guards.py
 SCENARIOS["partial"] = partial_scenarios  # launched on its own by test_partial_labels_distributed
+SCENARIOS["features"] = feature_scenarios  # launched on its own by test_features_distributed
 
 
 def worker(rank: int, name: str, root: str, port: int) -> None:

@@ -14,7 +14,7 @@ import math
 import warnings
 import weakref
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +22,7 @@ from torch.utils.hooks import RemovableHandle
 
 from losskit._dist import all_reduce_sum, world_size
 from losskit._lazy import LazyModule
+from losskit.balancers._features import feature_gradients
 from losskit.balancers._protocol import BalancerBase, BalancingError, Capabilities
 from losskit.balancers._registry import BALANCERS, GradientMethod
 from losskit.balancers._shared import Shared, _entries, shared_modules, trainable
@@ -29,12 +30,18 @@ from losskit.errors import ConfigError, LossKitWarning, MissingDependencyError, 
 
 if TYPE_CHECKING:
     from torchjd import aggregation
+    from torchjd.autogram import Engine
     from torchjd.autojac import backward as jac_backward
     from torchjd.autojac import mtl_backward
 
     from losskit.result import LossResult
 else:
     aggregation = LazyModule("torchjd.aggregation")
+    _autogram = LazyModule("torchjd.autogram")
+
+    def Engine(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 (torchjd's class)
+        return _autogram.Engine(*args, **kwargs)
+
     _autojac = LazyModule("torchjd.autojac")
 
     def jac_backward(*args: Any, **kwargs: Any) -> Any:
@@ -44,7 +51,12 @@ else:
         return _autojac.mtl_backward(*args, **kwargs)
 
 
-__all__ = ["Gradient"]
+__all__ = ["EngineChoice", "Gradient", "Level"]
+
+Level = Literal["parameters", "features"]
+EngineChoice = Literal["auto", "autojac", "autogram"]
+"""Where a gradient balancer aggregates: over the shared parameters' per-key gradients, or over
+the per-key gradients of the shared representation (MGDA-UB's upper bound)."""
 
 _EXTRA = "pip install 'losskit[balancing]'"
 
@@ -74,6 +86,34 @@ def _check_solvers(method: GradientMethod) -> None:
 
 #: aggregators that draw random numbers: under several processes rank 0's draw is used everywhere
 _RANDOMISED = ("PCGrad", "GradDrop", "Random")
+
+
+def _gramian_based(aggregator: Any) -> bool:
+    """Whether the aggregator's weights are a function of the Gramian of the rows alone."""
+    return isinstance(aggregator, aggregation.GramianWeightedAggregator)
+
+
+def _gramian_methods() -> list[str]:
+    """The registered gradient methods that feature-level aggregation serves."""
+    served = []
+    for entry in BALANCERS.entries("gradient"):
+        spec = entry.factory
+        if isinstance(spec, GradientMethod):
+            cls = getattr(aggregation, spec.aggregator, None)
+            if isinstance(cls, type) and issubclass(cls, aggregation.GramianWeightedAggregator):
+                served.append(spec.name)
+    return served
+
+
+def _refuse_at_features(method: str, aggregator: Any) -> None:
+    if _gramian_based(aggregator):
+        return
+    raise ConfigError(
+        f"level='features' cannot serve the gradient balancer {method!r}: it needs the key "
+        "gradients themselves (not only their Gramian), and at feature level only the K x K "
+        "Gramian of the gradients with respect to the shared representation exists. Use one of "
+        f"{_gramian_methods()} at level='features', or {method!r} at level='parameters'"
+    )
 
 
 def _randomised() -> tuple[type, ...]:
@@ -178,6 +218,28 @@ class Gradient(BalancerBase):
             a forward hook).
         features: the shared representation in the model outputs (a key, a position or
             ``fn(outputs) -> Tensor``); without ``shared``, everything it depends on is shared.
+        level: ``"parameters"`` (default) aggregates the per-key gradients of the shared
+            parameters; ``"features"`` aggregates the per-key gradients of the shared
+            representation (the features: the ``shared`` modules' outputs or ``features=``),
+            as MGDA-UB does: each key is backpropagated through its head only, the aggregator
+            weighs the keys from the K x K Gramian of those gradients, and one ordinary
+            backward runs through the trunk with the weighted gradient. About the cost of a
+            summed step; it serves the aggregators whose weights depend only on the Gramian
+            (not ``nash_mtl``, ``config``, ``graddrop``), and under ``torch.distributed``
+            all-reduces the Gramian (K x K numbers) so every rank applies the full batch's
+            weights while DDP averages the gradients as usual. See ``docs/balancing.md``.
+        engine: at parameter level, how the Gramian of the per-key gradients is computed.
+            ``"autojac"``: torchjd's ``mtl_backward``, the Jacobian (keys x shared parameters)
+            in memory, a Gramian per parameter; serves every aggregator, bare parameters and
+            torch.distributed. ``"autogram"``: torchjd's Gramian engine over the ``shared``
+            modules, which never holds the Jacobian, then one weighted backward; Gramian-based
+            aggregators, ``shared`` given as modules (hooked when the balancer is built), one
+            process. ``"auto"`` (default) takes autogram whenever it can serve the call (it
+            needs the least memory at the same time, docs/balancing.md), autojac otherwise
+            (for good once a call shows it cannot). Its first step checks the update's norm
+            read from autogram's Gramian against autograd's; if they differ (a module that
+            uses a child's parameters without calling it) it warns and keeps to autojac
+            (``"autogram"`` raises).
         skip_zero: leave out, for this step, keys whose gradient on the shared parameters is
             exactly zero (a term that is zero for the batch); they carry no information and would
             stall MGDA-like methods. Their weight is reported as 0.
@@ -212,6 +274,21 @@ class Gradient(BalancerBase):
         >>> res.backward()
         >>> round(float(res.weights["a"] + res.weights["b"]), 4)  # MGDA's weights sum to one
         1.0
+
+    At feature level the weights come from the Gramian of the gradients with respect to the
+    trunk's output (here named in the outputs), then one backward runs through the trunk::
+
+        >>> upper = lk.balancers.Gradient("mgda", features="h", level="features")
+        >>> crit = lk.Criterion({
+        ...     "a": lk.Term("mse", input="a", target="y"),
+        ...     "b": lk.Term("mse", input="b", target="y"),
+        ... }, balancer=upper)
+        >>> h = torch.tanh(torch.randn(8, 3) @ torch.randn(3, 4, requires_grad=True))
+        >>> res = crit({"h": h, "a": head_a(h).squeeze(-1), "b": -head_b(h).squeeze(-1)},
+        ...            {"y": torch.ones(8)})
+        >>> res.backward()
+        >>> round(float(res.weights["a"] + res.weights["b"]), 4), upper.last_engine
+        (1.0, 'features')
     """
 
     capabilities = Capabilities(
@@ -229,10 +306,30 @@ class Gradient(BalancerBase):
         shared: Shared | None = None,
         *,
         features: Any = None,
+        level: Level = "parameters",
+        engine: EngineChoice = "auto",
         skip_zero: bool = True,
         **options: Any,
     ) -> None:
         super().__init__()
+        if level not in ("parameters", "features"):
+            raise ConfigError(f"level must be 'parameters' or 'features', got {level!r}")
+        self.level = level
+        if engine not in ("auto", "autojac", "autogram"):
+            raise ConfigError(f"engine must be 'auto', 'autojac' or 'autogram', got {engine!r}")
+        if level == "features" and engine != "auto":
+            raise ConfigError(
+                f"engine={engine!r} chooses how the parameters' Gramian is computed; "
+                "level='features' computes the representation's: leave engine='auto'"
+            )
+        self.engine = engine
+        # torchjd's Gramian engine over the shared modules (its hooks must see the forward pass):
+        # built below where it can serve, dropped (with its hooks) where it turns out it cannot.
+        self._autogram: Any = None
+        self._engine_checked = False
+        #: how the last ``res.backward()`` aggregated: ``"autojac"``, ``"autogram"`` or
+        #: ``"features"`` (None before the first)
+        self.last_engine: str | None = None
         if shared is None and features is None:
             raise ConfigError(
                 "a gradient balancer needs the shared part of the model: shared=<module or "
@@ -256,6 +353,15 @@ class Gradient(BalancerBase):
             isinstance(method, str) and spec.random_draws
         )
         self.capabilities = replace(type(self).capabilities, random_draws=random)
+        if level == "features":
+            if features is None and shared is not None and shared_modules(shared) is None:
+                raise ConfigError(
+                    "level='features' aggregates the gradients of the shared representation: "
+                    "give shared=<module(s)> (their outputs are the features) or features=<key "
+                    "of the representation in the model outputs>, not bare parameters"
+                )
+            # One ordinary backward: DDP reduces the gradients, the Gramian is reduced here.
+            self.capabilities = replace(self.capabilities, synchronize=False)
         self._shared = _entries(shared) if shared is not None else None
         self._selector = features
         self.skip_zero = skip_zero
@@ -269,7 +375,24 @@ class Gradient(BalancerBase):
         self._pending_weights = torch.zeros(0)
         if isinstance(method, str) and not self._per_key_count:
             self.aggregator = _build(self.method, 0, options)  # fails now if a solver is missing
+        if level == "features" and hasattr(self, "aggregator"):
+            _refuse_at_features(self.method, self.aggregator)
+        if engine == "autogram":
+            if shared is None or shared_modules(shared) is None:
+                raise ConfigError(
+                    "engine='autogram' computes the Gramian over the shared modules: give "
+                    "shared=<module(s)>, not bare parameters"
+                )
+            if hasattr(self, "aggregator") and not _gramian_based(self.aggregator):
+                raise ConfigError(
+                    f"engine='autogram' serves aggregators whose weights depend only on the "
+                    f"Gramian ({_gramian_methods()}); {self.method!r} needs the gradients: use "
+                    "engine='autojac'"
+                )
         modules = shared_modules(shared) if shared is not None else None
+        gramian = hasattr(self, "aggregator") and _gramian_based(self.aggregator)
+        if level == "parameters" and engine != "autojac" and modules and gramian:
+            self._autogram = Engine(*modules, batch_dim=None)
         if features is None and modules is not None:
             # The hook holds the balancer weakly: a dropped criterion stops capturing.
             hook = _Capture(self)
@@ -281,6 +404,14 @@ class Gradient(BalancerBase):
         super().bind(keys)
         if self._per_key_count:
             self.aggregator = _build(self.method, len(keys), self._options)
+            if self.level == "features":
+                _refuse_at_features(self.method, self.aggregator)
+            if self.engine == "autogram" and not _gramian_based(self.aggregator):
+                raise ConfigError(
+                    f"engine='autogram' serves aggregators whose weights depend only on the "
+                    f"Gramian ({_gramian_methods()}); {self.method!r} needs the gradients: use "
+                    "engine='autojac'"
+                )
         if isinstance(self.aggregator, aggregation.NashMTL):
             _watch_nash(self.aggregator, self._watch)
 
@@ -338,6 +469,18 @@ class Gradient(BalancerBase):
         tensors = [parts[i].float() for i in live]
         scaled = (weights * factor).unbind()
         seeds = [scaled[i] for i in live]
+        if self.level == "features":
+            self.last_engine = "features"
+            live_keys = [keys[i] for i in live]
+            rows = self._backward_features(
+                tensors, seeds, features, live_keys, factor, grad_scaler, retain_graph
+            )
+            effective = torch.zeros_like(weights)
+            effective[live] = (
+                rows.index_select(0, self.index(live_keys, rows.device)).to(weights.dtype)
+                * weights[live]
+            )
+            return effective
         shared = self._shared_params(features)
         if not shared:
             # Every shared parameter is frozen: nothing to aggregate, the rest trains as usual.
@@ -345,6 +488,26 @@ class Gradient(BalancerBase):
             return weights
         if features:
             self._check_features(features, shared)
+        engine = self._engine_for(features)
+        if engine is not None:
+            live_keys = [keys[i] for i in live]
+            found = self._backward_autogram(
+                engine,
+                tensors,
+                seeds,
+                features,
+                shared,
+                live_keys,
+                factor,
+                grad_scaler,
+                retain_graph,
+            )
+            if found is not None:
+                self.last_engine = "autogram"
+                effective = torch.zeros_like(weights)
+                effective[live] = found.to(weights.dtype) * weights[live]
+                return effective
+        self.last_engine = "autojac"
         try:
             if features:
                 # torchjd backpropagates each term to the features on its own: terms that share
@@ -379,6 +542,134 @@ class Gradient(BalancerBase):
         effective = torch.zeros_like(weights)
         effective[live] = rows * weights[live]
         return effective
+
+    # -- feature level: the Gramian of the representation's per-key gradients ---------------
+    def _backward_features(
+        self,
+        tensors: list[Tensor],
+        seeds: list[Tensor],
+        features: list[Tensor],
+        keys: list[str],
+        factor: Tensor,
+        grad_scaler: torch.amp.GradScaler | None,
+        retain_graph: bool,
+    ) -> Tensor:
+        """Weigh the keys by the Gramian of their feature gradients, then one backward whose
+        gradient at the features is the weighted sum; returns the row weights over the bound
+        keys."""
+        if not features:
+            raise ConfigError(
+                f"gradient balancer {self.method!r} at level='features' found no features this "
+                "call: the shared modules did not run with gradients enabled, or features= "
+                "selected nothing"
+            )
+        positions = [self.keys.index(k) for k in keys]
+        found = feature_gradients(tensors, seeds, features, positions, len(self.keys))
+        several = world_size(None) > 1
+        # Alone, the call's keys; under several processes every bound key (ranks may differ).
+        chosen = list(range(len(self.keys))) if several else positions
+        index = torch.tensor(chosen, device=factor.device)
+        gramian = found.gramian.index_select(0, index).index_select(1, index)
+        rows = self._combine_rows(
+            gramian, [], [self.keys[i] for i in chosen], factor, grad_scaler, []
+        )
+        full = torch.zeros(len(self.keys), device=factor.device)
+        if rows is None:  # an overflow under a GradScaler: the plain sum, for it to skip
+            torch.autograd.backward(tensors, seeds, retain_graph=retain_graph)
+            full[index] = 1.0
+            return full
+        full[index] = rows
+        if several and isinstance(self.aggregator, _randomised()):
+            full = _broadcast_from_rank0([], full)
+        _backward_with(
+            tensors, seeds, features, found.combined(full.to(factor.dtype)), retain_graph
+        )
+        return full
+
+    # -- parameter level through torchjd's Gramian engine ----------------------------------
+    def _engine_for(self, features: list[Tensor]) -> Any:
+        """The autogram engine when this call uses it (see ``engine``), else None."""
+        if self._autogram is None:
+            return None
+        if world_size(None) > 1 or not features:
+            if self.engine == "autogram":
+                raise ConfigError(
+                    "engine='autogram' cannot serve this call: it needs one process (under "
+                    "torch.distributed the ranks' Jacobians must be summed before the Gramian) "
+                    "and the shared modules' outputs; use engine='auto' or 'autojac'"
+                )
+            self._autogram = None  # its hooks go with it
+            return None
+        return self._autogram
+
+    def _backward_autogram(
+        self,
+        engine: Any,
+        tensors: list[Tensor],
+        seeds: list[Tensor],
+        features: list[Tensor],
+        shared: list[Tensor],
+        keys: list[str],
+        factor: Tensor,
+        grad_scaler: torch.amp.GradScaler | None,
+        retain_graph: bool,
+    ) -> Tensor | None:
+        """The Gramian from torchjd's engine, the weights, then the weighted gradient put at the
+        features for one ordinary backward; returns the row weights over ``keys`` (None when
+        the engine refused the call: autojac runs it)."""
+        vector = torch.stack([t * s for t, s in zip(tensors, seeds)])
+        try:
+            gramian = engine.compute_gramian(vector).float()
+        except ValueError as exc:
+            # A forward pass of the shared modules with gradients and no backward since (a
+            # validation pass that kept gradients on, say): this call runs autojac.
+            warnings.warn(
+                f"{self.method}: torchjd's Gramian engine refused this call ({exc}); it runs "
+                "autojac instead",
+                LossKitWarning,
+                stacklevel=5,
+            )
+            return None
+        rows = self._combine_rows(gramian, [], keys, factor, grad_scaler, [])
+        if rows is None:  # an overflow under a GradScaler: the plain sum, for it to skip
+            torch.autograd.backward(tensors, seeds, retain_graph=retain_graph)
+            return torch.ones(len(keys), device=factor.device)
+        combined = torch.autograd.grad(
+            vector, features, grad_outputs=rows.to(vector.dtype), retain_graph=True
+        )
+        # Checked once, on a step that starts from empty .grad (then they hold this update).
+        check = not self._engine_checked and all(p.grad is None for p in shared)
+        _backward_with(tensors, seeds, features, list(combined), retain_graph)
+        if check:
+            self._check_engine(gramian, rows, shared)
+        return rows
+
+    def _check_engine(self, gramian: Tensor, rows: Tensor, shared: list[Tensor]) -> None:
+        """Once: whether the update's squared norm, read from the engine's Gramian, is the one
+        autograd wrote into the shared parameters (it is not when a module uses parameters it
+        holds for a child without calling the child: the engine never sees them)."""
+        expected = float(rows @ gramian @ rows)
+        found = sum(float(p.grad.float().pow(2).sum()) for p in shared if p.grad is not None)
+        if not (math.isfinite(expected) and math.isfinite(found)) or expected == 0.0:
+            return  # nothing to compare on this step: checked on a later one
+        self._engine_checked = True
+        if math.isclose(expected, found, rel_tol=1e-3):
+            return
+        if self.engine == "autogram":
+            raise ConfigError(
+                f"engine='autogram' missed part of the shared update: autograd gives {found:.6g} "
+                f"for its squared norm, torchjd's Gramian engine {expected:.6g} (a module uses "
+                "parameters of a child without calling it); use engine='autojac' for this model"
+            )
+        warnings.warn(
+            f"{self.method}: the squared norm of the shared update is {found:.6g} by autograd and "
+            f"{expected:.6g} by torchjd's Gramian engine (a module may use parameters of a child "
+            "without calling it): this step's weights came from an incomplete Gramian; "
+            "engine='auto' keeps to autojac from now on",
+            LossKitWarning,
+            stacklevel=5,
+        )
+        self._autogram = None  # its hooks go with it
 
     # -- several processes: aggregate once per optimizer step ------------------------------
     def _defer(
@@ -514,18 +805,37 @@ class Gradient(BalancerBase):
         for f in flat:
             f32 = f if f.dtype == torch.float32 else f.float()
             gramian += f32 @ f32.T
+        rows = self._combine_rows(gramian, flat, keys, factor, grad_scaler, shared)
+        if rows is None:
+            # Pass the overflow on: GradScaler finds it in unscale_ and skips the step.
+            for p, f in zip(shared, flat):
+                _accumulate(p, f.sum(0).reshape(p.shape))
+            # The step is skipped: report the term weights, as a plain sum would.
+            return torch.ones(m, device=factor.device)
+        return rows
+
+    def _combine_rows(
+        self,
+        gramian: Tensor,
+        flat: list[Tensor],
+        keys: list[str],
+        factor: Tensor,
+        grad_scaler: torch.amp.GradScaler | None,
+        shared: list[Tensor],
+    ) -> Tensor | None:
+        """The row weights the aggregator picks from the (scaled) Gramian, with ``flat`` the
+        rows' parameter blocks (written into ``shared``'s ``.grad``; none at feature level).
+        None for an overflow under a GradScaler."""
+        m = len(keys)
         norms = gramian.diagonal().tolist()  # the one host sync of the step
         bad = [k for k, v in zip(keys, norms) if not math.isfinite(v)]
         if bad:
             if grad_scaler is not None and grad_scaler.is_enabled():
-                # Pass the overflow on: GradScaler finds it in unscale_ and skips the step.
-                for p, f in zip(shared, flat):
-                    _accumulate(p, f.sum(0).reshape(p.shape))
-                # The step is skipped: report the term weights, as a plain sum would.
-                return torch.ones(m, device=factor.device)
+                return None
+            where = "representation" if self.level == "features" else "parameters"
             raise NonFiniteLossError(
                 f"the gradient of term(s) {', '.join(map(repr, bad))} with respect to the shared "
-                "parameters is non-finite; nothing was aggregated"
+                f"{where} is non-finite; nothing was aggregated"
             )
         keep = list(range(m))
         if self.skip_zero and not isinstance(self.aggregator, aggregation.NashMTL):
@@ -648,6 +958,27 @@ def _broadcast_from_rank0(shared: list[Tensor], rows: Tensor) -> Tensor:
         g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
     return flat[offset:].to(rows.dtype)
+
+
+def _backward_with(
+    tensors: list[Tensor],
+    seeds: list[Tensor],
+    features: list[Tensor],
+    combined: list[Tensor],
+    retain_graph: bool,
+) -> None:
+    """One ordinary backward of the seeded terms in which the gradient reaching each feature
+    tensor is replaced by ``combined``: the heads get their own gradients, the trunk the
+    aggregated one."""
+    handles = [
+        f.register_hook(lambda _grad, g=g: g)  # type: ignore[no-untyped-call]
+        for f, g in zip(features, combined)
+    ]
+    try:
+        torch.autograd.backward(tensors, seeds, retain_graph=retain_graph)
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _refuse_plain_backward(grad: Tensor) -> Tensor:
