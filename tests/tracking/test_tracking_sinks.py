@@ -100,7 +100,8 @@ def test_console_quiet_writes_nothing() -> None:
 def test_console_prints_plain_periodic_lines_with_eta_when_piped() -> None:
     out = io.StringIO()
     sink = sinks.Console(console=RichConsole(file=out, width=200), total=6, every=0.0)
-    assert sink.plain and not sink.quiet
+    assert sink.plain
+    assert not sink.quiet
     with Tracker([sink], every=2) as tracker:
         for value in (1.0, 1.0, 3.0, 3.0, 5.0, 5.0):
             tracker.update({"loss": torch.tensor(value)})
@@ -112,7 +113,8 @@ def test_console_prints_plain_periodic_lines_with_eta_when_piped() -> None:
         "train step 6/6 (100%)",
     ]
     assert all("ETA 0:00:" in line for line in lines[:3])
-    assert lines[0].endswith("loss 1") and lines[2].endswith("loss 5")
+    assert lines[0].endswith("loss 1")
+    assert lines[2].endswith("loss 5")
     assert lines[3] == "epoch 0 train  loss 3"
     assert "\x1b" not in out.getvalue()  # no terminal codes in a log file
 

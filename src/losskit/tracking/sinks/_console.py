@@ -27,7 +27,7 @@ def _format(values: dict[str, float | None] | object, keys: Sequence[str] | None
 
 
 def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
