@@ -116,11 +116,6 @@ class Trainer:
             own forward pass (a GAN's discriminator, then its generator), and each only on the
             gradient of its own keys with respect to its own parameters.
         routes: optimizer name -> loss keys (required with several optimizers).
-        shared_forward: with several optimizers, one forward pass per micro-batch serves every
-            route (one optimizer per task on shared outputs): each route's gradient (its keys
-            w.r.t. its optimizer's parameters) is taken from that pass before any optimizer
-            steps. False (the default) runs one forward per route, each after the previous
-            optimizer stepped, as a GAN's generator needs the discriminator just updated.
         forward: ``fn(model, batch) -> outputs`` (default ``model(batch)``), or a mapping from
             optimizer name to such a function for per-optimizer forward passes.
         schedulers: an LR scheduler or a mapping from optimizer name to one; stepped after each
@@ -146,6 +141,11 @@ class Trainer:
             the gradient cosines between keys on the shared parameters (``grad_norm/<key>``,
             ``cos/<a>/<b>``; see :func:`~losskit.diagnostics.gradient_health`), from the first
             micro-batch of the window; each key costs one extra backward pass that step.
+        shared_forward: with several optimizers, one forward pass per micro-batch serves every
+            route (one optimizer per task on shared outputs): each route's gradient (its keys
+            w.r.t. its optimizer's parameters) is taken from that pass before any optimizer
+            steps. False (the default) runs one forward per route, each after the previous
+            optimizer stepped, as a GAN's generator needs the discriminator just updated.
 
     Under ``torchrun`` (or with a process group already initialised) ``fit`` wraps the model in
     DDP unless it is DDP or FSDP2 already, shards DataLoaders with a ``DistributedSampler``,
@@ -161,7 +161,6 @@ class Trainer:
         *,
         routes: Mapping[str, Sequence[str]] | None = None,
         forward: ForwardFn | Mapping[str, ForwardFn] | None = None,
-        shared_forward: bool = False,
         schedulers: Scheduler | Mapping[str, Scheduler] | None = None,
         scheduler_interval: Literal["step", "epoch"] = "epoch",
         accumulate: int = 1,
@@ -178,6 +177,7 @@ class Trainer:
         device: str | torch.device | None = None,
         seed: int | None = None,
         diagnostics_every: int | None = None,
+        shared_forward: bool = False,
     ) -> None:
         self.model = model
         self.criterion = criterion
