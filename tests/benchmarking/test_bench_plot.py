@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from losskit.benchmarking._report import BenchReport, CaseResult, _precision_bars  # noqa: E402
-from losskit.benchmarking._stability import Precision  # noqa: E402
+from losskit.benchmarking._report import BenchReport, CaseResult, _precision_bars
+from losskit.benchmarking._stability import Precision
 
 
 def _report() -> BenchReport:
