@@ -282,6 +282,7 @@ def recommend_command(
         recs = recommend(task, outliers=outliers, imbalance=imbalance, targets=loaded)  # type: ignore[arg-type]
     except LossKitError as exc:
         raise _fail(exc) from exc
+    selected = "pred" if task in ("regression", "count", "quantile") else "logits"
     if as_json:
         _echo_json(
             [
@@ -290,7 +291,7 @@ def recommend_command(
                     "options": rec.options,
                     "why": rec.why,
                     "toml": rec.toml("main"),
-                    "python": rec.python("main"),
+                    "python": rec.python("main", input=selected),
                 }
                 for rec in recs
             ]
@@ -308,7 +309,8 @@ def recommend_command(
     console = Console()
     console.print(table)
     console.print("as a config term:\n" + recs[0].toml("main"), highlight=False)
-    console.print("\nin Python:\n" + recs[0].python("main"), highlight=False, soft_wrap=True)
+    code = recs[0].python("main", input=selected)
+    console.print("\nin Python:\n" + code, highlight=False, soft_wrap=True)
 
 
 @app.command(name="report")

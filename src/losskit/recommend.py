@@ -60,11 +60,14 @@ class Recommendation:
             <BLANKLINE>
             reg = lk.Term("huber", input="pred", target="target", options={"delta": 1.0})
         """
-        parts = [repr(self.loss).replace("'", '"'), f'input="{input}"', f'target="{target}"']
+        parts = [f'"{self.loss}"', f'input="{input}"', f'target="{target}"']
         if self.options:
             inner = ", ".join(f'"{k}": {_python_value(v)}' for k, v in self.options.items())
             parts.append(f"options={{{inner}}}")
-        return f"import torch\nimport losskit as lk\n\n{key} = lk.Term({', '.join(parts)})"
+        call = f"{key} = lk.Term({', '.join(parts)})"
+        if len(call) > 79:  # one argument a line, as black would
+            call = f"{key} = lk.Term(\n" + "".join(f"    {p},\n" for p in parts) + ")"
+        return f"import torch\nimport losskit as lk\n\n{call}"
 
 
 def _python_value(value: Any) -> str:

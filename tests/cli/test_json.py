@@ -76,3 +76,16 @@ def test_run_and_report_json(tmp_path: Path, configs: Path) -> None:
     assert set(data["final"]["val"]) >= {"loss", "loss/cls"}
     report = _json(["report", str(out), "--json"])
     assert report == {"report": str(out / "report.html")}
+
+
+def test_text_output_fits_80_columns(tmp_path: Path) -> None:
+    targets = tmp_path / "y.pt"
+    torch.save(torch.tensor([0, 0, 0, 0, 1, 2]), targets)
+    for args in (
+        ["losses"],
+        ["recommend", "--task", "multiclass", "--imbalance", "--targets", str(targets)],
+        ["recommend", "--task", "regression", "--outliers"],
+    ):
+        result = runner.invoke(app, args, env={"COLUMNS": "80"})
+        assert result.exit_code == 0, result.output
+        assert max(len(line) for line in result.output.splitlines()) <= 80, result.output
