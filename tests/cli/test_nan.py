@@ -99,3 +99,13 @@ def test_lint_elides_the_runs_common_folder_and_wraps_advice_once(
         rest = [line for line in lines[start + 1 : start + 6] if line.startswith("    ")]
         assert len(rest) <= 3
         assert all(len(line) > 40 for line in lines[start : start + len(rest)])
+
+
+def test_doctor_text_lists_findings_at_full_width(configs: Path) -> None:
+    result = runner.invoke(app, ["doctor", str(configs / "nan.toml"), "--steps", "10"], env=ENV)
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    at = lines.index("error nonfinite")
+    assert lines[at + 1].startswith("  training step ")
+    assert len(lines[at + 1].rstrip()) > 50  # the message runs at the full width, not folded
