@@ -157,6 +157,9 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), help="The run folder to write."),
     epochs: int | None = typer.Option(None, min=1, help="Override the number of epochs."),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the summary as JSON (and no progress)."
+    ),
 ) -> None:
     """Train the demo: three heads on the embedded handwritten digits, with a report."""
     from losskit.config import load_config
@@ -164,7 +167,7 @@ def demo(
     cfg = load_config(resources.files("losskit").joinpath("demo.toml"))  # type: ignore[arg-type]
     if epochs is not None:
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"epochs": epochs})})
-    _execute(cfg, out, resume=False, quiet=quiet)
+    _execute(cfg, out, resume=False, quiet=quiet, as_json=as_json)
 
 
 @app.command(name="run")

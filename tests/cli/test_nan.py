@@ -109,3 +109,13 @@ def test_doctor_text_lists_findings_at_full_width(configs: Path) -> None:
     at = lines.index("error nonfinite")
     assert lines[at + 1].startswith("  training step ")
     assert len(lines[at + 1].rstrip()) > 50  # the message runs at the full width, not folded
+
+
+def test_lint_json_lists_the_onset_of_each_key(nan_run: Path) -> None:
+    result = runner.invoke(app, ["lint", str(nan_run), "--json"], env=ENV)
+    assert result.exit_code == 1, result.output
+    found = json.loads(result.output)
+    onsets = {(f["split"], f["key"]): f["steps"][0] for f in found if f["kind"] == "nonfinite"}
+    text = runner.invoke(app, ["lint", str(nan_run)], env=ENV).output.splitlines()[0]
+    assert text == f"first non-finite: train/loss/cls at step {onsets['train', 'loss/cls']}"
+    assert onsets["train", "loss"] == onsets["train", "loss/cls"]
