@@ -48,3 +48,14 @@ def test_an_infinite_error_is_a_marked_bar_at_the_axis_limit() -> None:
 def test_the_report_writes_a_plot_with_an_infinite_error(tmp_path: Path) -> None:
     paths = _report().write(tmp_path)
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_report_whose_only_error_is_infinite_still_plots(tmp_path: Path) -> None:
+    only = CaseResult("nan_everywhere", None, None, [], [Precision("float16", None, math.inf)])
+    fig, axis = plt.subplots()
+    try:
+        _precision_bars(axis, BenchReport([only]))
+        assert [t.get_text() for t in axis.texts] == [" inf"]
+    finally:
+        plt.close(fig)
+    assert BenchReport([only]).write(tmp_path)["plot"].stat().st_size > 0

@@ -124,3 +124,25 @@ def test_shared_forward_refuses_a_forward_per_optimizer() -> None:
 
     with pytest.raises(lk.errors.ConfigError, match="one forward function"):
         _trainer(model, shared_forward=True, forward={"cls": fwd, "reg": fwd})
+
+
+def test_a_run_file_turns_the_shared_forward_on() -> None:
+    from losskit.config import load_config
+    from losskit.run import build
+
+    term = {"loss": "cross_entropy", "input": "logits", "target": "label"}
+    cfg = load_config(
+        {
+            "model": {"source": "digits_mlp", "input": "pixels"},
+            "data": {"source": "digits"},
+            "terms": {"cls": term, "ink": {"loss": "mse", "input": "ink", "target": "ink"}},
+            "optimizers": {
+                "a": {"name": "sgd", "lr": 0.1, "keys": ["cls"]},
+                "b": {"name": "sgd", "lr": 0.1, "keys": ["ink"]},
+            },
+            "trainer": {"shared_forward": True},
+        }
+    )
+    trainer, _, _ = build(cfg, progress=False)
+    assert trainer.shared_forward
+    assert trainer.routes == {"a": ("cls",), "b": ("ink",)}

@@ -140,7 +140,9 @@ def _precision_bars(axis: Any, report: BenchReport) -> None:
                 bar.set_hatch("//")
                 bar.set_edgecolor("tab:red")
                 axis.text(limit, bar.get_y() + width / 2, " inf", va="center", color="tab:red")
-    axis.set_xlim(right=limit * 4)
+    if any(v is not None for errs in table.values() for v in errs):
+        low = min(finite) / 4 if finite else limit / 1e3
+        axis.set_xlim(low, limit * 4)  # room for the "inf" marks; positive for the log scale
 
 
 def _plot(report: BenchReport, path: Path) -> None:

@@ -301,7 +301,7 @@ class Trainer:
                 raise ConfigError(
                     f"the Trainer calls model(batch) when no forward= is given, and the batch "
                     f"is {what}, which {type(model).__name__} does not take ({exc}); pass "
-                    f"forward=lambda model, batch: {example} (see docs/guide.md)"
+                    f"forward=lambda model, batch: {example} (see docs/trainer.md)"
                 ) from exc
 
         if forward is None or callable(forward):
