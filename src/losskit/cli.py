@@ -9,15 +9,24 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand
 
+from losskit._cli_help import PlainCommand, PlainGroup
 from losskit.errors import LossKitError
 
 # Every command imports torch and losskit's internals in its body: ``losskit --help`` and
 # ``losskit <command> --help`` stay fast.
 
+EXIT_CODES = (
+    "Exit status: 0 ok; 1 findings (doctor, lint); 2 usage or input error (a bad option, "
+    "a bad or missing file, an invalid configuration)."
+)
+
 app = typer.Typer(
     name="losskit",
     help="Train PyTorch models with several named losses.",
+    epilog=EXIT_CODES,
+    cls=PlainGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -42,8 +51,21 @@ def _main(
 
 
 def _fail(exc: LossKitError) -> typer.Exit:
-    Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console.print("[bold red]error:[/] ", end="")
+    console.print(str(exc), markup=False)  # "[optimizer]" in a message is text, not markup
     return typer.Exit(code=2)
+
+
+def _echo_json(data: Any) -> None:
+    """``data`` as indented JSON on stdout (tensors as lists, paths as strings)."""
+    import json
+
+    def plain(value: Any) -> Any:
+        tolist = getattr(value, "tolist", None)
+        return tolist() if callable(tolist) else str(value)
+
+    typer.echo(json.dumps(data, indent=2, default=plain))
 
 
 def _summary_table(summary: dict[str, Any]) -> Table:
@@ -85,13 +107,15 @@ def _announce_code(config: Any) -> None:
         )
 
 
-def _execute(config: Any, out: Path | None, resume: bool, quiet: bool) -> None:
+def _execute(
+    config: Any, out: Path | None, resume: bool, quiet: bool, as_json: bool = False
+) -> None:
     from losskit.run import run
 
     console = Console()
     try:
         _announce_code(config)
-        result = run(config, out=out, progress=not quiet, resume=resume)
+        result = run(config, out=out, progress=not (quiet or as_json), resume=resume)
     except LossKitError as exc:
         raise _fail(exc) from exc
     from losskit._dist import is_main
@@ -99,6 +123,9 @@ def _execute(config: Any, out: Path | None, resume: bool, quiet: bool) -> None:
     if not is_main():  # under torchrun rank 0 reports
         return
     if result.complete:  # a resumed run that had finished: nothing written
+        if as_json:
+            _echo_json({"run_dir": str(result.run_dir), "complete": True, **result.summary})
+            return
         console.print(_summary_table(result.summary))
         console.print(f"run complete: {result.run_dir} had finished; nothing to resume")
         return
@@ -106,6 +133,10 @@ def _execute(config: Any, out: Path | None, resume: bool, quiet: bool) -> None:
         report = _render_report(result.run_dir)
     except LossKitError as exc:  # e.g. a corrupt log line; the run's files stay
         raise _fail(exc) from exc
+    if as_json:
+        where = {"run_dir": str(result.run_dir), "report": str(report) if report else None}
+        _echo_json({**where, "complete": False, **result.summary})
+        return
     console.print(_summary_table(result.summary))
     if "val_accuracy" in result.summary:
         console.print(f"validation accuracy: [bold]{result.summary['val_accuracy']:.4f}[/]")
@@ -126,6 +157,9 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), help="The run folder to write."),
     epochs: int | None = typer.Option(None, min=1, help="Override the number of epochs."),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the summary as JSON (and no progress)."
+    ),
 ) -> None:
     """Train the demo: three heads on the embedded handwritten digits, with a report."""
     from losskit.config import load_config
@@ -133,23 +167,29 @@ def demo(
     cfg = load_config(resources.files("losskit").joinpath("demo.toml"))  # type: ignore[arg-type]
     if epochs is not None:
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"epochs": epochs})})
-    _execute(cfg, out, resume=False, quiet=quiet)
+    _execute(cfg, out, resume=False, quiet=quiet, as_json=as_json)
 
 
 @app.command(name="run")
 def run_config(
     config: Path = typer.Argument(..., help="A run configuration (TOML)."),
-    out: Path | None = typer.Option(None, help="The run folder (default: [run] out or runs/NAME)."),
+    out: Path | None = typer.Option(
+        None, help="The run folder (default: the config's run.out, or runs/NAME)."
+    ),
     resume: bool = typer.Option(False, help="Continue from the run folder's last.pt."),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the summary as JSON (and no progress)."
+    ),
 ) -> None:
     """Train what a configuration file describes."""
-    _execute(config, out, resume=resume, quiet=quiet)
+    _execute(config, out, resume=resume, quiet=quiet, as_json=as_json)
 
 
 @app.command(name="losses")
 def list_losses(
     family: str | None = typer.Option(None, help="Only losses of this family."),
+    as_json: bool = typer.Option(False, "--json", help="Print the catalogue as JSON."),
 ) -> None:
     """List the loss catalogue."""
     from losskit import losses
@@ -159,6 +199,19 @@ def list_losses(
         raise _fail(
             LossKitError(f"no loss family {family!r}; the families are {', '.join(families)}")
         )
+    if as_json:
+        _echo_json(
+            [
+                {
+                    "name": spec.name,
+                    "family": spec.family,
+                    "aliases": list(spec.aliases),
+                    "description": spec.description,
+                }
+                for spec in losses.available(family)
+            ]
+        )
+        return
     table = Table(title="losskit loss catalogue")
     for column in ("name", "family", "aliases", "description"):
         table.add_column(column)
@@ -200,6 +253,7 @@ def recommend_command(
     targets: Path | None = typer.Option(
         None, help="A .pt or .npy file of training targets, to compute class weights from."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print the suggestions as JSON."),
 ) -> None:
     """Suggest catalogue losses and their settings for a problem, with the reasons."""
     import sys
@@ -231,8 +285,23 @@ def recommend_command(
         recs = recommend(task, outliers=outliers, imbalance=imbalance, targets=loaded)  # type: ignore[arg-type]
     except LossKitError as exc:
         raise _fail(exc) from exc
+    selected = "pred" if task in ("regression", "count", "quantile") else "logits"
+    if as_json:
+        _echo_json(
+            [
+                {
+                    "loss": rec.loss,
+                    "options": rec.options,
+                    "why": rec.why,
+                    "toml": rec.toml("main"),
+                    "python": rec.python("main", input=selected),
+                }
+                for rec in recs
+            ]
+        )
+        return
     table = Table(title=f"losses for {task}")
-    for column in ("loss", "settings", "why"):
+    for column in ("loss", "options", "why"):
         table.add_column(column)
     for rec in recs:
         settings = ", ".join(
@@ -243,6 +312,8 @@ def recommend_command(
     console = Console()
     console.print(table)
     console.print("as a config term:\n" + recs[0].toml("main"), highlight=False)
+    code = recs[0].python("main", input=selected)
+    console.print("\nin Python:\n" + code, highlight=False, soft_wrap=True)
 
 
 @app.command(name="report")
@@ -252,6 +323,7 @@ def report_command(
     skip_corrupt: bool = typer.Option(
         False, help="Leave out corrupt log lines instead of failing."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report's path as JSON."),
 ) -> None:
     """Write the self-contained HTML report (plots, summary, config) of a run folder."""
     from losskit.report import render
@@ -260,6 +332,9 @@ def report_command(
         path = render(run_dir, output=output, skip_corrupt=skip_corrupt)
     except LossKitError as exc:
         raise _fail(exc) from exc
+    if as_json:
+        _echo_json({"report": str(path)})
+        return
     Console().print(f"report: {path}", highlight=False)
 
 
@@ -267,11 +342,15 @@ def report_command(
 @app.command()
 def doctor(
     config: Path = typer.Argument(..., help="A run configuration (TOML), as for `losskit run`."),
+    batches: int = typer.Option(1, min=1, help="Training batches to check."),
+    steps: int = typer.Option(
+        0, min=0, help="Then train this many steps and check again (finds a later NaN)."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Check every loss term on one training batch: inputs, contracts, shares, gradients.
+    """Check every loss term on training batches: inputs, contracts, shares, gradients.
 
-    Exits with status 1 when a finding is an error (a non-finite term, a broken contract).
+    Exits 1 when a finding is an error (a non-finite term, a broken contract), 2 on bad input.
     """
     import json
 
@@ -279,7 +358,7 @@ def doctor(
 
     try:
         _announce_code(config)
-        report = diagnose_config(config)
+        report = diagnose_config(config, batches=batches, steps=steps)
     except LossKitError as exc:
         raise _fail(exc) from exc
     if json_output:
@@ -296,8 +375,10 @@ def lint_command(
     run_dirs: list[Path] = typer.Argument(..., help="Run folders (or metrics.jsonl files)."),
     as_json: bool = typer.Option(False, "--json", help="Print the findings as a JSON list."),
 ) -> None:
-    """Find NaNs, spikes, divergence, plateaus, overfitting, oscillation and multi-loss
-    trouble in run logs; exit 1 when there is any finding (for CI), 2 on an unreadable log."""
+    """Find NaNs, spikes, divergence, plateaus and multi-loss trouble in run logs.
+
+    Also overfitting and oscillation. Exits 1 on any finding (for CI), 2 on a bad log.
+    """
     import json
 
     from losskit.lint import lint_runs
@@ -309,25 +390,58 @@ def lint_command(
     if as_json:
         typer.echo(json.dumps([f.to_dict() for f in found], indent=2))
     elif found:
-        table = Table(title=f"{len(found)} finding(s)")
-        for column in ("run", "split/key", "kind", "steps", "what", "advice"):
-            table.add_column(column, overflow="fold")
-        for f in found:
-            style = "red" if f.severity == "error" else "yellow"
-            table.add_row(
-                f.run,
-                f"{f.split}/{f.key}",
-                f.kind,
-                f"{f.start}-{f.end}",
-                f.message,
-                f.advice,
-                style=style,
-            )
-        Console().print(table)
+        _print_findings(found)
     else:
         Console().print(f"no findings in {len(run_dirs)} run(s)")
     if found:
         raise typer.Exit(code=1)
+
+
+def _elide_prefix(names: list[str]) -> tuple[str, list[str]]:
+    """The folder prefix all ``names`` share (when there are several) and what is left."""
+    import os
+
+    if len(set(names)) < 2:
+        return "", names
+    common = os.path.commonpath(names) if all(names) else ""
+    if not common:
+        return "", names
+    return common, [os.path.relpath(n, common) for n in names]
+
+
+def _first_nonfinite(found: list[Any], runs: list[str]) -> str | None:
+    """One line naming the key that went non-finite first and its step (or None); ``runs``
+    are the findings' run names as shown."""
+    onsets = [(f, run) for f, run in zip(found, runs) if f.kind == "nonfinite"]
+    if not onsets:
+        return None
+    # At one step, a term's own key before the total it makes non-finite.
+    first, run = min(onsets, key=lambda o: (o[0].start, o[0].key == "loss", o[0].split != "train"))
+    where = f" in {run}" if run and len(set(runs)) > 1 else ""
+    return f"first non-finite: {first.split}/{first.key} at step {first.start}{where}"
+
+
+def _print_findings(found: list[Any]) -> None:
+    """Each finding on a line of its own, its message and advice wrapped once below it."""
+    import textwrap
+
+    console = Console(highlight=False)
+    width = max(40, min(console.width, 100))
+    prefix, runs = _elide_prefix([f.run for f in found])
+    headline = _first_nonfinite(found, runs)
+    if headline:
+        console.print(headline, style="bold red", soft_wrap=True)
+    console.print(f"{len(found)} finding(s)" + (" in runs under:" if prefix else ""))
+    if prefix:
+        console.print(f"  {prefix}", markup=False, soft_wrap=True)
+    for f, run in zip(found, runs):
+        style = "red" if f.severity == "error" else "yellow"
+        head = f"{f.severity} {f.kind}: {f.split}/{f.key}, steps {f.start}-{f.end}"
+        console.print(head + (f" ({run})" if run else ""), style=style, soft_wrap=True)
+        for text in (f.message, f"advice: {f.advice}" if f.advice else ""):
+            if text:
+                wrapped = textwrap.fill(text, width, initial_indent="  ", subsequent_indent="    ")
+                console.print(wrapped, markup=False, soft_wrap=True)
 
 
 @app.command(name="compare")
@@ -477,3 +591,13 @@ def _bench_shape(shape: str) -> tuple[int, ...]:
 def main() -> None:
     """Entry point of the ``losskit`` console script."""
     app()
+
+
+def _plain_help() -> None:
+    """Every command's help in plain words (see :mod:`losskit._cli_help`)."""
+    for info in app.registered_commands:
+        if info.cls is None or info.cls is TyperCommand:
+            info.cls = PlainCommand
+
+
+_plain_help()

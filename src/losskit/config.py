@@ -56,7 +56,7 @@ from pydantic import (
 from losskit import balancers, components, losses, schedules
 from losskit._io import file_name_problem
 from losskit._registry import Registry
-from losskit._signature import accepted, check_keywords
+from losskit._signature import accepted, check_keywords, did_you_mean
 from losskit.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -292,7 +292,8 @@ class TermConfig(_Arguments):
                 make_weight(self.arguments["weight"])
             except ConfigError as exc:
                 raise _FieldError("weight", str(exc)) from None
-        _fill(self, {k: v for k, v in _defaults("terms", term).items() if k != "loss"})
+        defaults = _defaults("terms", term).items()
+        _fill(self, {k: v for k, v in defaults if k not in ("loss", "options")})
         return self
 
     @property
@@ -431,6 +432,8 @@ class RunConfig(_Arguments):
 
     def model_post_init(self, context: Any, /) -> None:
         if (self.optimizer is None) == (self.optimizers is None):
+            # A misspelt section first ([optimiser]): its did-you-mean says more than this.
+            _check_table("criterion", constructor("criterion"), self.arguments, extra=_SECTIONS)
             raise ValueError("give exactly one of [optimizer] or [optimizers.NAME]")
         for name, opt in (self.optimizers or {}).items():
             if opt.keys is None:
@@ -489,8 +492,21 @@ def _describe_error(error: Any) -> str:
         message = str(cause)
     location = ".".join(parts) or "(top level)"
     if error["type"] == "extra_forbidden":
-        message = "unknown field"
+        allowed = _fields_at(tuple(error["loc"][:-1]))
+        hint = did_you_mean(parts[-1], allowed)
+        message = f"unknown field{hint}{' ' if hint else '; '}allowed: {', '.join(allowed)}"
     return f"{location}: {message}"
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the section of the run file at ``loc`` (``("run",)``, ...)."""
+    model: Any = RunConfig
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
 
 
 def load_config(source: str | Path | dict[str, Any]) -> RunConfig:

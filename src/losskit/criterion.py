@@ -668,8 +668,9 @@ class Criterion(nn.Module):
         if bad:
             message = (
                 f"loss term(s) {', '.join(map(repr, bad))} became non-finite between step "
-                f"{since} and step {self._progress.step}; use Criterion(check='always') to stop "
-                "at the offending step with a summary of the term's inputs"
+                f"{since} and step {self._progress.step}; use Criterion(check='always') (in a "
+                'run file: check = "always" at the top) to stop at the offending step with a '
+                "summary of the term's inputs"
             )
             self._act(message)
 

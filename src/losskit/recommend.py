@@ -47,6 +47,38 @@ class Recommendation:
             lines.append(f"options = {{ {inner} }}")
         return "\n".join(lines)
 
+    def python(self, key: str, *, input: str = "logits", target: str = "target") -> str:
+        """Python code (imports included) that builds this term as ``KEY = lk.Term(...)``; the
+        loss's settings go in ``options``, as in the TOML, so a class ``weight`` never meets the
+        term's own.
+
+        Example::
+
+            >>> print(Recommendation("huber", {"delta": 1.0}).python("reg", input="pred"))
+            import torch
+            import losskit as lk
+            <BLANKLINE>
+            reg = lk.Term("huber", input="pred", target="target", options={"delta": 1.0})
+        """
+        parts = [f'"{self.loss}"', f'input="{input}"', f'target="{target}"']
+        if self.options:
+            inner = ", ".join(f'"{k}": {_python_value(v)}' for k, v in self.options.items())
+            parts.append(f"options={{{inner}}}")
+        call = f"{key} = lk.Term({', '.join(parts)})"
+        if len(call) > 79:  # one argument a line, as black would
+            call = f"{key} = lk.Term(\n" + "".join(f"    {p},\n" for p in parts) + ")"
+        return f"import torch\nimport losskit as lk\n\n{call}"
+
+
+def _python_value(value: Any) -> str:
+    if isinstance(value, Tensor):
+        if value.is_floating_point():  # six digits, and a float literal (2.0, not 2)
+            value = value.double().mul(1e6).round().div(1e6)
+        return f"torch.tensor({value.tolist()!r})"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
 
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):

@@ -154,6 +154,13 @@ def _pick(key: str, role: str, selector: Selector, where: str, source: Any, othe
 
 
 def _as_schedule(weight: WeightLike) -> Schedule:
+    if isinstance(weight, (Tensor, list, tuple)):
+        raise ConfigError(
+            "a term weight must be a number or a schedule, got a "
+            f"{type(weight).__name__}: class weights are the loss's own option, given as "
+            "options={'weight': class_w} (the TOML's `options = { weight = [...] }`), e.g. "
+            "Term('cross_entropy', input='logits', target='label', options={'weight': w})"
+        )
     if isinstance(weight, bool):
         raise ConfigError(f"a term weight must be a number or a schedule, got {weight!r}")
     if isinstance(weight, (int, float)):
@@ -197,7 +204,12 @@ class Term(nn.Module):
             nothing and is reported in ``res.absent``, not as 0. A batch where it has nothing
             to average (an empty mask, every target ``ignore_index``) gives it the count 0 and
             the value 0 (never NaN), which means and balancers leave out.
-        **loss_kwargs: arguments for the catalogue loss when ``loss`` is a name.
+        options: the catalogue loss's arguments, as the TOML's ``options = {...}``: the one
+            home for a loss option whose name a term argument takes too, such as
+            cross-entropy's class ``weight`` (``options={"weight": class_w}``).
+        **loss_kwargs: further arguments for the catalogue loss when ``loss`` is a name
+            (``Term("focal", gamma=2.0)``); they join ``options``, and a name given in both is
+            refused.
 
     With ``mask`` or ``sample_weight`` the loss is computed unreduced and reduced here as
     ``sum(w * loss) / sum(w)``, so the loss must accept ``reduction="none"``.
@@ -213,6 +225,13 @@ class Term(nn.Module):
         >>> term = Term("cross_entropy", input="logits", target="label", mask="valid")
         >>> out = {"logits": torch.zeros(3, 5)}
         >>> batch = {"label": torch.tensor([0, 1, 2]), "valid": torch.tensor([True, True, False])}
+        >>> term.compute("cls", out, batch)
+        tensor(1.6094)
+
+    Class weights of a loss go in ``options`` (the term's own ``weight`` scales the term)::
+
+        >>> w = torch.tensor([1.0, 2.0, 1.0, 1.0, 1.0])
+        >>> term = Term("cross_entropy", input="logits", target="label", options={"weight": w})
         >>> term.compute("cls", out, batch)
         tensor(1.6094)
     """
@@ -231,9 +250,22 @@ class Term(nn.Module):
         enabled: bool = True,
         monitor: bool = False,
         optional: bool = False,
+        options: Mapping[str, Any] | None = None,
         **loss_kwargs: Any,
     ) -> None:
         super().__init__()
+        if options is not None:
+            if not isinstance(options, Mapping):
+                raise ConfigError(
+                    f"options must be a mapping of the loss's arguments (options={{'weight': "
+                    f"class_w}}), got {type(options).__name__}"
+                )
+            twice = sorted(set(options) & set(loss_kwargs))
+            if twice:
+                raise ConfigError(
+                    f"loss arguments {twice} given both in options= and as keywords; give each once"
+                )
+            loss_kwargs = {**options, **loss_kwargs}
         if monitor and not (isinstance(weight, (int, float)) and weight == 1.0):
             raise ConfigError(
                 f"a monitor-only term takes no weight (it never enters the total), got "

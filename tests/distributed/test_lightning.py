@@ -42,7 +42,13 @@ def test_ddp_spawn_logs_the_single_process_epoch_means(
     keys = {f"{s}/{k}" for s in ("train", "val") for k in ("loss", "loss/cls", "weight/ink")}
     assert keys <= set(single)
     assert set(ddp) == set(single)
-    assert_close(ddp, single)
+    # Training keys are also logged per step (the mixin's default): a step's value is the mean
+    # of the processes' values on their shares of that step, not what is compared here.
+    assert "train/loss/cls_step" in ddp
+    assert_close(
+        {k: v for k, v in ddp.items() if not k.endswith("_step")},
+        {k: v for k, v in single.items() if not k.endswith("_step")},
+    )
 
 
 def test_gradient_balancer_weights_are_logged_after_aggregation(

@@ -88,14 +88,35 @@ def test_csv_without_points_writes_interval_rows(tmp_path: Path) -> None:
     assert float(row["loss"]) == 2.0
 
 
-def test_console_is_quiet_when_not_a_terminal() -> None:
+def test_console_quiet_writes_nothing() -> None:
     out = io.StringIO()
-    sink = sinks.Console(console=RichConsole(file=out))
-    assert sink.quiet
+    sink = sinks.Console(console=RichConsole(file=out), quiet=True)
     with Tracker([sink]) as tracker:
         log_steps(tracker, [1.0])
         tracker.end_epoch()
     assert out.getvalue() == ""
+
+
+def test_console_prints_plain_periodic_lines_with_eta_when_piped() -> None:
+    out = io.StringIO()
+    sink = sinks.Console(console=RichConsole(file=out, width=200), total=6, every=0.0)
+    assert sink.plain
+    assert not sink.quiet
+    with Tracker([sink], every=2) as tracker:
+        for value in (1.0, 1.0, 3.0, 3.0, 5.0, 5.0):
+            tracker.update({"loss": torch.tensor(value)})
+        tracker.end_epoch()
+    lines = out.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines[:3]] == [
+        "train step 2/6 (33%)",
+        "train step 4/6 (67%)",
+        "train step 6/6 (100%)",
+    ]
+    assert all("ETA 0:00:" in line for line in lines[:3])
+    assert lines[0].endswith("loss 1")
+    assert lines[2].endswith("loss 5")
+    assert lines[3] == "epoch 0 train  loss 3"
+    assert "\x1b" not in out.getvalue()  # no terminal codes in a log file
 
 
 def test_console_shows_values_in_a_terminal() -> None:

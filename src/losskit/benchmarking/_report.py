@@ -166,6 +166,39 @@ def _finite_json(record: dict[str, Any]) -> dict[str, Any]:
     return {k: "inf" if isinstance(v, float) and math.isinf(v) else v for k, v in record.items()}
 
 
+def _gradient_errors(report: BenchReport, dtype: str) -> list[float | None]:
+    """Each case's relative gradient error in ``dtype`` (``inf`` when non-finite; None when
+    not measured or exactly 0, which a log axis cannot show)."""
+    errors: list[float | None] = []
+    for c in report.cases:
+        found = next((p for p in c.precision if p.dtype == dtype), None)
+        value = None if found is None or found.error else found.grad_error
+        errors.append(value if value is not None and value > 0 else None)
+    return errors
+
+
+def _precision_bars(axis: Any, report: BenchReport) -> None:
+    """The gradient errors per dtype; an infinite error is a hatched bar to the axis limit,
+    marked "inf" (dropped, it would read as the best case)."""
+    width = 0.25
+    dtypes = ("float32", "bfloat16", "float16")
+    table = {dtype: _gradient_errors(report, dtype) for dtype in dtypes}
+    finite = [v for errs in table.values() for v in errs if v is not None and math.isfinite(v)]
+    limit = max(finite) * 10 if finite else 1.0
+    for i, dtype in enumerate(dtypes):
+        rows = [k + (i - 1) * width for k in range(len(report.cases))]
+        values = [math.nan if v is None else (limit if math.isinf(v) else v) for v in table[dtype]]
+        bars = axis.barh(rows, values, height=width, label=dtype)
+        for bar, value in zip(bars, table[dtype]):
+            if value is not None and math.isinf(value):
+                bar.set_hatch("//")
+                bar.set_edgecolor("tab:red")
+                axis.text(limit, bar.get_y() + width / 2, " inf", va="center", color="tab:red")
+    if any(v is not None for errs in table.values() for v in errs):
+        low = min(finite) / 4 if finite else limit / 1e3
+        axis.set_xlim(low, limit * 4)  # room for the "inf" marks; positive for the log scale
+
+
 def _plot(report: BenchReport, path: Path) -> None:
     import matplotlib
 
@@ -182,18 +215,7 @@ def _plot(report: BenchReport, path: Path) -> None:
     left.barh(names, times, xerr=spread, color=colours)
     left.set_xlabel("forward+backward, ms (median, IQR)")
     left.invert_yaxis()
-    width = 0.25
-    for i, dtype in enumerate(("float32", "bfloat16", "float16")):
-        errs = []
-        for c in report.cases:
-            found = next((p for p in c.precision if p.dtype == dtype), None)
-            value = None if found is None or found.error else found.grad_error
-            errs.append(
-                value if value is not None and value != float("inf") and value > 0 else float("nan")
-            )
-        right.barh(
-            [k + (i - 1) * width for k in range(len(names))], errs, height=width, label=dtype
-        )
+    _precision_bars(right, report)
     right.set_xscale("log")
     right.set_yticks(range(len(names)), names)
     right.invert_yaxis()

@@ -10,8 +10,8 @@ parameters. Problems become :class:`Finding` objects with a concrete piece of ad
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,8 @@ from torch import Tensor, nn
 from losskit._findings import Finding
 from losskit.criterion import Criterion
 from losskit.diagnostics._gradients import cosines, gram_matrix, key_gradients
-from losskit.errors import LossInputError, LossKitError
+from losskit.errors import ConfigError, LossInputError, LossKitError, NonFiniteLossError
+from losskit.evaluation import to_device
 from losskit.losses.contracts import Contract
 
 if TYPE_CHECKING:
@@ -232,8 +233,9 @@ def _nonfinite_finding(
         "nonfinite",
         "error",
         key,
-        f"term {key!r} is {shown}: {where}. Criterion(nonfinite='raise', check='always') stops "
-        "training at the first such step with a summary of the inputs",
+        f"term {key!r} is {shown}: {where}. Criterion(nonfinite='raise', check='always') (in a run "
+        'file: check = "always" at the top) stops training at the first such step with a '
+        "summary of the inputs",
     )
 
 
@@ -441,21 +443,83 @@ def diagnose(
     return Diagnosis(reports, shared_names, untrained, conflicts, tuple(findings))
 
 
-def diagnose_config(config: RunConfig | str | Path) -> Diagnosis:
-    """:func:`diagnose` on the first training batch of a run configuration (a path or config).
+def diagnose_config(
+    config: RunConfig | str | Path, *, batches: int = 1, steps: int = 0
+) -> Diagnosis:
+    """:func:`diagnose` on training batches of a run configuration (a path or config).
 
     The model, criterion, data and forward pass are built as ``losskit run`` builds them.
+
+    Args:
+        batches: how many training batches to check; the report is the first one with an
+            error, or the last one's.
+        steps: then train this many optimizer steps as ``losskit run`` would (checking every
+            step's parameters for non-finite values) and check ``batches`` batches again: a
+            run that goes NaN at step 13 is found with ``steps >= 13``, and each finding's
+            ``start`` and message say after how many steps.
     """
     from losskit.config import load_config  # pydantic: only when a configuration is read
     from losskit.run import build
 
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise ConfigError(f"batches must be a positive integer, got {batches!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ConfigError(f"steps must be an integer >= 0, got {steps!r}")
     trainer, train, _ = build(
         config if not isinstance(config, (str, Path)) else load_config(config), progress=False
     )
-    batch = next(iter(train))
+    stream = _endless(train)
     forward = next(iter(trainer.forward.values()))
-    trainer.model.train()
-    return diagnose(trainer.model, trainer.criterion, batch, forward=forward)
+
+    def check(count: int) -> Diagnosis:
+        report: Diagnosis | None = None
+        for _ in range(count):
+            trainer.model.train()
+            batch = to_device(next(stream), trainer.device)
+            report = diagnose(trainer.model, trainer.criterion, batch, forward=forward)
+            if not report.ok:
+                break
+        assert report is not None
+        return report
+
+    report = check(batches)
+    if not report.ok or steps == 0:
+        return report
+    from losskit.tracking import Tracker
+
+    trainer.tracker = Tracker([], criterion=trainer.criterion)
+    for step in range(1, steps + 1):
+        trainer.model.train()
+        try:
+            trainer.train_window([to_device(next(stream), trainer.device)])
+        except NonFiniteLossError as exc:
+            found = Finding(
+                "nonfinite", "error", None, f"training step {step}: {exc}", start=step, end=step
+            )
+            return replace(report, findings=(*report.findings, found))
+        if not all(bool(torch.isfinite(p).all()) for p in trainer.model.parameters()):
+            return _after_steps(check(1), step)  # the keys' values on the spoilt parameters
+    return _after_steps(check(batches), steps)
+
+
+def _endless(loader: Iterable[Any]) -> Iterator[Any]:
+    """The loader's batches, epoch after epoch."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ConfigError("the training data yields no batch")
+
+
+def _after_steps(report: Diagnosis, steps: int) -> Diagnosis:
+    """``report`` with each finding dated: after ``steps`` training steps."""
+    dated = tuple(
+        replace(f, message=f"after {steps} training step(s): {f.message}", start=steps, end=steps)
+        for f in report.findings
+    )
+    return replace(report, findings=dated)
 
 
 def _weights(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.console import Group
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -81,25 +82,23 @@ def _conflicts(report: Diagnosis) -> Table | None:
     return table
 
 
-def _findings(report: Diagnosis) -> Table | Text:
+def _findings(report: Diagnosis) -> Group | Text:
+    """One finding after another, its message indented below its heading at the full width
+    (wrapped once, not folded into a narrow column)."""
     if not report.findings:
         return Text("no problems found", style="green")
-    table = Table(title="findings", title_justify="left", show_lines=True)
-    for column in ("", "key", "kind", "advice"):
-        table.add_column(column)
+    parts: list[Text | Padding] = [Text("findings", style="italic")]
     for finding in report.findings:
-        mark = (
-            Text("error", style="bold red")
-            if finding.severity == "error"
-            else Text("warning", style="yellow")
-        )
-        table.add_row(mark, finding.key or "-", finding.kind, finding.message)
-    return table
+        style = "bold red" if finding.severity == "error" else "yellow"
+        heading = Text(f"{finding.severity} {finding.kind}", style=style)
+        heading.append(f": {finding.key}" if finding.key else "", style="")
+        parts += [heading, Padding(Text(finding.message), (0, 0, 0, 2))]
+    return Group(*parts)
 
 
 def render(report: Diagnosis) -> Group:
     """The report as rich renderables, one table after another."""
-    parts: list[Table | Text] = [_inputs(report), _terms(report)]
+    parts: list[Table | Text | Group] = [_inputs(report), _terms(report)]
     conflicts = _conflicts(report)
     if conflicts is not None:
         parts.append(conflicts)

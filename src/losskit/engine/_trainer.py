@@ -141,6 +141,11 @@ class Trainer:
             the gradient cosines between keys on the shared parameters (``grad_norm/<key>``,
             ``cos/<a>/<b>``; see :func:`~losskit.diagnostics.gradient_health`), from the first
             micro-batch of the window; each key costs one extra backward pass that step.
+        shared_forward: with several optimizers, one forward pass per micro-batch serves every
+            route (one optimizer per task on shared outputs): each route's gradient (its keys
+            w.r.t. its optimizer's parameters) is taken from that pass before any optimizer
+            steps. False (the default) runs one forward per route, each after the previous
+            optimizer stepped, as a GAN's generator needs the discriminator just updated.
 
     Under ``torchrun`` (or with a process group already initialised) ``fit`` wraps the model in
     DDP unless it is DDP or FSDP2 already, shards DataLoaders with a ``DistributedSampler``,
@@ -172,6 +177,7 @@ class Trainer:
         device: str | torch.device | None = None,
         seed: int | None = None,
         diagnostics_every: int | None = None,
+        shared_forward: bool = False,
     ) -> None:
         self.model = model
         self.criterion = criterion
@@ -182,6 +188,12 @@ class Trainer:
             raise ConfigError("Trainer needs at least one optimizer")
         self.routes = self._check_routes(routes)
         self.forward = self._check_forward(forward)
+        if shared_forward and not (forward is None or callable(forward)):
+            raise ConfigError(
+                "shared_forward=True runs one forward for every route: pass one forward "
+                "function, not a mapping by optimizer"
+            )
+        self.shared_forward = bool(shared_forward) and len(self.optimizers) > 1
         self.schedulers = self._check_schedulers(schedulers)
         if scheduler_interval not in ("step", "epoch"):
             raise ConfigError(
@@ -289,7 +301,7 @@ class Trainer:
                 raise ConfigError(
                     f"the Trainer calls model(batch) when no forward= is given, and the batch "
                     f"is {what}, which {type(model).__name__} does not take ({exc}); pass "
-                    f"forward=lambda model, batch: {example} (see docs/guide.md)"
+                    f"forward=lambda model, batch: {example} (see docs/trainer.md)"
                 ) from exc
 
         if forward is None or callable(forward):
@@ -368,7 +380,9 @@ class Trainer:
         if self.replicas is None:  # called outside fit
             self.replicas = distributed.Replicas(self.model, self.criterion, len(self.optimizers))
         replicas = self.replicas
-        for name in self.optimizers:
+        if self.shared_forward:
+            self._shared_window(window, sizes, logs, health)
+        for name in self.optimizers if not self.shared_forward else ():
             if not enabled.intersection(self.routes[name]):
                 continue
             results = []
@@ -395,6 +409,54 @@ class Trainer:
             extra = health if index == 0 else None
             self.tracker.update(log, "train", batch_size=size, step=self.global_step, extra=extra)
 
+    def _shared_window(
+        self,
+        window: Sequence[Any],
+        sizes: Sequence[int],
+        logs: list[dict[str, Tensor]],
+        health: dict[str, Tensor] | None,
+    ) -> None:
+        """One forward per micro-batch for every route; each optimizer then steps on its own
+        keys' gradient w.r.t. its own parameters, all taken before any parameter changes."""
+        assert self.replicas is not None
+        enabled = set(self.criterion.enabled)
+        names = [n for n in self.optimizers if enabled.intersection(self.routes[n])]
+        total = sum(sizes)
+        grads: dict[str, list[Tensor | None]] = {n: [None] * len(self._params[n]) for n in names}
+        for index, (batch, size) in enumerate(zip(window, sizes)):
+            with self.replicas.micro_step(last=index == len(window) - 1):
+                with self._autocast():
+                    model = self.replicas.model
+                    outputs = self.forward[names[0]](model, batch) if names else None
+                for position, name in enumerate(names):
+                    with self._autocast():
+                        res = self.criterion(outputs, batch, keys=self.routes[name])
+                    if health is not None and index == 0:
+                        health.update(gradient_health(self._params[name], res))
+                    loss = res.total * (size / total)
+                    if self.scaler is not None:
+                        loss = self.scaler.scale(loss)
+                    found = torch.autograd.grad(
+                        loss,
+                        self._params[name],
+                        allow_unused=True,
+                        retain_graph=position < len(names) - 1,
+                    )
+                    sums = grads[name]
+                    for i, g in enumerate(found):
+                        if g is not None:
+                            previous = sums[i]
+                            sums[i] = g if previous is None else previous + g
+                    self._merge(logs[index], res)
+        for name in names:
+            params = self._params[name]
+            for p in params:
+                p.grad = None  # a parameter two optimizers share gets each one its own gradient
+            for p, summed in zip(params, grads[name]):
+                p.grad = summed
+            self.replicas.synchronize(params)
+            self._optimizer_step(name)
+
     @staticmethod
     def _merge(into: dict[str, Tensor], res: LossResult) -> None:
         log = res.log()
@@ -414,12 +476,25 @@ class Trainer:
         enabled = set(self.criterion.enabled)
         routes = [name for name in self.optimizers if enabled.intersection(self.routes[name])]
 
-        def batch_log(model: Any, batch: Any) -> dict[str, Tensor]:
+        # One forward per distinct forward function (once per batch unless the routes have
+        # their own), each route's keys evaluated on it as in training: no optimizer steps
+        # here, so the order is moot.
+        passes: dict[int, tuple[ForwardFn, list[str]]] = {}
+        for name in routes:
+            passes.setdefault(id(self.forward[name]), (self.forward[name], []))[1].append(name)
+
+        def batch_log(_: Any, batch: Any) -> dict[str, Tensor]:
             log: dict[str, Tensor] = {}
             outputs = None
-            for name in routes:
-                res, outputs = self._route_loss(name, batch)
-                self._merge(log, res)
+            model = self.replicas.model if self.replicas is not None else self.model
+            for forward, names in passes.values():
+                with self._autocast():
+                    outputs = forward(model, batch)
+                for name in names:
+                    keys = self.routes[name] if len(self.routes) > 1 else None
+                    with self._autocast():
+                        res = self.criterion(outputs, batch, keys=keys)
+                    self._merge(log, res)
             for metric, fn in self.metrics.items():
                 log[f"metric/{metric}"] = fn(outputs, batch).detach().float()
             return log

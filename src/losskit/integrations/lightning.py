@@ -52,8 +52,10 @@ Example::
     >>> trainer = lightning.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
     ...                             enable_progress_bar=False, enable_model_summary=False)
     >>> trainer.fit(Model(), data)
-    >>> sorted(trainer.callback_metrics)
+    >>> sorted(k for k in trainer.callback_metrics if not k.endswith(("_step", "_epoch")))
     ['train/loss', 'train/loss/mse', 'train/weight/mse']
+    >>> sorted(trainer.progress_bar_metrics)   # the total and each key, step and epoch
+    ['train/loss/mse_epoch', 'train/loss/mse_step', 'train/loss_epoch', 'train/loss_step']
 """
 
 from __future__ import annotations
@@ -95,15 +97,24 @@ class LossKitMixin:
 
     Class attributes (override in the subclass):
 
-    * ``losskit_on_step`` (default ``False``) and ``losskit_on_epoch`` (default ``True``): the
-      settings **every** logged key gets.
-    * ``losskit_prog_bar`` (default ``False``): show ``<split>/loss`` on the progress bar.
+    * ``losskit_on_step`` (default ``None``: every step in training, not in validation, as
+      Lightning's own ``self.log``; under DDP each step-level value is an all-reduce per key
+      per step) and ``losskit_on_epoch`` (default ``True``): the settings **every** logged key
+      of a split gets. With both, Lightning logs ``<name>_step`` and ``<name>_epoch``.
+    * ``losskit_prog_bar`` (default ``True``): show the total and each key
+      (``<split>/loss``, ``<split>/loss/<key>``) on the progress bar.
+
+    To turn them off, set them in the subclass::
+
+        class Model(LossKitMixin, lightning.LightningModule):
+            losskit_on_step = False    # epoch means only (no step-level host syncs)
+            losskit_prog_bar = False   # nothing on the progress bar
     """
 
     criterion: Criterion
-    losskit_on_step: bool = False
+    losskit_on_step: bool | None = None
     losskit_on_epoch: bool = True
-    losskit_prog_bar: bool = False
+    losskit_prog_bar: bool = True
     _losskit_last: LossResult | None = None
     _losskit_seen_step: int
 
@@ -128,30 +139,27 @@ class LossKitMixin:
                 # The weights are known once the step's gradients are aggregated: logged then.
                 self.__dict__.setdefault("_losskit_window", []).append((res, size or 1))
                 values = {k: v for k, v in values.items() if "/weight/" not in k}
-        self._losskit_log(values, size)
-        if self.losskit_prog_bar:
-            self.log(  # type: ignore[attr-defined]
-                f"{split}/loss_bar",
-                values[f"{split}/loss"],
-                on_step=self.losskit_on_step,
-                on_epoch=self.losskit_on_epoch,
-                sync_dist=True,
-                batch_size=size,
-                prog_bar=True,
-                logger=False,
-            )
+        self._losskit_log(values, size, split)
         return res
 
-    def _losskit_log(self, values: Mapping[str, Tensor], size: int | None) -> None:
-        # One setting for every key: keys logged otherwise deadlock DDP (terratorch#982).
-        self.log_dict(  # type: ignore[attr-defined]
-            dict(values),
-            on_step=self.losskit_on_step,
-            on_epoch=self.losskit_on_epoch,
-            sync_dist=True,
-            batch_size=size,
-            prog_bar=False,
-        )
+    def _losskit_log(self, values: Mapping[str, Tensor], size: int | None, split: str) -> None:
+        # One setting for every key of a split: keys logged otherwise deadlock DDP
+        # (terratorch#982). The progress bar shows the total and each key, not the weights.
+        on_step = self.losskit_on_step if self.losskit_on_step is not None else split == "train"
+        # Lists, in the result's order: every rank must log (and so all-reduce) the keys in the
+        # same order; a set's order changes with each process's string hashing.
+        shown = [k for k in values if k.startswith(f"{split}/loss")]
+        rest = [k for k in values if not k.startswith(f"{split}/loss")]
+        for part, bar in ((shown, self.losskit_prog_bar), (rest, False)):
+            if part:
+                self.log_dict(  # type: ignore[attr-defined]
+                    {k: values[k] for k in part},
+                    on_step=on_step,
+                    on_epoch=self.losskit_on_epoch,
+                    sync_dist=True,
+                    batch_size=size,
+                    prog_bar=bar,
+                )
 
     # -- Lightning hooks -----------------------------------------------------------------------
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
@@ -185,7 +193,7 @@ class LossKitMixin:
                     name = f"train/weight/{key}"
                     share = weight * (size / total)
                     weights[name] = weights[name] + share if name in weights else share
-            self._losskit_log(weights, total)
+            self._losskit_log(weights, total, "train")
         parent = getattr(super(), "on_before_optimizer_step", None)
         if parent is not None:
             parent(optimizer)

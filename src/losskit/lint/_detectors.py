@@ -54,9 +54,10 @@ def nonfinite(curve: Curve, t: Thresholds = _DEFAULT) -> list[Finding]:
             curve.split,
             f"{what} from step {curve.starts[first]} ({len(bad)} of {len(curve)} values "
             "non-finite)",
-            "run with Criterion(check='always') to stop at that step with a summary of the "
-            "term's inputs; lower the learning rate, clip gradients (clip_grad_norm) or compute "
-            "the loss in float32 (log-space losses under AMP)",
+            "run with Criterion(check='always') (in a run file: check = \"always\" at the top) "
+            "to stop at that step with a summary of the term's inputs; lower the learning "
+            "rate, clip gradients (clip_grad_norm) or compute the loss in float32 (log-space "
+            "losses under AMP)",
         )
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -25,19 +26,27 @@ def _format(values: dict[str, float | None] | object, keys: Sequence[str] | None
     return "  ".join(parts)
 
 
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
 class Console:
     """Show a progress bar per split with its latest interval means; print each epoch's means.
 
-    Quiet (writes nothing) when the output is not a terminal, so logs of batch jobs stay clean;
-    pass ``quiet=False`` to force it, or your own ``rich.console.Console``.
+    When the output is not a terminal (piped, a batch job's log) it prints plain lines instead
+    of a bar: the training split's progress with the time remaining at most every ``every``
+    seconds, and each epoch's means. ``quiet=True`` writes nothing; ``quiet=False`` draws the
+    bar even when the output is not a terminal.
 
     Args:
         total: the number of training steps, for the bar of ``train_split`` and the time
             remaining.
         keys: the keys to show (default: ``loss`` and every ``loss/<key>``).
         console: where to draw (default: a new ``rich.console.Console`` on stdout).
-        quiet: ``None`` decides from whether the console is a terminal.
+        quiet: ``None``: a bar in a terminal, plain lines elsewhere.
         train_split: the split whose bar counts towards ``total``.
+        every: seconds between two plain progress lines (the first one is printed at once).
 
     Example::
 
@@ -50,6 +59,16 @@ class Console:
         ...     _ = tracker.end_epoch()
         >>> "epoch 0 train  loss 0.5  cls 0.25" in out.getvalue()
         True
+
+    Piped, the same sink prints plain lines::
+
+        >>> out = io.StringIO()
+        >>> piped = rich.console.Console(file=out, width=100)
+        >>> with Tracker([sinks.Console(console=piped, total=4)], every=2) as tracker:
+        ...     for _ in range(4):
+        ...         tracker.update({"loss": torch.tensor(0.5)})
+        >>> out.getvalue().splitlines()[0].split(", ")[0]
+        'train step 2/4 (50%)'
     """
 
     def __init__(
@@ -60,13 +79,18 @@ class Console:
         console: RichConsole | None = None,
         quiet: bool | None = None,
         train_split: str = "train",
+        every: float = 30.0,
     ) -> None:
         if console is None:
             from rich.console import Console as RichConsole  # rich: only when a console is made
 
             console = RichConsole()
         self.console = console
-        self.quiet = (not self.console.is_terminal) if quiet is None else quiet
+        self.quiet = bool(quiet)
+        self.plain = quiet is None and not self.console.is_terminal
+        self.every = every
+        self._started = time.monotonic()
+        self._printed: float | None = None  # when the last plain progress line was printed
         self.total = total
         self.keys = keys
         self.train_split = train_split
@@ -101,6 +125,9 @@ class Console:
         """Update the split's bar with an interval record; print an epoch record's means."""
         if self.quiet:
             return
+        if self.plain:
+            self._line(record)
+            return
         progress = self._display()
         text = _format(dict(record.values), self.keys)
         if record.kind == "epoch":
@@ -114,6 +141,28 @@ class Console:
             task = progress.add_task(record.split, total=total, values="")
             self._tasks[record.split] = task
         progress.update(task, completed=record.step, values=text)
+
+    def _line(self, record: Record) -> None:
+        """One plain line: an epoch's means, or (throttled) the training split's progress."""
+        text = _format(dict(record.values), self.keys)
+        if record.kind == "epoch":
+            line = f"epoch {record.epoch} {record.split}  {text}"
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            return
+        now = time.monotonic()
+        if record.split != self.train_split or (
+            self._printed is not None and now - self._printed < self.every
+        ):
+            return
+        self._printed = now
+        elapsed = now - self._started
+        where = f"{record.split} step {record.step}"
+        if self.total:
+            done = min(record.step / self.total, 1.0)
+            left = elapsed * (1 - done) / done if done > 0 else 0.0
+            where += f"/{self.total} ({done:.0%}), ETA {_clock(left)}"
+        line = f"{where}, {_clock(elapsed)} elapsed  {text}"
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         """Stop the live display, leaving its last state on screen."""
