@@ -136,7 +136,8 @@ def main() -> None:
             variant = by_label[method]
             final = c.row(variant, metric).final
             low, high = final.interval("ci95")
-            kinds = sorted({f.kind for f in c.findings if f.run and Path(f.run).parent.name == variant})
+            ran = [f for f in c.findings if f.run and Path(f.run).parent.name == variant]
+            kinds = sorted({f.kind for f in ran})
             rows[method] = {
                 "mean": final.mean,
                 "ci95": [low, high],
