@@ -18,17 +18,30 @@ _BATCH = 1000  # the most metrics MLflow takes in one log_batch call
 _NOT_ALLOWED = re.compile(r"[^\w./\- ]")  # MLflow's metric names: these characters only
 
 
-def metric_name(tag: str) -> str:
-    """``tag`` as an MLflow metric name: characters MLflow refuses become ``_``."""
-    return _NOT_ALLOWED.sub("_", tag)
+def metric_name(tag: str, *, file_store: bool = False) -> str:
+    """``tag`` as an MLflow metric name: characters MLflow refuses become ``_``.
+
+    A file store keeps each metric in a file at its name's path, so ``train/loss`` (a file)
+    and ``train/loss/cls`` (under a folder of the same name) cannot both exist there: in a file
+    store ``/`` becomes ``.``.
+
+    Example::
+
+        >>> metric_name("val/metric/f1<macro>"), metric_name("train/loss", file_store=True)
+        ('val/metric/f1_macro_', 'train.loss')
+    """
+    name = _NOT_ALLOWED.sub("_", tag)
+    return name.replace("/", ".") if file_store else name
 
 
 class MLflow:
     """Log scalars to an MLflow run: a local store in ``run_dir`` or a tracking server.
 
     Tags and steps are those of every metrics-service sink (:mod:`~losskit.tracking.sinks`);
-    a character MLflow refuses in a name becomes ``_``. The run is created on the first record
-    and ended (``FINISHED``) on close.
+    a character MLflow refuses in a name becomes ``_``, and in a ``file:`` store ``/`` becomes
+    ``.`` (:func:`metric_name`). The run is created on the first record and ended
+    (``FINISHED``) on close. A server that does not answer makes the tracker warn once and
+    drop the sink after MLflow's own retries (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``).
 
     Args:
         run_dir: the run's folder; the default store is ``sqlite:///<run_dir>/mlflow.db``
@@ -80,6 +93,7 @@ class MLflow:
         else:
             self._folder = None
         self.tracking_uri = uri
+        self._file_store = uri.startswith("file:") or "://" not in uri
         self.experiment = experiment
         self.run_name = run_name
         self.tags = dict(tags or {})
@@ -111,7 +125,7 @@ class MLflow:
         run_id = self.run_id if self.run_id is not None else self._start()
         stamp = int(record.time * 1000)
         metrics = [
-            self._metric(metric_name(tag), value, stamp, step)
+            self._metric(metric_name(tag, file_store=self._file_store), value, stamp, step)
             for step, values in scalars(record)
             for tag, value in values.items()
         ]
