@@ -329,21 +329,24 @@ def run(
                 stack.enter_context(run_lock(run_dir))
             if resume and (done := _finished(run_dir, cfg.run.epochs)) is not None:
                 return done
-            if not report:  # the caller writes its own (a comparison's): no report.html
-                trainer = cfg.trainer.model_copy(update={"report": False})
-                cfg = cfg.model_copy(update={"trainer": trainer})
-            return _run_locked(cfg, run_dir, resume=resume, progress=progress)
+            return _run_locked(cfg, run_dir, resume=resume, progress=progress, report=report)
     finally:
         if created and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _run_locked(cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool) -> RunResult:
+def _run_locked(
+    cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool, report: bool
+) -> RunResult:
     threads = torch.get_num_threads()
     if cfg.run.threads is not None:
         torch.set_num_threads(cfg.run.threads)
     try:
         trainer, train, val = build(cfg, progress=progress, run_dir=run_dir)
+        # The report is rendered below, where a failure (a corrupt log line) is the run's error
+        # (the trainer alone would warn and go on).
+        report = report and trainer.report
+        trainer.report = False
         checkpoint = run_dir / "last.pt"
         # A fresh run in an old folder starts its log and checkpoints anew.
         if not resume and distributed.is_main():
@@ -362,4 +365,6 @@ def _run_locked(cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool) 
     summary = trainer.summary or _run_files.summary(
         fit, name=cfg.run.name, monitor=trainer.monitor, metrics=list(trainer.metrics)
     )
+    if report and distributed.is_main():
+        fit.report = _run_files.write_report(run_dir)
     return RunResult(run_dir=run_dir, fit=fit, summary=summary)
