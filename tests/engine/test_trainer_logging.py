@@ -232,12 +232,23 @@ def _digits(**sections: object) -> dict[str, object]:
 def test_logging_section_builds_its_sinks(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard", reason="the tensorboard extra is optional")
     cfg = lk.config.load_config(
-        _digits(logging={"console": False, "csv": {"filename": "table.csv"}, "tensorboard": True})
+        _digits(
+            logging={
+                "console": False,
+                "jsonl": {"fsync_every": 0},
+                "csv": {"filename": "table.csv"},
+                "tensorboard": True,
+            }
+        )
     )
-    assert cfg.logging == {"console": False, "jsonl": True, "csv": {"filename": "table.csv"},
-                           "tensorboard": True}  # fmt: skip
+    assert cfg.logging == {"console": False, "jsonl": {"fsync_every": 0},
+                           "csv": {"filename": "table.csv"}, "tensorboard": True}  # fmt: skip
     result = run(cfg, out=tmp_path, report=False)
     history = load(tmp_path)
+    # One JSONL log, the [logging.jsonl] one: the trainer did not add a second writer.
+    assert [(r.kind, r.split) for r in history.records] == [
+        ("interval", "train"), ("interval", "val"), ("epoch", "train"), ("epoch", "val"),
+    ]  # fmt: skip
     rows = (tmp_path / "table.csv").read_text().splitlines()
     # The header, one row per training step, the validation, an epoch row per split.
     assert len(rows) == 1 + len(history.series("loss").values) + 1 + 2
