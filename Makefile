@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e '.[dev,tensorboard,balancing,lightning,accelerate]'
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,tensorboard,balancing,lightning,accelerate,wandb,mlflow]'
 	@$(PIP) list 2>/dev/null | grep -iE '^(torch|nvidia)' ; \
 	  if $(PIP) list 2>/dev/null | grep -qi '^nvidia'; then echo 'error: a CUDA build was pulled in' >&2; exit 1; fi
 	touch $(STAMP)

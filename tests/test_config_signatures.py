@@ -135,10 +135,18 @@ def _received(
     return found[-1]
 
 
+def _parameters(section: str, name: str) -> set[str]:
+    return set(inspect.signature(constructor(section, name)).parameters)
+
+
 def test_supplied_and_not_data_name_real_parameters() -> None:
     for section, names in SUPPLIED.items():
         if section in ("optimizer", "scheduler"):
             continue  # checked per entry below
+        if section == "logging":  # each a parameter of one sink or more
+            taken = {p for n in components.SINKS.names() for p in _parameters("logging", n)}
+            assert set(names) <= taken, "SUPPLIED['logging'] names no sink's parameter"
+            continue
         params = inspect.signature(constructor(section)).parameters
         assert set(names) <= set(params), f"SUPPLIED[{section!r}] names no parameter"
     for entry, names in NOT_DATA.items():

@@ -130,7 +130,7 @@ def _execute(
         console.print(f"run complete: {result.run_dir} had finished; nothing to resume")
         return
     try:
-        report = _render_report(result.run_dir)
+        report = result.fit.report or _render_report(result.run_dir)
     except LossKitError as exc:  # e.g. a corrupt log line; the run's files stay
         raise _fail(exc) from exc
     if as_json:

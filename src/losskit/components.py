@@ -1,4 +1,4 @@
-"""The named parts of a config run: models, data sets, metrics, optimizers and LR schedulers.
+"""The named parts of a config run: models, data sets, metrics, optimizers, LR schedulers, sinks.
 
 Each table is a :class:`losskit._registry.Registry`, the type losses, balancers and schedules
 use, so a config file's ``source = "digits_mlp"`` or ``name = "adamw"`` resolves the same way
@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from losskit._registry import Registry
 
-__all__ = ["DATA", "LR_SCHEDULERS", "METRICS", "MODELS", "OPTIMIZERS"]
+__all__ = ["DATA", "LR_SCHEDULERS", "METRICS", "MODELS", "OPTIMIZERS", "SINKS"]
 
 MODELS: Registry[nn.Module] = Registry("model")
 """Built-in models of config runs (``[model] source``)."""
@@ -69,6 +69,19 @@ METRICS.register(
     "losskit.tasks:mean_accuracy",
     description="the average task accuracy over every output with a same-named label field",
 )
+SINKS: Registry[Any] = Registry("sink")
+"""The sinks of config runs (``[logging]``): each table holds the sink's arguments."""
+
+for _name, _target, _what in (
+    ("console", "Console", "the progress bars and epoch lines in a terminal"),
+    ("jsonl", "JSONL", "run_dir/metrics.jsonl, the run's source of truth (always written)"),
+    ("csv", "CSV", "run_dir/metrics.csv"),
+    ("tensorboard", "TensorBoard", "run_dir/tensorboard (extra: tensorboard)"),
+    ("wandb", "WandB", "a W&B run, files under run_dir/wandb (extra: wandb)"),
+    ("mlflow", "MLflow", "an MLflow run, in run_dir/mlflow.db or a server (extra: mlflow)"),
+):
+    SINKS.register(_name, f"losskit.tracking.sinks:{_target}", description=_what)
+
 METRICS.register(
     "accuracy",
     "losskit.demo:accuracy",

@@ -3,12 +3,15 @@
 A config is the constructors' arguments. ``[terms.KEY]`` tables are :class:`~losskit.Term`'s
 arguments (and the loss's), the file's top-level keys besides its sections are
 :class:`~losskit.Criterion`'s (``balancer``, ``nonfinite``, ``check``, ``check_steps``),
-``[trainer]`` is :class:`~losskit.Trainer`'s, and ``[optimizer]`` / ``[scheduler]`` are the
-arguments of the ``torch.optim`` class they name. Each table is checked against its
-constructor's signature when the file is read, before anything is built: an unknown field gets
-a did-you-mean naming the section and the allowed fields, and a value of the wrong kind is
-refused by the parameter's type hint. pydantic checks the file's shape; values are the
-constructors' to check when the run is built (:func:`losskit.run.build`, before any step).
+``[trainer]`` is :class:`~losskit.Trainer`'s, ``[optimizer]`` / ``[scheduler]`` are the
+arguments of the ``torch.optim`` class they name, and each ``[logging.NAME]`` table holds the
+arguments of a sink (:data:`losskit.components.SINKS`: ``console``, ``jsonl``, ``csv``,
+``tensorboard``, ``wandb``, ``mlflow``), or ``true`` / ``false`` to turn it on or off. Each
+table is checked against its constructor's signature when the file is read, before anything
+is built: an unknown field gets a did-you-mean naming the section and the allowed fields, and a
+value of the wrong kind is refused by the parameter's type hint. pydantic checks the file's
+shape; values are the constructors' to check when the run is built
+(:func:`losskit.run.build`, before any step).
 
 Arguments a file cannot hold (modules, optimizers, callables) are supplied by the runner:
 :data:`SUPPLIED` says which, and from what part of the file.
@@ -88,6 +91,11 @@ SUPPLIED: dict[str, dict[str, str]] = {
         "params": "the model's parameters (a submodule's with params = ...) and the criterion's"
     },
     "scheduler": {"optimizer": "each optimizer of the run"},
+    "logging": {  # by sink: each name is a parameter of one or more sinks
+        "run_dir": "the out of [run] or --out",
+        "total": "the number of training steps of the run",
+        "console": "the terminal losskit runs in",
+    },
     "trainer": {
         "model": "[model]",
         "criterion": "[terms.KEY] and the top-level criterion arguments",
@@ -99,6 +107,9 @@ SUPPLIED: dict[str, dict[str, str]] = {
         "run_dir": "the out of [run] or --out",
         "progress": "the command line",
         "seed": "the seed of [run]",
+        "sinks": "[logging]",
+        "name": "the name of [run]",
+        "config": "the whole file",
     },
 }
 
@@ -116,11 +127,16 @@ _CONSTRUCTORS.register(
     "criterion", "losskit.criterion:Criterion", description="the file's top-level keys"
 )
 _CONSTRUCTORS.register("trainer", "losskit.engine:Trainer", description="[trainer]")
-_NAMED = {"optimizer": components.OPTIMIZERS, "scheduler": components.LR_SCHEDULERS}
+_NAMED = {
+    "optimizer": components.OPTIMIZERS,
+    "scheduler": components.LR_SCHEDULERS,
+    "logging": components.SINKS,
+}
 
 
 def constructor(section: str, name: str | None = None) -> Callable[..., Any]:
-    """The callable a section's table is passed to (``name``: the optimizer's or scheduler's).
+    """The callable a section's table is passed to (``name``: the optimizer's, scheduler's or
+    sink's).
 
     Example::
 
@@ -375,7 +391,41 @@ class TrainerConfig(_Arguments):
 
 
 #: The sections of a run file; every other top-level key is an argument of the Criterion.
-_SECTIONS = ("run", "model", "data", "terms", "optimizer", "optimizers", "scheduler", "trainer")
+_SECTIONS = (
+    "run",
+    "model",
+    "data",
+    "terms",
+    "optimizer",
+    "optimizers",
+    "scheduler",
+    "trainer",
+    "logging",
+)
+
+#: Sinks a run writes when ``[logging]`` does not name them: the console (unless the command
+#: line says quiet) and the JSONL log, which is always written.
+DEFAULT_SINKS: dict[str, bool | dict[str, Any]] = {"console": True, "jsonl": True}
+
+
+def _check_logging(logging: dict[str, bool | dict[str, Any]]) -> dict[str, bool | dict[str, Any]]:
+    for name, options in logging.items():
+        try:
+            sink = components.SINKS.get(name)  # an unknown name: did-you-mean and the list
+        except ConfigError as exc:
+            raise _FieldError(name, str(exc)) from None
+        if name == "jsonl" and options is False:
+            raise _FieldError(name, "the JSONL log is the run's source of truth: it is always on")
+        if isinstance(options, dict):
+            try:
+                check_keywords(sink, options, where="", noun="field", supplied=SUPPLIED["logging"])
+            except ConfigError as exc:
+                raise _FieldError(name, str(exc)) from None
+            try:
+                _check_kinds(sink, options)
+            except _FieldError as exc:
+                raise _FieldError(f"{name}.{exc.field}", str(exc)) from None
+    return logging
 
 
 class RunConfig(_Arguments):
@@ -393,6 +443,13 @@ class RunConfig(_Arguments):
     optimizers: dict[str, OptimizerConfig] | None = None
     scheduler: SchedulerConfig | None = None
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    logging: dict[str, bool | dict[str, Any]] = Field(default_factory=lambda: dict(DEFAULT_SINKS))
+    """``[logging]``: sink name -> ``true``, ``false`` or a table of the sink's arguments."""
+
+    @field_validator("logging")
+    @classmethod
+    def _sinks(cls, logging: dict[str, bool | dict[str, Any]]) -> dict[str, bool | dict[str, Any]]:
+        return _check_logging({**DEFAULT_SINKS, **logging})
 
     @model_validator(mode="after")
     def _criterion_fields(self) -> RunConfig:

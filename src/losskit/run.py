@@ -17,7 +17,9 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from losskit import balancers, components
-from losskit._io import check_file_name, replace_text, run_lock
+from losskit._io import check_file_name, run_lock
 from losskit._registry import Registry
 from losskit._signature import check_keywords
 from losskit.config import (
@@ -41,7 +43,7 @@ from losskit.config import (
     load_config,
     make_weight,
 )
-from losskit.engine import FitSummary, Trainer, distributed, seed_everything
+from losskit.engine import FitSummary, Trainer, _run_files, distributed, seed_everything
 from losskit.engine._checkpoint import load_checkpoint
 from losskit.errors import ConfigError
 
@@ -194,6 +196,8 @@ def build(
         schedulers = {n: instantiate("scheduler", cls, o, **options) for n, o in optimizers.items()}
     input_key = cfg.model.input
     trainer_arguments = cfg.trainer.arguments
+    steps = math.ceil(len(train) / int(trainer_arguments.get("accumulate") or 1)) * cfg.run.epochs
+    sinks = _sinks(cfg, run_dir, progress=progress, total=steps)
     if trainer_arguments.get("metrics") is not None:
         trainer_arguments["metrics"] = {
             name: _resolve(name, components.METRICS, "trainer.metrics")
@@ -210,11 +214,39 @@ def build(
         schedulers=schedulers,
         scheduler_interval=cfg.scheduler.interval if cfg.scheduler else "epoch",
         run_dir=run_dir,
-        progress=progress,
+        progress=progress and cfg.logging.get("console") is True,
         seed=cfg.run.seed,
+        sinks=sinks,
+        name=cfg.run.name,
+        config=cfg.model_dump(mode="json"),
         **trainer_arguments,
     )
     return trainer, train, val
+
+
+def _sinks(cfg: RunConfig, run_dir: Path | None, *, progress: bool, total: int) -> list[Any]:
+    """The sinks of ``[logging]`` besides those the trainer makes (the JSONL log, and the
+    console when it is just ``true``): each table goes to its sink's constructor."""
+    made: list[Any] = []
+    for name, options in cfg.logging.items():
+        if options is False or (options is True and name in ("console", "jsonl")):
+            continue
+        arguments = dict(options) if isinstance(options, dict) else {}
+        factory = components.SINKS.get(name)
+        if name == "console":
+            if not progress:
+                continue
+            arguments["total"] = total
+        elif "run_dir" in inspect.signature(factory).parameters:
+            if run_dir is None:
+                raise ConfigError(f"logging.{name}: this sink writes into the run folder; give one")
+            arguments["run_dir"] = run_dir
+        if name == "wandb" and "config" not in arguments:
+            arguments["config"] = cfg.model_dump(mode="json")
+        if name == "jsonl":  # the trainer's log, with these options
+            arguments["run_dir"] = run_dir
+        made.append(instantiate(f"logging.{name}", factory, **arguments))
+    return made
 
 
 # What a run writes into its folder; a fresh run in an old run folder removes these, no others.
@@ -270,22 +302,20 @@ def _finished(run_dir: Path, epochs: int) -> RunResult | None:
     return RunResult(run_dir=run_dir, fit=fit, summary=summary, complete=True)
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    replace_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
 def run(
     config: RunConfig | str | Path,
     *,
     out: str | Path | None = None,
     progress: bool = True,
     resume: bool = False,
+    report: bool = True,
 ) -> RunResult:
     """Train what ``config`` describes; write the run folder and return its summary.
 
     ``resume=True`` continues from ``last.pt`` in the run folder when it exists; a run that
     had finished is left as it is (``RunResult.complete``). The folder is locked while the run
     writes it: a second run on it is refused with :class:`~losskit.errors.RunInUseError`.
+    ``report=False`` leaves out ``report.html`` (a comparison writes one report for all).
     """
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     where = out or cfg.run.out
@@ -299,23 +329,27 @@ def run(
                 stack.enter_context(run_lock(run_dir))
             if resume and (done := _finished(run_dir, cfg.run.epochs)) is not None:
                 return done
-            return _run_locked(cfg, run_dir, resume=resume, progress=progress)
+            return _run_locked(cfg, run_dir, resume=resume, progress=progress, report=report)
     finally:
         if created and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _run_locked(cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool) -> RunResult:
-    main = distributed.is_main()
-    if main:
-        _write_json(run_dir / "config.json", cfg.model_dump(mode="json"))
+def _run_locked(
+    cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool, report: bool
+) -> RunResult:
     threads = torch.get_num_threads()
     if cfg.run.threads is not None:
         torch.set_num_threads(cfg.run.threads)
     try:
         trainer, train, val = build(cfg, progress=progress, run_dir=run_dir)
+        # The report is rendered below, where a failure (a corrupt log line) is the run's error
+        # (the trainer alone would warn and go on).
+        report = report and trainer.report
+        trainer.report = False
         checkpoint = run_dir / "last.pt"
-        if not resume and main:  # a fresh run in an old folder starts its log and checkpoints anew
+        # A fresh run in an old folder starts its log and checkpoints anew.
+        if not resume and distributed.is_main():
             for stale in _WRITTEN:
                 (run_dir / stale).unlink(missing_ok=True)
         fit = trainer.fit(
@@ -326,25 +360,11 @@ def _run_locked(cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool) 
         )
     finally:
         torch.set_num_threads(threads)
-    weights = {
-        k.removeprefix("weight/"): w for k, w in fit.train.items() if k.startswith("weight/")
-    }
-    summary: dict[str, Any] = {
-        "name": cfg.run.name,
-        "epochs": fit.epochs,
-        "steps": fit.steps,
-        "seconds": round(fit.seconds, 3),
-        "monitor": trainer.monitor,
-        "best_value": fit.best_value,
-        "best_epoch": fit.best_epoch,
-        "stopped_early": fit.stopped_early,
-        "final": {"train": fit.train, "val": fit.val},
-        "weights": weights,
-    }
-    for name in trainer.metrics:
-        value = fit.val.get(f"metric/{name}")
-        if value is not None:
-            summary[f"val_{name}"] = value
-    if main:
-        _write_json(run_dir / "summary.json", summary)
+    # The trainer wrote config.json, summary.json and report.html (on rank 0); every rank
+    # returns the same summary.
+    summary = trainer.summary or _run_files.summary(
+        fit, name=cfg.run.name, monitor=trainer.monitor, metrics=list(trainer.metrics)
+    )
+    if report and distributed.is_main():
+        fit.report = _run_files.write_report(run_dir)
     return RunResult(run_dir=run_dir, fit=fit, summary=summary)

@@ -143,7 +143,15 @@ def fit(
         first = next(iter(trainer.optimizers.values()))
         first.register_step_post_hook(lambda *_: on_step(trainer))
     summary = trainer.fit(train, val, epochs=epochs, resume=resume)
-    return trainer, summary
+    return trainer, timeless(summary)
+
+
+def timeless(summary: lk.engine.FitSummary) -> lk.engine.FitSummary:
+    """The summary without the wall-clock means (``speed/step_s``, ``speed/samples_per_s``),
+    which no two runs share; every other mean must match across world sizes."""
+    timed = {"speed/step_s", "speed/samples_per_s"}
+    summary.train = {k: v for k, v in summary.train.items() if k not in timed}
+    return summary
 
 
 def state(trainer: lk.engine.Trainer) -> dict[str, Any]:
@@ -405,7 +413,7 @@ def fit_partial(
     crit = partial_criterion(balancer, masked, optional_c)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     trainer = lk.engine.Trainer(model, crit, opt, progress=False, log_every=2)
-    return trainer, trainer.fit(batches, epochs=1)
+    return trainer, timeless(trainer.fit(batches, epochs=1))
 
 
 def partial_scenarios(root: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +75,15 @@ def _cli(*args: str) -> Any:
     return result
 
 
+def _timeless(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values but the wall-clock ones (``speed/step_s``, ``speed/samples_per_s``)."""
+    return {k: v for k, v in values.items() if not k.startswith("speed/")}
+
+
 def _logged(run_dir: Path) -> list[tuple[Any, ...]]:
     """Every logged value of a run, without wall-clock times."""
     return [
-        (r.kind, r.split, r.step, r.epoch, dict(r.values), r.steps, dict(r.points))
+        (r.kind, r.split, r.step, r.epoch, _timeless(r.values), r.steps, _timeless(r.points))
         for r in load(run_dir).records
     ]
 

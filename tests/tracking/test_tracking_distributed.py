@@ -76,6 +76,25 @@ def test_only_rank_zero_writes(ddp: Any, results: tuple[Path, list[dict[str, Any
     assert_close(history.series("loss", kind="epoch").values[0], _mean(ddp.TRAIN[0] + ddp.TRAIN[1]))
 
 
+def test_tensorboard_gets_the_global_means_from_rank_zero(
+    ddp: Any, results: tuple[Path, list[dict[str, Any]]]
+) -> None:
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is optional")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root, _ = results
+    events = EventAccumulator(str(root / "run-rank0" / "tensorboard"))
+    events.Reload()
+    steps = [_mean([ddp.TRAIN[0][i], ddp.TRAIN[1][i]]) for i in range(3)]
+    train = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert [s for s, _ in train] == [1, 2, 3]
+    assert_close([v for _, v in train], steps)
+    (val,) = events.Scalars("val/loss")
+    assert_close(val.value, _mean([ddp.VAL[0], ddp.VAL[1]]))
+    (epoch,) = events.Scalars("epoch/train/loss")
+    assert_close(epoch.value, _mean(ddp.TRAIN[0] + ddp.TRAIN[1]))
+
+
 def test_keys_differing_across_ranks_raise_on_every_rank(
     ddp: Any, results: tuple[Path, list[dict[str, Any]]]
 ) -> None:

@@ -98,7 +98,7 @@ def _execute(config: dict[str, Any], folder: str) -> str:
     from losskit.config import load_config
     from losskit.run import run
 
-    run(load_config(config), out=folder, progress=False)
+    run(load_config(config), out=folder, progress=False, report=False)
     return folder
 
 

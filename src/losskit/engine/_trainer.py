@@ -23,6 +23,7 @@ import itertools
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ from losskit._io import run_lock
 from losskit._signature import did_you_mean
 from losskit.criterion import Criterion
 from losskit.diagnostics import gradient_health
-from losskit.engine import distributed
+from losskit.engine import _run_files, distributed
 from losskit.engine._checkpoint import (
     capture_loader,
     capture_rng,
@@ -47,10 +48,10 @@ from losskit.engine._checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from losskit.errors import ConfigError
+from losskit.errors import ConfigError, LossKitError, LossKitWarning
 from losskit.evaluation import evaluate, to_device
 from losskit.result import LossResult
-from losskit.tracking import Tracker, sinks
+from losskit.tracking import Sink, Tracker, sinks
 
 __all__ = ["FitSummary", "Trainer", "seed_everything"]
 
@@ -90,6 +91,8 @@ class FitSummary:
     seconds: float
     run_dir: Path | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    report: Path | None = None
+    """``run_dir/report.html`` when the trainer wrote it."""
 
 
 def _batch_size(batch: Any) -> int:
@@ -132,9 +135,20 @@ class Trainer:
         monitor: the ``split/name`` value that picks the best checkpoint and early stopping.
         mode: ``"min"`` or ``"max"`` for ``monitor``.
         patience: stop after this many epochs without improvement (None: never stop early).
-        run_dir: where the JSONL log and checkpoints (``last.pt``, ``best.pt``) go.
+        run_dir: the run folder, as ``losskit run`` writes it: ``config.json`` when the fit
+            starts, the JSONL log, checkpoints (``last.pt``, ``best.pt``), and at the end
+            ``summary.json`` and ``report.html``.
         log_every: flush the tracker every this many optimizer steps.
         progress: show a progress bar in a terminal.
+        sinks: more places every record goes, besides the console and the JSONL log of
+            ``run_dir``: :class:`~losskit.tracking.sinks.TensorBoard`,
+            :class:`~losskit.tracking.sinks.WandB`, :class:`~losskit.tracking.sinks.MLflow`,
+            :class:`~losskit.tracking.sinks.CSV` or your own (``docs/tracking.md``). They are
+            closed when ``fit`` ends. One that fails warns once and training goes on.
+        name: the run's name in ``summary.json`` (default: the name of ``run_dir``).
+        config: what ``config.json`` holds (``losskit run`` passes the validated file); by
+            default a description of this trainer, its criterion and optimizers.
+        report: write ``report.html`` at the end of ``fit`` (with ``run_dir``).
         device: where to train (default: the model's device).
         seed: seed every generator before training.
         diagnostics_every: every this many optimizer steps, log each key's gradient norm and
@@ -146,6 +160,14 @@ class Trainer:
             w.r.t. its optimizer's parameters) is taken from that pass before any optimizer
             steps. False (the default) runs one forward per route, each after the previous
             optimizer stepped, as a GAN's generator needs the discriminator just updated.
+
+    Besides the criterion's values, every training step logs the learning rate of every
+    optimizer (``lr/<optimizer>``; ``lr/<optimizer>/<group>`` by param-group index when it has
+    several; the single optimizer is named ``default``), the gradient norm before clipping when
+    ``clip_grad_norm`` is set (``total_grad_norm/<optimizer>``), the step's wall time in
+    seconds (``speed/step_s``) and samples per second (``speed/samples_per_s``, of this
+    process). Validation logs ``loss``, ``loss/<key>`` and ``metric/<name>`` in the ``val``
+    split.
 
     Under ``torchrun`` (or with a process group already initialised) ``fit`` wraps the model in
     DDP unless it is DDP or FSDP2 already, shards DataLoaders with a ``DistributedSampler``,
@@ -178,6 +200,10 @@ class Trainer:
         seed: int | None = None,
         diagnostics_every: int | None = None,
         shared_forward: bool = False,
+        sinks: Sequence[Sink] = (),
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        report: bool = True,
     ) -> None:
         self.model = model
         self.criterion = criterion
@@ -208,11 +234,11 @@ class Trainer:
         self.amp = amp
         self.clip_grad_norm = clip_grad_norm
         self.metrics = dict(metrics or {})
-        split, _, name = monitor.partition("/")
-        if not name:
+        split, _, monitored = monitor.partition("/")
+        if not monitored:
             raise ConfigError(f"monitor must look like 'val/loss' (split/name), got {monitor!r}")
         self.monitor = monitor
-        self._monitor_split, self._monitor_name = split, name
+        self._monitor_split, self._monitor_name = split, monitored
         if mode not in ("min", "max"):
             raise ConfigError(f"mode must be 'min' or 'max', got {mode!r}")
         self.mode = mode
@@ -237,6 +263,16 @@ class Trainer:
                 f"diagnostics_every must be a positive integer or None, got {diagnostics_every!r}"
             )
         self.diagnostics_every = diagnostics_every
+        for sink in sinks:
+            if not isinstance(sink, Sink):
+                raise ConfigError(
+                    f"sinks: {sink!r} is not a sink (it needs write(record) and close() methods; "
+                    "see losskit.tracking.sinks)"
+                )
+        self.sinks = tuple(sinks)
+        self.name = name
+        self.config = dict(config) if config is not None else None
+        self.report = report
         self.scaler = torch.amp.GradScaler(self.device.type) if amp == "fp16" else None
         self._params = {
             name: [p for group in opt.param_groups for p in group["params"] if p.requires_grad]
@@ -252,7 +288,9 @@ class Trainer:
         # What the last finished epoch logged (split -> key -> mean); a checkpoint keeps it.
         self.last_records: dict[str, dict[str, float]] = {}
         self._loaders: dict[str, Iterable[Any]] = {}  # fit's loaders by split, for their order
+        self._step_log: dict[str, Tensor | float] = {}  # this step's optimizer values
         self.replicas: distributed.Replicas | None = None  # set by fit
+        self._summary: dict[str, Any] | None = None
 
     # -- configuration checks ---------------------------------------------------------------
     def _check_routes(
@@ -359,7 +397,8 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(optimizer)
         if self.clip_grad_norm is not None:
-            nn.utils.clip_grad_norm_(self._params[name], self.clip_grad_norm)
+            norm = nn.utils.clip_grad_norm_(self._params[name], self.clip_grad_norm)
+            self._step_log[f"total_grad_norm/{name}"] = norm.detach()
         if self.scaler is not None:
             self.scaler.step(optimizer)
         else:
@@ -369,8 +408,10 @@ class Trainer:
     def train_window(self, window: Sequence[Any]) -> None:
         """One optimizer step (per optimizer) over a window of micro-batches."""
         assert self.tracker is not None
+        started = time.perf_counter()
         sizes = [_batch_size(b) for b in window]
         total = sum(sizes)
+        self._step_log = self._learning_rates()
         logs: list[dict[str, Tensor]] = [{} for _ in window]
         enabled = set(self.criterion.enabled)
         every = self.diagnostics_every
@@ -405,8 +446,11 @@ class Trainer:
         if self.scheduler_interval == "step":
             for scheduler in self.schedulers.values():
                 scheduler.step()  # type: ignore[call-arg]
+        seconds = time.perf_counter() - started
+        step_log = {**self._step_log, **(health or {}), "speed/step_s": seconds}
+        step_log["speed/samples_per_s"] = total / seconds if seconds > 0 else math.inf
         for index, (log, size) in enumerate(zip(logs, sizes)):
-            extra = health if index == 0 else None
+            extra = step_log if index == 0 else None
             self.tracker.update(log, "train", batch_size=size, step=self.global_step, extra=extra)
 
     def _shared_window(
@@ -456,6 +500,18 @@ class Trainer:
                 p.grad = summed
             self.replicas.synchronize(params)
             self._optimizer_step(name)
+
+    def _learning_rates(self) -> dict[str, Tensor | float]:
+        """The learning rate of every optimizer's param groups, as this step uses them."""
+        rates: dict[str, Tensor | float] = {}
+        for name, optimizer in self.optimizers.items():
+            groups = optimizer.param_groups
+            for index, group in enumerate(groups):
+                key = f"lr/{name}" if len(groups) == 1 else f"lr/{name}/{index}"
+                lr = group["lr"]
+                # A tensor learning rate (capturable optimizers) changes in place: copy it.
+                rates[key] = lr.detach().clone() if isinstance(lr, Tensor) else float(lr)
+        return rates
 
     @staticmethod
     def _merge(into: dict[str, Tensor], res: LossResult) -> None:
@@ -510,9 +566,11 @@ class Trainer:
         sink_list: list[Any] = []
         if self.progress:
             sink_list.append(sinks.Console(total=total_steps))
-        if self.run_dir is not None:
+        log = self.run_dir / "metrics.jsonl" if self.run_dir is not None else None
+        given = any(isinstance(s, sinks.JSONL) and s.path == log for s in self.sinks)
+        if self.run_dir is not None and not given:
             sink_list.append(sinks.JSONL(self.run_dir))
-        return Tracker(sink_list, criterion=self.criterion)
+        return Tracker([*sink_list, *self.sinks], criterion=self.criterion)
 
     def fit(
         self,
@@ -552,6 +610,9 @@ class Trainer:
         self.model.to(self.device)
         self.replicas = distributed.Replicas(self.model, self.criterion, len(self.optimizers))
         per_epoch = math.ceil(len(train) / self.accumulate) if isinstance(train, Sized) else 0
+        main = distributed.is_main()
+        if self.run_dir is not None and main:
+            _run_files.write_json(self.run_dir / "config.json", self._config())
         self.tracker = self._make_tracker(per_epoch * epochs or 0)
         history: list[dict[str, Any]] = []
         self._loaders = {"train": train} if val is None else {"train": train, "val": val}
@@ -585,7 +646,7 @@ class Trainer:
                     self.save_checkpoint(self.run_dir / "last.pt")
         finally:
             self.tracker.close()
-        return FitSummary(
+        fit = FitSummary(
             epochs=self.epoch,
             steps=self.global_step,
             train=self.last_records.get("train", {}),
@@ -596,6 +657,71 @@ class Trainer:
             seconds=time.perf_counter() - started,
             run_dir=self.run_dir,
             history=history,
+        )
+        if self.run_dir is not None and main:
+            self._write_run_files(fit)
+        return fit
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        """What the last ``fit`` wrote to ``summary.json`` (``None`` before a fit)."""
+        return self._summary
+
+    def _write_run_files(self, fit: FitSummary) -> None:
+        assert self.run_dir is not None
+        self._summary = _run_files.summary(
+            fit,
+            name=self.name or self.run_dir.resolve().name,
+            monitor=self.monitor,
+            metrics=list(self.metrics),
+        )
+        _run_files.write_json(self.run_dir / "summary.json", self._summary)
+        if self.report:
+            try:
+                fit.report = _run_files.write_report(self.run_dir)
+            except LossKitError as exc:  # e.g. a corrupt log line: the run's files stay
+                warnings.warn(
+                    f"report.html not written ({exc}); the run's other files are complete: "
+                    f"`losskit report {self.run_dir} --skip-corrupt` renders what the log holds",
+                    LossKitWarning,
+                    stacklevel=3,
+                )
+
+    def _config(self) -> dict[str, Any]:
+        """``config.json``: the one given, else this trainer's settings, criterion, optimizers."""
+        if self.config is not None:
+            return _run_files.as_data(self.config)  # type: ignore[no-any-return]
+        settings = {
+            "accumulate": self.accumulate,
+            "amp": self.amp,
+            "clip_grad_norm": self.clip_grad_norm,
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "patience": self.patience,
+            "min_delta": self.min_delta,
+            "log_every": self.log_every,
+            "seed": self.seed,
+            "diagnostics_every": self.diagnostics_every,
+            "scheduler_interval": self.scheduler_interval,
+            "metrics": list(self.metrics),
+            "sinks": [repr(s) for s in self.sinks],
+        }
+        optimizers = {
+            name: {
+                "name": type(opt).__name__,
+                **{k: v for k, v in opt.defaults.items() if k != "params"},
+                "keys": list(self.routes[name]),
+            }
+            for name, opt in self.optimizers.items()
+        }
+        return _run_files.as_data(  # type: ignore[no-any-return]
+            {
+                "model": type(self.model).__name__,
+                "criterion": repr(self.criterion),
+                "optimizers": optimizers,
+                "schedulers": {n: type(s).__name__ for n, s in self.schedulers.items()},
+                "trainer": settings,
+            }
         )
 
     def _check_monitor(self) -> None:

@@ -40,7 +40,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -51,7 +51,7 @@ from losskit.criterion import Criterion
 from losskit.engine import distributed
 from losskit.errors import ConfigError, MissingDependencyError
 from losskit.result import LossResult
-from losskit.tracking import Tracker
+from losskit.tracking import Sink, Tracker
 
 try:
     from accelerate import Accelerator
@@ -74,6 +74,10 @@ class AcceleratedCriterion:
         criterion: the keyed criterion (moved to the accelerator's device).
         tracker: where logs go (default: a Tracker without sinks; read it with ``end_epoch`` or
             ``flush``). Its values are global means across processes.
+        sinks: the default tracker's sinks (:mod:`losskit.tracking.sinks`: JSONL, TensorBoard,
+            W&B, MLflow, ...), written by the main process only; with ``tracker``, give them
+            to it instead. ``accelerator.log`` does not see losskit's keys: these sinks do.
+        every: the default tracker's flush interval, in updates.
     """
 
     def __init__(
@@ -83,6 +87,8 @@ class AcceleratedCriterion:
         criterion: Criterion,
         *,
         tracker: Tracker | None = None,
+        sinks: Sequence[Sink] = (),
+        every: int | None = None,
     ) -> None:
         owns_backward = capabilities(criterion.balancer).owns_backward
         if owns_backward and accelerator.mixed_precision == "fp16":
@@ -95,7 +101,14 @@ class AcceleratedCriterion:
         self.accelerator = accelerator
         self.model = model
         self.criterion = criterion.to(accelerator.device)
-        self.tracker = tracker if tracker is not None else Tracker(criterion=criterion)
+        if tracker is not None and (sinks or every is not None):
+            raise ConfigError(
+                "give sinks and every to your tracker, Tracker(sinks, every=...), or leave "
+                "tracker out and AcceleratedCriterion makes one with them"
+            )
+        self.tracker = (
+            tracker if tracker is not None else Tracker(sinks, every=every, criterion=criterion)
+        )
         # Accelerate prepared the model (DDP, FSDP, DeepSpeed): never wrapped a second time.
         self.replicas = distributed.Replicas(model, criterion, wrap=False)
         self._window: list[tuple[LossResult, int | None]] = []

@@ -16,9 +16,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -27,7 +29,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from losskit import _dist
-from losskit.errors import ConfigError
+from losskit.errors import ConfigError, LossKitWarning
 from losskit.result import LossResult
 from losskit.tracking._buffer import Layout, SplitBuffer, Value, Weight, accumulator_dtype
 from losskit.tracking._record import Record
@@ -67,6 +69,10 @@ class Tracker:
     Under ``torch.distributed`` it first checks that the ranks logged the same keys and then
     sums weighted values and weights over the ranks, so every rank gets the global means. It
     hands one :class:`~losskit.tracking.Record` per split to every sink (on rank 0 only).
+
+    A sink that raises (a full disk, a tracking server down) is warned about once, by name, and
+    gets no more records; tracking and training go on. A sink that declares ``critical = True``
+    (the JSONL log, the run's source of truth) raises instead.
 
     Args:
         sinks: where records go (:mod:`losskit.tracking.sinks`, or any object with ``write``
@@ -142,6 +148,7 @@ class Tracker:
         self._epoch_sums: dict[str, dict[str, list[float]]] = {}
         self._epoch_updates: dict[str, int] = {}
         self._latest: dict[str, dict[str, float | None]] = {}
+        self._failed: set[int] = set()  # ids of the sinks that raised: they get nothing more
         self._closed = False
 
     # -- position --------------------------------------------------------------------------
@@ -454,14 +461,40 @@ class Tracker:
             return
         for record in records:
             for sink in self.sinks:
-                sink.write(record)
+                self._guarded(sink, "write", lambda: sink.write(record))  # noqa: B023
+
+    def _guarded(self, sink: Sink, action: str, call: Callable[[], None]) -> None:
+        """``call()``; when a sink that is not critical raises, warn once and drop the sink."""
+        if id(sink) in self._failed:
+            return
+        if getattr(sink, "critical", False):
+            call()
+            return
+        try:
+            call()
+        except Exception as exc:  # any failure of a mirror must not stop training
+            self._failed.add(id(sink))
+            warnings.warn(
+                f"the sink {sink!r} failed to {action} ({type(exc).__name__}: {exc}); it gets no "
+                "more records in this run, training goes on and the JSONL log keeps every value",
+                LossKitWarning,
+                stacklevel=2,
+            )
 
     def sync(self) -> None:
         """Put what the sinks wrote on disk (each :class:`~losskit.tracking.sinks.DurableSink`'s
         ``sync``); values not yet flushed stay buffered. Call it before writing a checkpoint."""
         for sink in self.sinks:
             if isinstance(sink, DurableSink):
-                sink.sync()
+                self._guarded(sink, "sync", sink.sync)
+
+    def _close_sinks(self) -> None:
+        for sink in self.sinks:
+            if id(sink) in self._failed:
+                with contextlib.suppress(Exception):  # it warned already; release what it can
+                    sink.close()
+            else:
+                self._guarded(sink, "close", sink.close)
 
     # -- lifecycle -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -508,8 +541,7 @@ class Tracker:
                 self.flush()
         finally:
             self._closed = True
-            for sink in self.sinks:
-                sink.close()
+            self._close_sinks()
 
     def __enter__(self) -> Tracker:
         return self
@@ -530,8 +562,7 @@ class Tracker:
                 self._flush(check=False)
         finally:
             self._closed = True
-            for sink in self.sinks:
-                sink.close()
+            self._close_sinks()
 
     def __repr__(self) -> str:
         return (

@@ -40,6 +40,9 @@ class JSONL:
         (0.5,)
     """
 
+    #: The run's source of truth: a failure to write it stops the run (other sinks only warn).
+    critical = True
+
     def __init__(
         self,
         run_dir: str | os.PathLike[str],

@@ -15,7 +15,8 @@ class Sink(Protocol):
 
     A sink is called on rank 0 only. ``write`` should leave the record durable (or shown) before
     it returns, so that a crash loses at most the interval being accumulated. Any object with
-    these two methods is a sink.
+    these two methods is a sink. When one raises, the tracker warns once and stops sending it
+    records (training goes on), unless the sink has ``critical = True`` (the JSONL log).
 
     Example::
 

@@ -8,21 +8,17 @@ from typing import Any
 
 from losskit.errors import MissingDependencyError
 from losskit.tracking._record import Record
+from losskit.tracking.sinks._scalars import scalars
 
 __all__ = ["TensorBoard"]
-
-
-def steps_advance(record: Record) -> bool:
-    """Whether an interval's points lie at increasing steps (a training split)."""
-    return len(record.steps) > 1 and all(a < b for a, b in zip(record.steps, record.steps[1:]))
 
 
 class TensorBoard:
     """Write scalars to a TensorBoard event file under ``run_dir/tensorboard``.
 
-    Tags are ``<split>/<key>``: every step point of a split whose steps advance (training), the
-    interval means of the others (validation) at the current step, and epoch means as
-    ``epoch/<split>/<key>`` against the epoch number.
+    Tags and steps are those of every metrics-service sink (:mod:`~losskit.tracking.sinks`):
+    ``<split>/<key>`` at each training step point and at the step of a validation, and epoch
+    means as ``epoch/<split>/<key>`` at the step where the epoch ended.
 
     Needs the ``tensorboard`` package: ``pip install 'losskit[tensorboard]'``; without it the
     constructor raises :class:`~losskit.errors.MissingDependencyError`.
@@ -56,21 +52,9 @@ class TensorBoard:
         if self._writer is None:
             self._writer = self._writer_type(log_dir=str(self.path))
         writer = self._writer
-        if record.kind == "epoch":
-            for key, value in record.values.items():
-                if value is not None:
-                    writer.add_scalar(
-                        f"epoch/{record.split}/{key}", value, record.epoch, record.time
-                    )
-        elif steps_advance(record):
-            for key, series in record.points.items():
-                for step, value in zip(record.steps, series):
-                    if value is not None:
-                        writer.add_scalar(f"{record.split}/{key}", value, step, record.time)
-        else:
-            for key, value in record.values.items():
-                if value is not None:
-                    writer.add_scalar(f"{record.split}/{key}", value, record.step, record.time)
+        for step, values in scalars(record):
+            for tag, value in values.items():
+                writer.add_scalar(tag, value, step, record.time)
         writer.flush()
 
     def close(self) -> None:
