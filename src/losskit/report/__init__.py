@@ -3,7 +3,7 @@
 ``render(run_dir)`` reads ``run_dir/metrics.jsonl`` (written by
 :class:`losskit.tracking.sinks.JSONL`) and writes ``run_dir/report.html``. matplotlib is
 imported when a figure is drawn, not with this package. The page's pieces (:func:`write_page`,
-:func:`figure_html`, ...) are public for other page writers (``losskit.compare``'s report).
+:func:`figure_html`, ...) are public for other page writers (``losskit.experiments``' reports).
 
 Example::
 

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import losskit as lk
-from losskit.compare._grid import apply, expand, parse_vary, with_seed
 from losskit.config import RunConfig, load_config
+from losskit.experiments._grid import apply, expand, parse_vary, with_seed
 from losskit.run import build
 
 DEMO = resources.files("losskit").joinpath("demo.toml")
@@ -77,7 +77,7 @@ def test_tiny_grid_folders_and_report_match_the_runs(tmp_path: Path) -> None:
         "target": "pixels",
         "monitor": True,
     }
-    result = lk.compare.compare(
+    result = lk.experiments.compare(
         base, vary={"terms.recon.loss": ["mse", "smooth_l1"]}, seeds=2, out=tmp_path
     )
     folders = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/seed*"))
@@ -167,20 +167,22 @@ def test_killed_compare_reruns_only_the_missing_runs(tmp_path: Path) -> None:
     process.wait()
     done = {p.parent: p.stat().st_mtime_ns for p in out.glob("*/seed*/summary.json")}
     assert 1 <= len(done) < 6
-    result = lk.compare.compare(config, vary={"terms.recon.loss": ["mse", "l1"]}, seeds=3, out=out)
+    result = lk.experiments.compare(
+        config, vary={"terms.recon.loss": ["mse", "l1"]}, seeds=3, out=out
+    )
     assert set(result.skipped) == set(done)
     assert len(result.ran) == 6 - len(done)
     for folder, mtime in done.items():
         assert (folder / "summary.json").stat().st_mtime_ns == mtime  # not run again
     assert len(list(out.glob("*/seed*/summary.json"))) == 6
     with pytest.raises(lk.ConfigError, match="holds another grid"):
-        lk.compare.compare(config, vary={"terms.recon.loss": ["mse"]}, seeds=3, out=out)
+        lk.experiments.compare(config, vary={"terms.recon.loss": ["mse"]}, seeds=3, out=out)
 
 
 def test_parallel_jobs_give_the_same_runs_as_one_process(tmp_path: Path) -> None:
     vary = {"terms.recon.loss": ["mse", "l1"]}
-    serial = lk.compare.compare(tiny(), vary=vary, seeds=1, out=tmp_path / "serial")
-    parallel = lk.compare.compare(tiny(), vary=vary, seeds=1, out=tmp_path / "parallel", jobs=2)
+    serial = lk.experiments.compare(tiny(), vary=vary, seeds=1, out=tmp_path / "serial")
+    parallel = lk.experiments.compare(tiny(), vary=vary, seeds=1, out=tmp_path / "parallel", jobs=2)
     assert len(parallel.ran) == 2
     for variant in serial.comparison.variants:
         a = serial.comparison.row(variant, "val/loss").final.mean
