@@ -119,6 +119,39 @@ def test_tiny_grid_folders_and_report_match_the_runs(tmp_path: Path) -> None:
     mean = c.row("terms.recon.loss=mse", "val/loss/cls").final.mean
     assert f"<td>{mean:.4g}</td>" in page
     assert page.count("data:image/png;base64,") >= 5
+    _cli_prints_the_same_ranking_as_json_and_at_80_columns(tmp_path, base, result)
+
+
+def _cli_prints_the_same_ranking_as_json_and_at_80_columns(
+    out: Path, base: dict[str, Any], result: Any
+) -> None:
+    """The finished grid again from the command line: nothing runs, the ranking prints."""
+    from typer.testing import CliRunner
+
+    from losskit.cli import app
+    from losskit.experiments._runner import write_config
+
+    config = write_config(base, out.parent, "base.toml")
+    args = ["compare", str(config), "--vary", "terms.recon.loss=mse,smooth_l1", "--seeds", "2"]
+    args += ["--out", str(out)]
+    runner = CliRunner()
+    shown = runner.invoke(app, [*args, "--json"])
+    assert shown.exit_code == 0, shown.output
+    payload = json.loads(shown.stdout)
+    c = result.comparison
+    assert [r["variant"] for r in payload["ranking"]] == [r.variant for r in c.ranking]
+    assert [r["value"]["mean"] for r in payload["ranking"]] == [r.value.mean for r in c.ranking]
+    key = payload["variants"]["terms.recon.loss=mse"]["keys"]["val/loss/cls"]
+    assert key["final"]["mean"] == c.row("terms.recon.loss=mse", "val/loss/cls").final.mean
+    table = runner.invoke(app, args, env={"COLUMNS": "80"})
+    assert table.exit_code == 0, table.output
+    assert "ran 0 run(s), 4 already complete" in table.output
+    lines = table.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "variants: terms.recon.loss" in table.output
+    assert any(" mse " in line for line in lines)
+    assert any(" smooth_l1 " in line for line in lines)
+    assert "terms.recon.loss=mse" not in table.output  # the shared path is said once
 
 
 def test_ranking_groups_overlapping_intervals() -> None:

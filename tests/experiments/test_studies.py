@@ -26,8 +26,14 @@ from typer.testing import CliRunner
 import losskit as lk
 from losskit.cli import app
 from losskit.config import load_config
-from losskit.experiments import compare, parse_objective, parse_search, short_labels, tune
-from losskit.experiments._storage import open_study
+from losskit.experiments import (
+    compare,
+    load_study,
+    parse_objective,
+    parse_search,
+    short_labels,
+    tune,
+)
 
 DEMO = resources.files("losskit").joinpath("demo.toml")
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -90,7 +96,7 @@ def _two_workers_finish_the_grid(config: Path, out: Path, storage: str | None) -
     workers = [_worker(*where), _worker(*where)]
     ran = [_ran(w) for w in workers]
     assert sum(ran) == 6
-    study = open_study(out, storage=storage)
+    study = load_study(out, storage=storage)
     runs = _runs_by_key(study)
     assert sorted(runs) == sorted(
         f"optimizer.lr={lr}/seed{s}" for lr in GRID["optimizer.lr"] for s in (0, 1)
@@ -129,7 +135,7 @@ def test_a_killed_worker_is_replaced_and_the_study_completes(tmp_path: Path) -> 
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert _ran(_worker(str(out))) == 3  # the killed trial again, and the two left
-    study = open_study(out)
+    study = load_study(out)
     runs = _runs_by_key(study)
     assert len(runs) == 3
     assert sorted(s.count("COMPLETE") for s in runs.values()) == [1, 1, 1]  # none twice
@@ -198,7 +204,7 @@ def test_a_planted_diverging_term_is_pruned_with_the_finding_as_reason(
     assert result.counts["pruned"] == 1
     assert result.best == ()
     assert result.best_config is None
-    (trial,) = open_study(tmp_path / "t").get_trials()
+    (trial,) = load_study(tmp_path / "t").get_trials()
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert trial.user_attrs["pruned_by"].startswith("divergence on train/loss/ink")
     assert trial.user_attrs["finding"]["kind"] == "divergence"
@@ -224,7 +230,7 @@ def test_tune_writes_a_best_toml_that_losskit_run_accepts(tmp_path: Path) -> Non
     assert tuned.exit_code == 0, tuned.output
     assert "best trial" in tuned.output
     assert "study.html" in tuned.output
-    study = open_study(tmp_path / "t")
+    study = load_study(tmp_path / "t")
     complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(complete) == 3
     best = max(complete, key=lambda t: t.values[0])

@@ -42,6 +42,7 @@ from losskit.experiments._report import (
     summarize_grid,
 )
 from losskit.experiments._search import Dimension, Objective, parse_objective, parse_search
+from losskit.experiments._storage import load_study
 from losskit.experiments._tune import TuneResult, tune
 from losskit.experiments._worker import TrialEvent, work
 
@@ -58,6 +59,7 @@ __all__ = [
     "TuneResult",
     "Variant",
     "compare",
+    "load_study",
     "parse_objective",
     "parse_search",
     "parse_vary",

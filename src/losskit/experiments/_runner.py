@@ -18,13 +18,13 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -147,11 +147,41 @@ def write_config(config: dict[str, Any], folder: Path, name: str = CONFIG) -> Pa
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Ask the kernel to SIGKILL this child when the thread that started it ends (Linux)."""
+def _die_with(parent: int) -> None:
+    """End this process when ``parent`` dies, so that no orphan goes on writing a run folder.
+
+    On Linux the kernel sends SIGKILL at the parent's death (``prctl(PR_SET_PDEATHSIG)``);
+    elsewhere a daemon thread polls ``os.getppid()`` (an orphan is re-parented) twice a second.
+    """
     if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+        if armed:
+            if os.getppid() != parent:  # it died before the signal was armed
+                os._exit(1)
+            return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="losskit-parent-watch", daemon=True).start()
+
+
+def child(argv: Sequence[str] | None = None) -> None:
+    """A trial's process: ``PARENT_PID losskit-arguments...``; dies with its parent, then runs
+    the ``losskit`` command (armed here, not in a ``preexec_fn``, which is unsafe in a parent
+    with threads)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _die_with(int(args[0]))
+    from losskit.cli import main
+
+    sys.argv = ["losskit", *args[1:]]
+    main()
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -175,7 +205,9 @@ def run_job(
     if threads is not None and config.get("run", {}).get("threads") is None:
         config = {**config, "run": {**config.get("run", {}), "threads": threads}}
     path = write_config(config, folder)
-    command = [sys.executable, "-m", "losskit", "run", str(path), "--out", str(folder), "--quiet"]
+    launch = "from losskit.experiments._runner import child; child()"
+    command = [sys.executable, "-c", launch, str(os.getpid())]
+    command += ["run", str(path), "--out", str(folder), "--quiet"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     with (folder / "trial.log").open("wb") as log:
         process = subprocess.Popen(
@@ -183,7 +215,6 @@ def run_job(
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,
-            preexec_fn=_die_with_parent,
         )
         try:
             while process.poll() is None:

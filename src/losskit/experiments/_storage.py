@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -26,7 +27,15 @@ from losskit.errors import ConfigError
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["HEARTBEAT_S", "JOURNAL", "open_study", "optuna_module", "spec", "total_of"]
+__all__ = [
+    "HEARTBEAT_S",
+    "JOURNAL",
+    "load_study",
+    "open_study",
+    "optuna_module",
+    "spec",
+    "total_of",
+]
 
 JOURNAL = "study.journal"
 HEARTBEAT_S = 5
@@ -42,7 +51,7 @@ def optuna_module() -> Any:
             "compare, tune and worker run on Optuna, which is not installed: "
             "pip install 'losskit[optuna]'"
         ) from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # losskit reports each trial itself
     return optuna
 
 
@@ -50,12 +59,16 @@ def _storage(folder: str | os.PathLike[str] | None, url: str | None) -> Any:
     optuna = optuna_module()
     if url is not None:
         try:
-            return optuna.storages.RDBStorage(
-                url,
-                heartbeat_interval=HEARTBEAT_S,
-                grace_period=4 * HEARTBEAT_S,
-                failed_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
-            )
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=HEARTBEAT_S,
+                    grace_period=4 * HEARTBEAT_S,
+                    heartbeat_stale_trial_callback=(
+                        optuna.storages.RetryHeartbeatStaleTrialCallback()
+                    ),
+                )
         except (ImportError, ModuleNotFoundError) as exc:
             raise ConfigError(
                 f"--storage {url}: its database driver is missing ({exc}); for PostgreSQL "
@@ -151,3 +164,23 @@ def spec(study: optuna.Study) -> dict[str, Any]:
 def total_of(study: optuna.Study) -> int:
     """How many trials the study is to finish (a grid's runs, a tune's ``--trials``)."""
     return int(study.user_attrs.get("losskit_total", 0))
+
+
+def load_study(
+    study_dir: str | os.PathLike[str] | None = None,
+    *,
+    storage: str | None = None,
+    name: str | None = None,
+) -> optuna.Study:
+    """The Optuna study of a ``compare`` or ``tune`` (its folder, or ``storage`` and ``name``),
+    to read its trials: each has ``user_attrs["key"]``, and a pruned one ``pruned_by``.
+
+    Example::
+
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> _ = open_study(folder, name="tune", create={"kind": "tune"}, direction="maximize")
+        >>> load_study(folder).study_name
+        'tune'
+    """
+    return open_study(study_dir, storage=storage, name=name)
