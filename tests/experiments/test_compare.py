@@ -155,7 +155,7 @@ def _cli_prints_the_same_ranking_as_json_and_at_80_columns(
 
 
 def test_ranking_groups_overlapping_intervals() -> None:
-    from losskit.compare._report import Spread, _rank
+    from losskit.experiments._report import Spread, _rank
 
     values = {
         "a": Spread.of([1.0, 1.2, 1.1]),

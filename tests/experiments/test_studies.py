@@ -296,3 +296,45 @@ def test_ranking_labels_drop_what_every_variant_shares() -> None:
     assert shared == "terms.fit.loss, balancer=sum"
     assert [short[label] for label in labels] == ["mse", "huber", "l1"]
     assert short_labels(["base"]) == ("", {"base": "base"})
+
+
+def test_the_study_report_of_two_objectives_shows_the_pareto_front(tmp_path: Path) -> None:
+    from losskit.experiments._storage import open_study
+    from losskit.experiments._study_report import best_trials, importances, render_study
+
+    spec = {
+        "kind": "tune",
+        "root": str(tmp_path),
+        "space": [
+            {"path": "optimizer.lr", "kind": "log", "low": 1e-4, "high": 1e-1, "choices": []}
+        ],
+        "objectives": [
+            {"split": "val", "name": "metric/accuracy", "direction": "maximize"},
+            {"split": "val", "name": "loss/recon", "direction": "minimize"},
+        ],
+        "prune": True,
+        "pruner": "none",
+    }
+    study = open_study(tmp_path, create=spec, directions=["maximize", "minimize"])
+    lr = optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)
+    # (accuracy, recon): 0 and 1 and 3 are on the front; 2 is dominated by 1
+    points = [(0.9, 0.5), (0.8, 0.2), (0.7, 0.3), (0.6, 0.1), (0.5, 0.9)]
+    for i, values in enumerate(points):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"optimizer.lr": 10.0 ** -(1 + i * 0.5)},
+                distributions={"optimizer.lr": lr},
+                values=list(values),
+                user_attrs={"key": f"trial{i:04d}"},
+            )
+        )
+    front = [t.user_attrs["key"] for t in best_trials(study)]
+    assert front == ["trial0000", "trial0001", "trial0003"]  # by accuracy, best first
+    found, why = importances(study)
+    assert (found, why) == ({"optimizer.lr": 1.0}, "")  # one parameter holds it all
+    page = render_study(study, tmp_path).read_text()
+    assert "<h2>Pareto front</h2>" in page
+    assert page.count("data:image/png;base64,") == 2  # objective over trials, the front
+    assert "run linter only (several objectives)" in page
+    for key in front:
+        assert key in page

@@ -127,7 +127,7 @@ def open_study(
     held = study.user_attrs.get("losskit")
     if held is None:
         study.set_user_attr("losskit", create)
-    elif _normal(held) != _normal(create):
+    elif _identity(held) != _identity(create):
         raise ConfigError(
             f"the study {study.study_name!r} in {storage or folder} holds another experiment "
             "(another configuration, search or objective); use another folder or --study name"
@@ -147,10 +147,11 @@ def _engine(found: dict[str, Any]) -> tuple[Any, Any]:
     return sampler, pruners[found.get("pruner", "none")]()
 
 
-def _normal(value: Any) -> Any:
+def _identity(found: dict[str, Any]) -> Any:
+    """What makes two specs the same experiment (not the folder, given relative or not)."""
     import json
 
-    return json.loads(json.dumps(value, sort_keys=True))
+    return json.loads(json.dumps({k: v for k, v in found.items() if k != "root"}, sort_keys=True))
 
 
 def spec(study: optuna.Study) -> dict[str, Any]:

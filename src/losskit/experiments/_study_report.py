@@ -8,6 +8,7 @@ study too small or too uniform for them says why instead.
 from __future__ import annotations
 
 import html
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,12 @@ def importances(study: Any) -> tuple[dict[str, float], str]:
         return {}, f"{len(complete)} complete trial(s): importances need at least 4"
     try:
         evaluator = optuna.importance.PedAnovaImportanceEvaluator()
-        found = optuna.importance.get_param_importances(
-            study, evaluator=evaluator, target=lambda t: t.values[0]
-        )
+        sign = 1.0 if study.directions[0].name == "MINIMIZE" else -1.0  # it ranks low values
+        with warnings.catch_warnings():  # its note on low targets: the sign handles it
+            warnings.filterwarnings("ignore", "PedAnovaImportanceEvaluator computes")
+            found = optuna.importance.get_param_importances(
+                study, evaluator=evaluator, target=lambda t: sign * t.values[0]
+            )
     except (ImportError, ValueError, RuntimeError) as exc:
         return {}, f"not computed: {exc}"
     return dict(found), ""

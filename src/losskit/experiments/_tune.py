@@ -14,14 +14,13 @@ from losskit.errors import ConfigError
 from losskit.experiments._runner import write_config
 from losskit.experiments._search import (
     Dimension,
-    Objective,
     parse_objective,
     parse_search,
     search_table,
 )
-from losskit.experiments._storage import open_study, optuna_module
+from losskit.experiments._storage import open_study, optuna_module, spec
 from losskit.experiments._study_report import best_trials, render_study
-from losskit.experiments._worker import TrialEvent, trial_folder, work
+from losskit.experiments._worker import TrialEvent, tune_config, work
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -176,11 +175,8 @@ def finish(study: Any, root: Path) -> TuneResult:
     optuna = optuna_module()
     best = best_trials(study)
     best_config = None
-    if best:
-        folder = trial_folder(root, best[0])
-        import json
-
-        config = json.loads((folder / "config.json").read_text())
+    if best:  # from the study, not the trial's folder (which may be on another host)
+        config = tune_config(spec(study), optuna.trial.FixedTrial(best[0].params))
         config["run"]["out"] = None
         config["run"]["name"] = f"{config['run']['name']}-best"
         best_config = write_config(config, root, "best.toml")
@@ -193,10 +189,3 @@ def finish(study: Any, root: Path) -> TuneResult:
         {"key": t.user_attrs.get("key"), "values": t.values, "params": t.params} for t in best
     )
     return TuneResult(root, rows, best_config, report, counts)
-
-
-def objectives_of(study: Any) -> list[Objective]:
-    """The objectives a tune study was created with."""
-    from losskit.experiments._storage import spec
-
-    return [Objective(**o) for o in spec(study)["objectives"]]

@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
@@ -39,9 +40,11 @@ from losskit.experiments._runner import is_complete, run_job
 from losskit.experiments._search import Dimension, Objective, suggest
 from losskit.experiments._storage import open_study, optuna_module, spec, total_of
 
-__all__ = ["TrialEvent", "trial_folder", "work"]
+__all__ = ["TrialEvent", "trial_folder", "tune_config", "work"]
 
 IDLE_S = 0.5
+UNCLAIMED_S = 120.0
+"""A running trial its worker never claimed (it died right after taking it) is stale after this."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _older_than(start: datetime.datetime | None, seconds: float) -> bool:
+    if start is None:
+        return False
+    return (datetime.datetime.now() - start).total_seconds() > seconds
+
+
 def _recover(study: Any) -> None:
     """Fail and queue again the running trials of this host whose worker process is gone."""
     optuna = optuna_module()
@@ -86,7 +95,9 @@ def _recover(study: Any) -> None:
         owner = str(t.user_attrs.get("worker", ""))
         name, _, rest = owner.partition(":")
         pid, _, number = rest.partition(":")
-        if name != host or number != str(t.number) or not pid.isdigit() or _alive(int(pid)):
+        unclaimed = not owner and _older_than(t.datetime_start, UNCLAIMED_S)
+        mine = name == host and number == str(t.number) and pid.isdigit()
+        if not unclaimed and not (mine and not _alive(int(pid))):
             continue
         try:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
@@ -172,14 +183,7 @@ class _Objective:
     def _config(self, trial: Any) -> dict[str, Any]:
         if self.spec["kind"] == "compare":
             return dict(trial.user_attrs["config"])
-        from losskit.config import load_config
-
-        space = [Dimension(**{**d, "choices": tuple(d["choices"])}) for d in self.spec["space"]]
-        overrides = suggest(trial, space)
-        config = apply(load_config(self.spec["base"]), overrides).model_dump(mode="json")
-        if self.spec.get("seed") is not None:
-            config["run"]["seed"] = self.spec["seed"]
-        return config
+        return tune_config(self.spec, trial)
 
     def _claim(self, trial: Any) -> str:
         optuna = optuna_module()
@@ -230,6 +234,16 @@ class _Objective:
         trial.set_user_attr("seconds", float(summary["seconds"]))
         self.last = TrialEvent(key, "complete", "", 0, 0)
         return values[0] if len(values) == 1 else values
+
+
+def tune_config(found: dict[str, Any], trial: Any) -> dict[str, Any]:
+    """The run configuration a tune trial (or ``optuna.trial.FixedTrial(params)``) picks."""
+    from losskit.config import load_config
+
+    space = [Dimension(**{**d, "choices": tuple(d["choices"])}) for d in found["space"]]
+    overrides = suggest(trial, space)
+    config: dict[str, Any] = apply(load_config(found["base"]), overrides).model_dump(mode="json")
+    return config
 
 
 def _steps(folder: Path) -> int:
