@@ -83,6 +83,11 @@ def accuracy(config: dict[str, Any], seeds: range, out: Path) -> list[float]:
     return found
 
 
+def _number(value: float) -> float | None:
+    """JSON has no NaN: a figure that could not be measured is null."""
+    return None if math.isnan(value) else round(value, 4)
+
+
 def _se(values: list[float]) -> float:
     return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
 
@@ -107,6 +112,7 @@ def main() -> None:
         default = accuracy(raw, compare_seeds, root / "default")
     steps_ratio = pruned["steps"] / full["steps"] if full["steps"] else math.nan
     best_gap = pruned["best"] - full["best"]
+    gain = statistics.fmean(tuned) - statistics.fmean(default)
     print(f"{'search':<10}{'trials':>8}{'pruned':>8}{'steps':>9}{'best acc':>10}{'seconds':>9}")
     for name, found in (("pruned", pruned), ("unpruned", full)):
         counts = found["counts"]
@@ -122,12 +128,10 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "steps_ratio": round(steps_ratio, 4),
-                "best_gap": round(best_gap, 4),
-                "best_se": None if math.isnan(best_se) else round(best_se, 4),
-                "tuned_minus_default": round(
-                    statistics.fmean(tuned) - statistics.fmean(default), 4
-                ),
+                "steps_ratio": _number(steps_ratio),
+                "best_gap": _number(best_gap),
+                "best_se": _number(best_se),
+                "tuned_minus_default": _number(gain),
                 "trials": trials,
                 "quick": args.quick,
             }

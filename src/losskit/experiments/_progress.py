@@ -17,12 +17,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from typing import TYPE_CHECKING, Any
 
 from losskit.experiments._worker import TrialEvent
+
+if TYPE_CHECKING:  # rich: imported by the command line, not with this package
+    from rich.console import Console
+    from rich.progress import Progress
 
 __all__ = ["StudyProgress"]
 
@@ -48,6 +49,14 @@ class StudyProgress:
 
     def __enter__(self) -> StudyProgress:
         if self.console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
             self.bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
