@@ -290,7 +290,7 @@ def doctor(
         raise typer.Exit(code=1)
 
 
-# -- experiment and monitor: lint, compare, tune, worker ------------------------------------
+# -- experiment and monitor: lint, compare --------------------------------------------------
 @app.command(name="lint")
 def lint_command(
     run_dirs: list[Path] = typer.Argument(..., help="Run folders (or metrics.jsonl files)."),

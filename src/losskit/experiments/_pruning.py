@@ -54,6 +54,20 @@ def reason_of(found: Finding) -> str:
     return f"{found.kind} on {where}: {found.message}"
 
 
+def _warming_up(history: Any, found: Finding) -> bool:
+    """A share finding while some term's weight still rises (a warm-up): too early to judge."""
+    if not found.kind.startswith("share_"):
+        return False
+    for name in history.keys(found.split):
+        if not name.startswith("weight/"):
+            continue
+        series = history.series(name, found.split, "interval")
+        during = [v for s, v in zip(series.steps, series.values) if s >= found.start]
+        if len(during) > 1 and during[-1] > 1.01 * during[0]:
+            return True
+    return False
+
+
 class RunWatch:
     """Called while a run trains: the reason to stop it, or ``None``.
 
@@ -93,7 +107,11 @@ class RunWatch:
             history = load(self.path, skip_corrupt=True)
         except LossKitError:
             return None  # being written: read it at the next interval
-        found = [f for f in lint(history, thresholds=self.thresholds) if f.kind in self.kinds]
+        found = [
+            f
+            for f in lint(history, thresholds=self.thresholds)
+            if f.kind in self.kinds and not _warming_up(history, f)
+        ]
         # the worst first; of those, a term's own finding before the total's
         found.sort(key=lambda f: (f.severity != "error", f.key == "loss", f.start))
         if found:
