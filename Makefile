@@ -6,13 +6,13 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest browser bench clean
+.PHONY: demo test lint typecheck pytest browser postgres bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e '.[dev,tensorboard,balancing,lightning,accelerate,wandb,mlflow]'
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,tensorboard,balancing,lightning,accelerate,wandb,mlflow,optuna,postgresql]'
 	@$(PIP) list 2>/dev/null | grep -iE '^(torch|nvidia)' ; \
 	  if $(PIP) list 2>/dev/null | grep -qi '^nvidia'; then echo 'error: a CUDA build was pulled in' >&2; exit 1; fi
 	touch $(STAMP)
@@ -33,7 +33,13 @@ browser:
 	  echo "installing Debian's chromium for the report's browser test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-pytest: $(STAMP) browser
+# The study tests start a local PostgreSQL server from Debian's binaries (never a download).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql for the multi-host study test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+pytest: $(STAMP) browser postgres
 	$(BIN)/pytest
 
 test: lint typecheck pytest

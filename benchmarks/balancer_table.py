@@ -117,7 +117,7 @@ def main() -> None:
         base = load_config(config).model_dump(mode="json")
         if args.epochs:
             base["run"]["epochs"] = args.epochs
-        result = lk.compare.compare(
+        result = lk.experiments.compare(
             base,
             vary={"balancer": specs},
             seeds=seeds,

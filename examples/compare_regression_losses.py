@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 import losskit as lk
-from losskit.compare import CompareResult
+from losskit.experiments import CompareResult
 
 FEATURES = 8
 
@@ -59,7 +59,8 @@ class Linear(nn.Module):
 
 def config(epochs: int = 12, n_train: int = 256) -> dict[str, Any]:
     """The base run: trains on ``fit`` (varied), monitors clean MSE and MAE."""
-    here = __name__  # "__main__" as a script, the module name when imported
+    # each run is a `losskit run` process: name this file's module, not "__main__"
+    here = Path(__file__).stem if __name__ == "__main__" else __name__
     return {
         "run": {"name": "regression-losses", "epochs": epochs, "threads": 1},
         "model": {"source": f"{here}:Linear", "input": "x"},
@@ -86,8 +87,8 @@ def main(
     n_train: int = 256,
     jobs: int = 1,
 ) -> CompareResult:
-    """Compare the three losses; return the :class:`~losskit.compare.CompareResult`."""
-    return lk.compare.compare(
+    """Compare the three losses; return the :class:`~losskit.experiments.CompareResult`."""
+    return lk.experiments.compare(
         config(epochs, n_train),
         vary={"terms.fit.loss": ["mse", "l1", "huber"]},
         seeds=seeds,

@@ -15,7 +15,10 @@ from losskit.cli import app
 
 runner = CliRunner()
 
-COMMANDS = ["demo", "run", "report", "losses", "recommend", "doctor", "lint", "compare"]
+COMMANDS = [
+    *("demo", "run", "report", "losses", "recommend", "doctor", "lint"),
+    *("compare", "tune", "worker"),
+]
 
 
 @pytest.mark.parametrize("args", [["--help"], *[[c, "--help"] for c in COMMANDS]])

@@ -37,7 +37,7 @@ def _modules_after(code: str) -> set[str]:
         "import losskit",
         "import losskit as lk; lk.Criterion, lk.Term, lk.LossResult, lk.losses, lk.balancers",
         "import losskit as lk; lk.engine, lk.tracking, lk.report, lk.lint, lk.diagnostics",
-        "import losskit as lk; lk.compare, lk.benchmarking, lk.evaluation, lk.data",
+        "import losskit as lk; lk.experiments, lk.benchmarking, lk.evaluation, lk.data",
     ],
 )
 def test_heavy_dependencies_are_imported_on_use_only(code: str) -> None:
@@ -68,6 +68,7 @@ MOVED = {
     "diagnose": "losskit.diagnostics",
     "gradient_health": "losskit.diagnostics",
     "evaluate": "losskit.evaluation",
+    "compare": "losskit.experiments",
 }
 
 
@@ -77,16 +78,6 @@ def test_old_top_level_names_warn_and_resolve(name: str) -> None:
     with pytest.warns(DeprecationWarning, match=f"losskit.{name} moved to {MOVED[name]}"):
         value = getattr(losskit, name)
     assert value is getattr(package, name)
-
-
-def test_calling_the_compare_package_warns_and_calls_compare(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import losskit.compare
-
-    monkeypatch.setattr(losskit.compare, "compare", lambda *a, **k: (a, k))
-    with pytest.warns(DeprecationWarning, match="losskit.compare.compare"):
-        assert losskit.compare("cfg", vary={}) == (("cfg",), {"vary": {}})  # type: ignore[operator]
 
 
 def test_core_and_subpackages_resolve_and_are_listed() -> None:

@@ -43,11 +43,11 @@ if TYPE_CHECKING:
     from losskit import (
         balancers,
         benchmarking,
-        compare,
         data,
         diagnostics,
         engine,
         evaluation,
+        experiments,
         integrations,
         lint,
         losses,
@@ -81,11 +81,11 @@ __all__ = [
     "benchmarking",
     "class_counts",
     "class_weights",
-    "compare",
     "data",
     "diagnostics",
     "engine",
     "evaluation",
+    "experiments",
     "integrations",
     "lint",
     "losses",
@@ -113,11 +113,11 @@ _SUBPACKAGES = frozenset(
     {
         "balancers",
         "benchmarking",
-        "compare",
         "data",
         "diagnostics",
         "engine",
         "evaluation",
+        "experiments",
         "integrations",
         "lint",
         "losses",
@@ -140,6 +140,7 @@ _MOVED = {
     "diagnose": ("losskit.diagnostics", "diagnose"),
     "gradient_health": ("losskit.diagnostics", "gradient_health"),
     "evaluate": ("losskit.evaluation", "evaluate"),
+    "compare": ("losskit.experiments", "compare"),
 }
 
 

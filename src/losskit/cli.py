@@ -108,14 +108,21 @@ def _announce_code(config: Any) -> None:
 
 
 def _execute(
-    config: Any, out: Path | None, resume: bool, quiet: bool, as_json: bool = False
+    config: Any,
+    out: Path | None,
+    resume: bool,
+    quiet: bool,
+    as_json: bool = False,
+    write_report: bool = True,
 ) -> None:
     from losskit.run import run
 
     console = Console()
     try:
         _announce_code(config)
-        result = run(config, out=out, progress=not (quiet or as_json), resume=resume)
+        result = run(
+            config, out=out, progress=not (quiet or as_json), resume=resume, report=write_report
+        )
     except LossKitError as exc:
         raise _fail(exc) from exc
     from losskit._dist import is_main
@@ -130,7 +137,7 @@ def _execute(
         console.print(f"run complete: {result.run_dir} had finished; nothing to resume")
         return
     try:
-        report = result.fit.report or _render_report(result.run_dir)
+        report = result.fit.report or (_render_report(result.run_dir) if write_report else None)
     except LossKitError as exc:  # e.g. a corrupt log line; the run's files stay
         raise _fail(exc) from exc
     if as_json:
@@ -181,9 +188,10 @@ def run_config(
     as_json: bool = typer.Option(
         False, "--json", help="Print the summary as JSON (and no progress)."
     ),
+    report: bool = typer.Option(True, help="Write report.html at the end."),
 ) -> None:
     """Train what a configuration file describes."""
-    _execute(config, out, resume=resume, quiet=quiet, as_json=as_json)
+    _execute(config, out, resume=resume, quiet=quiet, as_json=as_json, write_report=report)
 
 
 @app.command(name="losses")
@@ -453,58 +461,219 @@ def compare_command(
         "the product.",
     ),
     seeds: int = typer.Option(3, min=1, help="Seeds per variant (run.seed, run.seed + 1, ...)."),
-    jobs: int = typer.Option(1, min=1, help="Runs in parallel (spawned processes)."),
+    jobs: int = typer.Option(
+        1, min=0, help="Runs at once here (0: only create the study, for losskit worker)."
+    ),
     out: Path | None = typer.Option(None, help="The grid folder (default runs/NAME-compare)."),
     rank_by: str | None = typer.Option(
         None, help="split/key to rank by (default the config's trainer.monitor)."
     ),
     interval: str = typer.Option(
-        "range", help="'range' (min-max over seeds) or 'std' (mean ± std) for the ranking."
+        "range",
+        help="'range' (min-max over seeds), 'std' (mean ± std) or 'ci95' (95% interval of "
+        "the mean) for the ranking.",
     ),
+    rank_on: str = typer.Option(
+        "best", help="Rank on each run's 'best' value over epochs or its 'final' one."
+    ),
+    storage: str | None = typer.Option(
+        None, help="An RDB URL for a study shared by several hosts (default: a journal in OUT)."
+    ),
+    study: str | None = typer.Option(None, help="The study's name in --storage."),
+    as_json: bool = typer.Option(False, "--json", help="Print the ranking and figures as JSON."),
 ) -> None:
-    """Run a grid of variants over seeds (resumable) and write one comparative report."""
-    from losskit.compare import compare, parse_vary
+    """Run a grid of variants over seeds (resumable, on Optuna) and write one report."""
+    import json
 
-    console = Console()
-    if interval not in ("range", "std"):
-        raise _fail(LossKitError(f"--interval must be 'range' or 'std', got {interval!r}"))
+    from losskit.experiments import StudyProgress, compare, parse_vary
+
+    console = Console(stderr=as_json)
+    if interval not in ("range", "std", "ci95"):
+        raise _fail(LossKitError(f"--interval must be 'range', 'std' or 'ci95', got {interval!r}"))
+    if rank_on not in ("best", "final"):
+        raise _fail(LossKitError(f"--rank-on must be 'best' or 'final', got {rank_on!r}"))
     try:
         grid = dict(parse_vary(spec) for spec in vary)
-        result = compare(
-            config,
-            grid,
-            seeds=seeds,
-            out=out,
-            jobs=jobs,
-            rank_by=rank_by,
-            interval=interval,  # type: ignore[arg-type]
-            on_done=lambda job: console.print(f"done: {job.variant} seed {job.seed}"),
-        )
+        with StudyProgress(console) as progress:
+            result = compare(
+                config,
+                grid,
+                seeds=seeds,
+                out=out,
+                jobs=jobs,
+                rank_by=rank_by,
+                interval=interval,  # type: ignore[arg-type]
+                rank_on=rank_on,  # type: ignore[arg-type]
+                storage=storage,
+                study_name=study,
+                on_done=progress,
+            )
     except LossKitError as exc:
         raise _fail(exc) from exc
-    c = result.comparison
-    table = Table(
-        title=f"ranking by best {c.rank_by} ({'lower' if c.mode == 'min' else 'higher'} is better)"
-    )
+    if as_json:
+        typer.echo(json.dumps(_comparison_json(result), indent=2))
+        return
+    console.print(_ranking_table(result.comparison))
+    console.print(f"ran {len(result.ran)} run(s), {len(result.skipped)} already complete")
+    if result.comparison.missing:
+        console.print(f"{len(result.comparison.missing)} run(s) not finished yet (workers)")
+    if result.comparison.findings:
+        console.print(f"{len(result.comparison.findings)} linter finding(s): see the report")
+    console.print(f"report: {result.report}", highlight=False)
+
+
+def _ranking_table(c: Any) -> Table:
+    from losskit.experiments import short_labels
+
+    shared, short = short_labels([c.labels[v] for v in c.variants])
+    better = "lower" if c.mode == "min" else "higher"
+    title = f"ranking by best {c.rank_by} ({better} is better)"
+    table = Table(title=title + (f"\nvariants: {shared}" if shared else ""))
     for column in ("tier", "variant", "mean", "std", "min", "max", "not different from"):
         table.add_column(
-            column, justify="left" if column in ("variant", "not different from") else "right"
+            column,
+            justify="left" if column in ("variant", "not different from") else "right",
+            overflow="fold",
         )
     for r in c.ranking:
         table.add_row(
             str(r.tier),
-            c.labels[r.variant],
+            short[c.labels[r.variant]],
             f"{r.value.mean:.4g}",
             f"{r.value.std:.2g}",
             f"{r.value.low:.4g}",
             f"{r.value.high:.4g}",
-            "; ".join(c.labels[t] for t in r.ties),
+            "; ".join(short[c.labels[t]] for t in r.ties),
         )
-    console.print(table)
-    console.print(f"ran {len(result.ran)} run(s), {len(result.skipped)} already complete")
-    if c.findings:
-        console.print(f"{len(c.findings)} linter finding(s): see the report")
+    return table
+
+
+def _comparison_json(result: Any) -> dict[str, Any]:
+    import dataclasses
+
+    c = result.comparison
+    variants: dict[str, Any] = {}
+    for row in c.rows:
+        entry = variants.setdefault(row.variant, {"label": c.labels[row.variant], "keys": {}})
+        entry["keys"][row.key] = {
+            "final": dataclasses.asdict(row.final),
+            "best": dataclasses.asdict(row.best),
+        }
+    for name, spread in c.step_ms.items():
+        variants.setdefault(name, {"label": c.labels[name], "keys": {}})["step_ms"] = (
+            dataclasses.asdict(spread)
+        )
+    return {
+        "out": str(result.out),
+        "report": str(result.report),
+        "rank_by": c.rank_by,
+        "mode": c.mode,
+        "interval": c.interval,
+        "seeds": list(c.seeds),
+        "ranking": [
+            {
+                "tier": r.tier,
+                "variant": r.variant,
+                "label": c.labels[r.variant],
+                "value": dataclasses.asdict(r.value),
+                "ties": list(r.ties),
+            }
+            for r in c.ranking
+        ],
+        "variants": variants,
+        "missing": [str(p) for p in c.missing],
+        "findings": len(c.findings),
+    }
+
+
+@app.command(name="tune")
+def tune_command(
+    config: Path = typer.Argument(
+        ..., help="The base run configuration (TOML; may hold [search])."
+    ),
+    search: list[str] = typer.Option(
+        [],
+        help="PATH=log(LOW,HIGH) | float(LOW,HIGH) | int(LOW,HIGH) | [A,B,...] (repeatable), "
+        "e.g. terms.recon.weight=log(1e-3,10) or balancer=[sum,uncertainty].",
+    ),
+    trials: int = typer.Option(20, min=1, help="Trials the study finishes (pruned ones count)."),
+    objective: list[str] = typer.Option(
+        [],
+        help="SPLIT/NAME[:min|max] (repeatable: several give a Pareto front); default the "
+        "config's trainer.monitor.",
+    ),
+    jobs: int = typer.Option(
+        1, min=0, help="Trials at once here (0: only create the study, for losskit worker)."
+    ),
+    out: Path | None = typer.Option(None, help="The study folder (default runs/NAME-tune)."),
+    prune: bool = typer.Option(True, help="Prune trials on the run linter's findings."),
+    pruner: str = typer.Option(
+        "median", help="Objective pruner with one objective: median, asha or none."
+    ),
+    seed: int = typer.Option(0, help="The sampler's seed."),
+    storage: str | None = typer.Option(None, help="An RDB URL shared by several hosts."),
+    study: str | None = typer.Option(None, help="The study's name in --storage."),
+) -> None:
+    """Search config paths (weights, losses, balancers) on Optuna, pruning bad trials on the
+    run linter's findings; write the study report and the best configuration as TOML."""
+    from losskit.experiments import StudyProgress, tune
+
+    console = Console()
+    try:
+        with StudyProgress(console) as progress:
+            result = tune(
+                config,
+                search,
+                trials=trials,
+                objectives=objective,
+                out=out,
+                jobs=jobs,
+                prune=prune,
+                pruner=pruner,
+                seed=seed,
+                storage=storage,
+                study_name=study,
+                on_done=progress,
+            )
+    except LossKitError as exc:
+        raise _fail(exc) from exc
+    counts = ", ".join(f"{n} {s}" for s, n in result.counts.items() if n)
+    console.print(f"trials: {counts or 'none yet'}")
+    for best in result.best:
+        values = ", ".join(f"{v:.4g}" for v in best["values"])
+        params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
+        console.print(f"best {best['key']}: {values} ({params})", highlight=False)
+    if result.best_config is not None:
+        console.print(f"best configuration: {result.best_config}", highlight=False)
     console.print(f"report: {result.report}", highlight=False)
+
+
+@app.command(name="worker")
+def worker_command(
+    study_dir: Path | None = typer.Argument(
+        None, help="The study folder (of losskit compare or tune); or give --storage."
+    ),
+    storage: str | None = typer.Option(None, help="The study's RDB URL."),
+    study: str | None = typer.Option(None, help="The study's name in --storage."),
+    jobs: int = typer.Option(1, min=1, help="Trials at once on this machine."),
+    out: Path | None = typer.Option(
+        None, help="Where run folders go (default the folder the study was created in)."
+    ),
+) -> None:
+    """Join a study from any host and run its trials until it is done."""
+    from losskit.experiments import StudyProgress, work
+
+    console = Console()
+    if (study_dir is None) == (storage is None):
+        raise _fail(LossKitError("give the study folder or --storage URL (one of them)"))
+    try:
+        with StudyProgress(console) as progress:
+            ran = work(
+                study_dir, storage=storage, study_name=study, jobs=jobs, out=out, on_event=progress
+            )
+    except LossKitError as exc:
+        raise _fail(exc) from exc
+    console.print(f"worker done: ran {ran} trial(s)")
 
 
 # -- losskit bench (issue 10, convergence: issue 26) ----------------------------------------

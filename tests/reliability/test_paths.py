@@ -71,7 +71,7 @@ def test_a_name_set_after_validation_cannot_escape_either(
 def test_compare_refuses_an_unsafe_base_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from losskit.compare import compare
+    from losskit.experiments import compare
 
     (tmp_path / "inner").mkdir()
     monkeypatch.chdir(tmp_path / "inner")
@@ -83,7 +83,7 @@ def test_compare_refuses_an_unsafe_base_name(
 
 
 def test_compare_report_refuses_a_manifest_variant_leading_outside(tmp_path: Path) -> None:
-    from losskit.compare import summarize_grid
+    from losskit.experiments import summarize_grid
 
     manifest = {
         "base": {"trainer": {"monitor": "val/loss", "mode": "min"}, "terms": {}},

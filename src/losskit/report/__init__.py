@@ -5,7 +5,7 @@
 (:class:`Chart`, drawn in the browser by the uPlot library shipped in ``report/assets``) and
 static figures. matplotlib is imported when a figure is drawn, not with this package. The
 page's pieces (:func:`write_page`, :func:`chart_figure`, :func:`figure_html`, ...) are public
-for other page writers (``losskit.compare``'s report).
+for other page writers (``losskit.experiments``' reports).
 
 Example::
 

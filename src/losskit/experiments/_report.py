@@ -4,7 +4,7 @@ spread, and the linter's findings for every run.
 
 Example::
 
-    >>> from losskit.compare._report import Spread
+    >>> from losskit.experiments._report import Spread
     >>> s = Spread.of([1.0, 2.0, 3.0])
     >>> s.mean, s.low, s.high, round(s.std, 3)
     (2.0, 1.0, 3.0, 1.0)
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from losskit._io import check_file_name
-from losskit.compare._runner import MANIFEST, is_complete
 from losskit.errors import ConfigError
+from losskit.experiments._runner import MANIFEST, is_complete
 from losskit.lint import Finding, lint_runs
 from losskit.report import (
     PALETTE,

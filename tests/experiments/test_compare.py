@@ -18,8 +18,8 @@ import pytest
 import torch
 
 import losskit as lk
-from losskit.compare._grid import apply, expand, parse_vary, with_seed
 from losskit.config import RunConfig, load_config
+from losskit.experiments._grid import apply, expand, parse_vary, with_seed
 from losskit.run import build
 
 DEMO = resources.files("losskit").joinpath("demo.toml")
@@ -78,7 +78,7 @@ def test_tiny_grid_folders_and_report_match_the_runs(tmp_path: Path) -> None:
         "target": "pixels",
         "monitor": True,
     }
-    result = lk.compare.compare(
+    result = lk.experiments.compare(
         base, vary={"terms.recon.loss": ["mse", "smooth_l1"]}, seeds=2, out=tmp_path
     )
     folders = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/seed*"))
@@ -127,10 +127,43 @@ def test_tiny_grid_folders_and_report_match_the_runs(tmp_path: Path) -> None:
         (line,) = [s for s in charts["val/loss"]["series"] if s["label"] == c.labels[variant]]
         last = [v for v in line["y"] if v is not None][-1]
         assert last == pytest.approx(c.row(variant, "val/loss").final.mean, rel=1e-6)
+    _cli_prints_the_same_ranking_as_json_and_at_80_columns(tmp_path, base, result)
+
+
+def _cli_prints_the_same_ranking_as_json_and_at_80_columns(
+    out: Path, base: dict[str, Any], result: Any
+) -> None:
+    """The finished grid again from the command line: nothing runs, the ranking prints."""
+    from typer.testing import CliRunner
+
+    from losskit.cli import app
+    from losskit.experiments._runner import write_config
+
+    config = write_config(base, out.parent, "base.toml")
+    args = ["compare", str(config), "--vary", "terms.recon.loss=mse,smooth_l1", "--seeds", "2"]
+    args += ["--out", str(out)]
+    runner = CliRunner()
+    shown = runner.invoke(app, [*args, "--json"])
+    assert shown.exit_code == 0, shown.output
+    payload = json.loads(shown.stdout)
+    c = result.comparison
+    assert [r["variant"] for r in payload["ranking"]] == [r.variant for r in c.ranking]
+    assert [r["value"]["mean"] for r in payload["ranking"]] == [r.value.mean for r in c.ranking]
+    key = payload["variants"]["terms.recon.loss=mse"]["keys"]["val/loss/cls"]
+    assert key["final"]["mean"] == c.row("terms.recon.loss=mse", "val/loss/cls").final.mean
+    table = runner.invoke(app, args, env={"COLUMNS": "80"})
+    assert table.exit_code == 0, table.output
+    assert "ran 0 run(s), 4 already complete" in table.output
+    lines = table.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "variants: terms.recon.loss" in table.output
+    assert any(" mse " in line for line in lines)
+    assert any(" smooth_l1 " in line for line in lines)
+    assert "terms.recon.loss=mse" not in table.output  # the shared path is said once
 
 
 def test_ranking_groups_overlapping_intervals() -> None:
-    from losskit.compare._report import Spread, _rank
+    from losskit.experiments._report import Spread, _rank
 
     values = {
         "a": Spread.of([1.0, 1.2, 1.1]),
@@ -175,20 +208,22 @@ def test_killed_compare_reruns_only_the_missing_runs(tmp_path: Path) -> None:
     process.wait()
     done = {p.parent: p.stat().st_mtime_ns for p in out.glob("*/seed*/summary.json")}
     assert 1 <= len(done) < 6
-    result = lk.compare.compare(config, vary={"terms.recon.loss": ["mse", "l1"]}, seeds=3, out=out)
+    result = lk.experiments.compare(
+        config, vary={"terms.recon.loss": ["mse", "l1"]}, seeds=3, out=out
+    )
     assert set(result.skipped) == set(done)
     assert len(result.ran) == 6 - len(done)
     for folder, mtime in done.items():
         assert (folder / "summary.json").stat().st_mtime_ns == mtime  # not run again
     assert len(list(out.glob("*/seed*/summary.json"))) == 6
     with pytest.raises(lk.ConfigError, match="holds another grid"):
-        lk.compare.compare(config, vary={"terms.recon.loss": ["mse"]}, seeds=3, out=out)
+        lk.experiments.compare(config, vary={"terms.recon.loss": ["mse"]}, seeds=3, out=out)
 
 
 def test_parallel_jobs_give_the_same_runs_as_one_process(tmp_path: Path) -> None:
     vary = {"terms.recon.loss": ["mse", "l1"]}
-    serial = lk.compare.compare(tiny(), vary=vary, seeds=1, out=tmp_path / "serial")
-    parallel = lk.compare.compare(tiny(), vary=vary, seeds=1, out=tmp_path / "parallel", jobs=2)
+    serial = lk.experiments.compare(tiny(), vary=vary, seeds=1, out=tmp_path / "serial")
+    parallel = lk.experiments.compare(tiny(), vary=vary, seeds=1, out=tmp_path / "parallel", jobs=2)
     assert len(parallel.ran) == 2
     for variant in serial.comparison.variants:
         a = serial.comparison.row(variant, "val/loss").final.mean
@@ -219,7 +254,7 @@ def test_cli_refuses_a_bad_grid_before_running(tmp_path: Path) -> None:
 def test_ci95_interval_is_students_t_and_ranks_on_it() -> None:
     from scipy import stats
 
-    from losskit.compare._report import Spread, _rank
+    from losskit.experiments._report import Spread, _rank
 
     values = [0.91, 0.93, 0.94, 0.92, 0.95]
     spread = Spread.of(values)
@@ -240,9 +275,9 @@ def test_ci95_interval_is_students_t_and_ranks_on_it() -> None:
 
 
 def test_rank_on_final_uses_the_last_epoch(tmp_path: Path) -> None:
-    from losskit.compare._report import summarize_grid
+    from losskit.experiments._report import summarize_grid
 
-    lk.compare.compare(tiny(), vary={"terms.recon.loss": ["mse", "l1"]}, seeds=1, out=tmp_path)
+    lk.experiments.compare(tiny(), vary={"terms.recon.loss": ["mse", "l1"]}, seeds=1, out=tmp_path)
     summaries = _summaries(tmp_path)
     differs = 0
     for key in ("val/loss/cls", "val/loss/recon", "val/loss/ink", "val/metric/accuracy"):

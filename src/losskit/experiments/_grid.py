@@ -4,7 +4,7 @@ Example::
 
     >>> from importlib import resources
     >>> from losskit.config import load_config
-    >>> from losskit.compare._grid import expand, parse_vary
+    >>> from losskit.experiments._grid import expand, parse_vary
     >>> base = load_config(resources.files("losskit").joinpath("demo.toml"))
     >>> path, values = parse_vary("terms.recon.loss=mse,l1")
     >>> variants = expand(base, {path: values, "optimizer.lr": [0.001, 0.003]})
@@ -35,7 +35,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["Variant", "apply", "expand", "parse_value", "parse_vary", "with_seed"]
+__all__ = ["Variant", "apply", "expand", "parse_value", "parse_vary", "short_labels", "with_seed"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+\-]")
 
@@ -149,3 +149,37 @@ def expand(base: RunConfig, vary: Mapping[str, Sequence[Any]]) -> list[Variant]:
 def with_seed(config: RunConfig, seed: int) -> RunConfig:
     """``config`` with ``run.seed`` set: the model's initialisation and the batch order."""
     return config.model_copy(update={"run": config.run.model_copy(update={"seed": seed})})
+
+
+def short_labels(labels: Sequence[str]) -> tuple[str, dict[str, str]]:
+    """Labels without what they all share: ``(shared, {label: short})``.
+
+    A ``path=value`` part with the same path in every label keeps only its value (the path
+    goes to ``shared``); a part equal in every label is dropped.
+
+    Example::
+
+        >>> short_labels(["terms.fit.loss=mse, lr=0.1", "terms.fit.loss=huber, lr=0.1"])
+        ('terms.fit.loss, lr=0.1', {'terms.fit.loss=mse, lr=0.1': 'mse', \
+'terms.fit.loss=huber, lr=0.1': 'huber'})
+    """
+    split = [label.split(", ") for label in labels]
+    if not split or len({len(parts) for parts in split}) != 1 or len(labels) < 2:
+        return "", {label: label for label in labels}
+    shared: list[str] = []
+    keep: list[int] = []
+    for i in range(len(split[0])):
+        column = [parts[i] for parts in split]
+        paths = {part.partition("=")[0] for part in column}
+        if len(set(column)) == 1:
+            shared.append(column[0])
+        elif len(paths) == 1 and all("=" in part for part in column):
+            shared.append(paths.pop())
+            keep.append(i)
+        else:
+            keep.append(-i - 1)
+    short = {}
+    for label, parts in zip(labels, split):
+        shown = [parts[i] if i >= 0 else parts[-i - 1] for i in keep]
+        short[label] = ", ".join(p.partition("=")[2] if i >= 0 else p for i, p in zip(keep, shown))
+    return ", ".join(shared), short
