@@ -262,9 +262,20 @@ def recommend_command(
         None, help="A .pt or .npy file of training targets, to compute class weights from."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the suggestions as JSON."),
+    balancer: bool = typer.Option(
+        False, "--balancer", help="Which balancer to start with, from measurements."
+    ),
+    scales: str | None = typer.Option(
+        None, help="With --balancer: losses on 'similar' or 'different' scales (default both)."
+    ),
 ) -> None:
-    """Suggest catalogue losses and their settings for a problem, with the reasons."""
+    """Suggest catalogue losses and their settings for a problem, with the reasons; with
+    --balancer, which balancer to start with (measured on the shipped multi-task tasks)."""
     import sys
+
+    if balancer:
+        _recommend_balancer(scales, as_json)
+        return
 
     import torch
     from rich.prompt import Confirm, Prompt
@@ -322,6 +333,57 @@ def recommend_command(
     console.print("as a config term:\n" + recs[0].toml("main"), highlight=False)
     code = recs[0].python("main", input=selected)
     console.print("\nin Python:\n" + code, highlight=False, soft_wrap=True)
+
+
+def _recommend_balancer(scales: str | None, as_json: bool) -> None:
+    from losskit.balancers import advise
+
+    cases = [scales] if scales is not None else ["similar", "different"]
+    try:
+        advice = [advise(case) for case in cases]  # type: ignore[arg-type]
+    except LossKitError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        _echo_json(
+            [
+                {
+                    "scales": a.scales,
+                    "start_with": a.start_with,
+                    "why": a.why,
+                    "first_tier": list(a.first_tier),
+                    "tune_when": a.tune_when,
+                    "source": a.source,
+                    "table": [
+                        {
+                            "method": r.method,
+                            "mean": r.mean,
+                            "ci95": list(r.ci95),
+                            "tier": r.tier,
+                            "step_vs_sum": r.step_vs_sum,
+                            "memory_vs_sum": r.memory_vs_sum,
+                            "findings": list(r.findings),
+                        }
+                        for r in a.table
+                    ],
+                }
+                for a in advice
+            ]
+        )
+        return
+    console = Console()
+    for a in advice:
+        headline = f"losses on {a.scales} scales: start with {a.start_with!r}"
+        console.print(headline, style="bold", highlight=False)
+        console.print(a.why, highlight=False)
+        table = Table(title=f"measured ({a.source})")
+        for column in ("balancer", "test metric", "tier", "step", "memory"):
+            table.add_column(column, justify="left" if column == "balancer" else "right")
+        for r in a.table:
+            memory = "-" if r.memory_vs_sum is None else f"{r.memory_vs_sum:.2f}x"
+            tier = "-" if r.tier is None else str(r.tier)
+            table.add_row(r.method, f"{r.mean:.4f}", tier, f"{r.step_vs_sum:.2f}x", memory)
+        console.print(table)
+        console.print(f"when to tune instead: {a.tune_when}\n", highlight=False)
 
 
 @app.command(name="report")

@@ -89,3 +89,23 @@ def test_text_output_fits_80_columns(tmp_path: Path) -> None:
         result = runner.invoke(app, args, env={"COLUMNS": "80"})
         assert result.exit_code == 0, result.output
         assert max(len(line) for line in result.output.splitlines()) <= 80, result.output
+
+
+def test_recommend_balancer_answers_from_the_shipped_measurements() -> None:
+    data = _json(["recommend", "--balancer", "--json"])
+    assert isinstance(data, list)
+    assert [a["scales"] for a in data] == ["similar", "different"]
+    for answer in data:
+        expected = lk.balancers.advise(answer["scales"])
+        assert answer["start_with"] == expected.start_with
+        assert answer["start_with"] in answer["first_tier"]
+        assert [r["method"] for r in answer["table"]] == [r.method for r in expected.table]
+    text = runner.invoke(
+        app, ["recommend", "--balancer", "--scales", "similar"], env={"COLUMNS": "80"}
+    )
+    assert text.exit_code == 0, text.output
+    assert f"start with {data[0]['start_with']!r}" in text.output
+    assert max(len(line) for line in text.output.splitlines()) <= 80
+    wrong = runner.invoke(app, ["recommend", "--balancer", "--scales", "huge"])
+    assert wrong.exit_code == 2
+    assert "scales must be one of" in wrong.output

@@ -15,6 +15,7 @@ Example::
     True
 """
 
+from losskit.balancers._advice import BalancerAdvice, Measured, advise
 from losskit.balancers._gradient import Gradient
 from losskit.balancers._gradnorm import GradNorm
 from losskit.balancers._magnitude import Magnitude
@@ -58,6 +59,7 @@ __all__ = [
     "STCH",
     "AbsenceAwareBalancer",
     "Balancer",
+    "BalancerAdvice",
     "BalancerBase",
     "BalancerSpec",
     "BalancingError",
@@ -69,11 +71,13 @@ __all__ = [
     "GradientMethod",
     "Magnitude",
     "Mean",
+    "Measured",
     "RandomWeights",
     "Shared",
     "Sum",
     "SynchronizedBalancer",
     "Uncertainty",
+    "advise",
     "available",
     "capabilities",
     "check_name",
