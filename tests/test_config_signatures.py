@@ -36,6 +36,7 @@ SAMPLES: dict[str, Any] = {
     "target": "pixels",
     "mask": "mask",
     "sample_weight": "w",
+    "options": {"reduction": "sum"},
     "amp": "bf16",
     "clip_grad_norm": 1.0,
     "patience": 3,

@@ -143,7 +143,9 @@ _EXPECTED: dict[str, Callable[[Any], str | None]] = {
 
 
 def _term(key: str, term: TermConfig) -> Any:
-    arguments = {**term.options, **term.arguments}
+    arguments = dict(term.arguments)
+    if term.options:  # the table's options = {...} is Term's options=, as in Python
+        arguments["options"] = dict(term.options)
     if "weight" in arguments:
         arguments["weight"] = make_weight(arguments["weight"])
     if isinstance(arguments.get("input"), list):  # TOML has arrays, Term takes a tuple
