@@ -93,6 +93,28 @@ def _step_setup(config: str, balancer: str) -> Any:
     return step
 
 
+def markdown(table: dict[str, dict[str, dict[str, Any]]], seeds: int) -> str:
+    """The tables as Markdown, best mean first, for docs/balancing.md."""
+    lines = []
+    for task, rows in table.items():
+        metric = TASKS[task][1].rsplit("/", 1)[-1]
+        lines += [
+            f"**{task}** (test {metric} at the last epoch, {seeds} seeds)",
+            "",
+            "| method | mean | 95% CI | tier | step vs sum | memory vs sum | findings |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for method, row in sorted(rows.items(), key=lambda kv: -kv[1]["mean"]):
+            lo, hi = row["ci95"]
+            mem = f"{row['memory_vs_sum']:.2f}" if "memory_vs_sum" in row else "-"
+            lines.append(
+                f"| `{method}` | {row['mean']:.4f} | [{lo:.4f}, {hi:.4f}] | {row['tier']} "
+                f"| {row['step_vs_sum']:.2f} | {mem} | {', '.join(row['findings']) or '-'} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 seeds, six methods (< 10 min)")
@@ -102,6 +124,7 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the memory column")
     parser.add_argument("--methods", help="comma-separated balancers (default: all, or --quick's)")
     parser.add_argument("--epochs", type=int, help="override the configs' budget (smoke runs)")
+    parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
     args = parser.parse_args()
     seeds = args.seeds or (3 if args.quick else 10)
     names = [s.name for s in balancers.BALANCERS.entries()]
@@ -169,6 +192,8 @@ def main() -> None:
             )
     wall = time.perf_counter() - started
     print(f"\nwall time: {wall:.0f} s")
+    if args.markdown:
+        args.markdown.write_text(markdown(table, seeds))
     print(
         json.dumps(
             {
