@@ -1,7 +1,8 @@
 """The run report's interactive charts, built from a :class:`~losskit.tracking.History`.
 
-One chart per loss key with every split overlaid, one of the weights that change (constant
-weights are listed, not drawn) and one of the per-key gradient norms when they are logged.
+One chart per loss key and per metric with every split overlaid, one of the weights that change
+(constant weights are listed, not drawn), one of the per-key gradient norms when they are
+logged, and the optimization's: learning rates, the gradient norm before clipping, step time.
 
 Example::
 
@@ -31,6 +32,7 @@ __all__ = [
     "curve_charts",
     "gradient_norm_charts",
     "loss_charts",
+    "optimization_charts",
     "training_split",
     "weight_charts",
 ]
@@ -65,14 +67,8 @@ def _split_series(
     return f"{split} ({kind} mean)", coarse.steps, coarse.values, False
 
 
-def loss_charts(history: History) -> list[Chart]:
-    """One chart per loss key (``loss`` and ``loss/<key>``), every split overlaid.
-
-    A split logged at advancing steps (training) is drawn raw and faint with its EMA on top;
-    the others (validation) as their epoch means, or interval means without epochs, with a
-    marker per value. A chart opens on a log scale when its values span two decades.
-    """
-    keys = [k for k in history.keys(split=None) if k == "loss" or k.startswith("loss/")]
+def _split_charts(history: History, keys: Sequence[str], section: str) -> list[Chart]:
+    """One chart per key, every split overlaid (see :func:`loss_charts`)."""
     charts = []
     for key in keys:
         found = {}
@@ -94,7 +90,48 @@ def loss_charts(history: History) -> list[Chart]:
             for label, (_, _, per_step, colour) in found.items()
         ]
         drawn = [v for column in columns.values() for v in column if v is not None]
-        charts.append(Chart("Losses", key, steps, series, log=should_log(drawn)))
+        charts.append(Chart(section, key, steps, series, log=should_log(drawn)))
+    return charts
+
+
+def loss_charts(history: History) -> list[Chart]:
+    """One chart per loss key (``loss`` and ``loss/<key>``), every split overlaid, then one per
+    metric (``metric/<name>``, usually validation only), beside the losses.
+
+    A split logged at advancing steps (training) is drawn raw and faint with its EMA on top;
+    the others (validation) as their epoch means, or interval means without epochs, with a
+    marker per value. A chart opens on a log scale when its values span two decades.
+    """
+    keys = history.keys(split=None)
+    losses = [k for k in keys if k == "loss" or k.startswith("loss/")]
+    metrics = [k for k in keys if k.startswith("metric/")]
+    return [*_split_charts(history, losses, "Losses"), *_split_charts(history, metrics, "Losses")]
+
+
+#: What every training step logs besides the losses (see the Trainer), one chart per prefix.
+_OPTIMIZATION = (
+    ("lr/", "learning rate", "lr"),
+    ("total_grad_norm/", "gradient norm before clipping", "norm"),
+    ("speed/", "step time and throughput", "value"),
+)
+
+
+def optimization_charts(history: History) -> list[Chart]:
+    """Learning rates, the gradient norm before clipping and the step time, when logged."""
+    split = training_split(history)
+    charts = []
+    for prefix, title, ylabel in _OPTIMIZATION if split else ():
+        keys = [k for k in history.keys(split) if k.startswith(prefix)]
+        if not keys:
+            continue
+        steps, columns = align({k: _per_step(history, k, split or "") for k in keys})
+        series = [
+            Series(key.removeprefix(prefix), columns[key], PALETTE[index % len(PALETTE)])
+            for index, key in enumerate(keys)
+        ]
+        drawn = [v for column in columns.values() for v in column if v is not None]
+        log = should_log(drawn)
+        charts.append(Chart("Optimization", title, steps, series, ylabel=ylabel, log=log))
     return charts
 
 
@@ -169,5 +206,10 @@ def gradient_norm_charts(history: History) -> list[Chart]:
 
 def curve_charts(history: History) -> list[Chart]:
     """Every interactive chart the log supports, in report order."""
-    charts = [*loss_charts(history), *weight_charts(history), *gradient_norm_charts(history)]
+    charts = [
+        *loss_charts(history),
+        *weight_charts(history),
+        *gradient_norm_charts(history),
+        *optimization_charts(history),
+    ]
     return [thin(chart) for chart in charts]

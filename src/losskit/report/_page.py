@@ -153,7 +153,7 @@ def render(
     return target
 
 
-_SECTIONS = ("Losses", "Weights", "Shares", "Diagnostics")
+_SECTIONS = ("Losses", "Weights", "Shares", "Diagnostics", "Optimization")
 
 
 def _constant_note(fixed: dict[str, float]) -> str:
