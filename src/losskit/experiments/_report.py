@@ -289,11 +289,58 @@ def _seed_curves(histories: Sequence[History], key: str) -> tuple[list[int], lis
     return steps, [[m[step] for m in maps] for step in steps]
 
 
+def _same(a: Spread | None, b: Spread | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return all(
+        x == y or (math.isnan(x) and math.isnan(y)) or abs(x - y) <= 1e-9 * max(abs(x), abs(y))
+        for x, y in zip((a.mean, a.std, a.low, a.high), (b.mean, b.std, b.low, b.high))
+    )
+
+
+def _echoes(c: Comparison) -> set[str]:
+    """The ``split/loss/<key>`` rows that only repeat ``split/loss``: a grid with one trained
+    term at weight 1, where the total is that term (shown once, as the total)."""
+    echoes = set()
+    for key in {r.key for r in c.rows}:
+        split, _, name = key.partition("/")
+        if not name.startswith("loss/") or name.removeprefix("loss/") in c.monitored:
+            continue
+        pairs = []
+        for variant in c.variants:
+            try:
+                pairs.append((c.row(variant, key), c.row(variant, f"{split}/loss")))
+            except KeyError:
+                break
+        else:
+            if pairs and all(_same(a.final, b.final) and _same(a.best, b.best) for a, b in pairs):
+                echoes.add(key)
+    return echoes
+
+
+def _distinct(c: Comparison) -> tuple[Finding, ...]:
+    """The findings, a finding on ``loss/<key>`` left out where it repeats one on the total
+    ``loss`` of the same run, kind and steps and the key's row only echoes the total."""
+    echoes = _echoes(c)
+    totals = {(f.run, f.kind, f.split, f.start, f.end) for f in c.findings if f.key == "loss"}
+    return tuple(
+        f
+        for f in c.findings
+        if not (
+            f.key is not None
+            and f.key.startswith("loss/")
+            and f"{f.split}/{f.key}" in echoes
+            and (f.run, f.kind, f.split, f.start, f.end) in totals
+        )
+    )
+
+
 def curve_charts(comparison: Comparison) -> list[Chart]:
     """Per ``split/key``: every variant's mean over seeds with its band (range or ±std), the
     variants overlaid in one interactive chart (a legend entry hides a variant and its band)."""
     histories = {v: [load(f) for f in comparison.runs[v]] for v in comparison.variants}
-    keys = list(dict.fromkeys(r.key for r in comparison.rows))
+    echoes = _echoes(comparison)
+    keys = [k for k in dict.fromkeys(r.key for r in comparison.rows) if k not in echoes]
     band = "min–max" if comparison.interval == "range" else "±1 std"
     caption = (
         f"epoch means; line: mean over seeds, band: {band}; the slider smooths both (0: as logged)"
@@ -363,7 +410,8 @@ def _table_section(c: Comparison) -> str:
         "<th>± std</th><th>min</th><th>max</th><th>best mean</th><th>± std</th><th>seeds</th>"
         "</tr>"
     )
-    keys = list(dict.fromkeys(r.key for r in c.rows))
+    echoes = _echoes(c)
+    keys = [k for k in dict.fromkeys(r.key for r in c.rows) if k not in echoes]
     body = []
     for key in keys:
         name = key.split("/", 1)[-1].removeprefix("loss/")
@@ -426,10 +474,11 @@ def _grid_section(c: Comparison) -> str:
 
 
 def _findings_section(c: Comparison) -> str:
-    if not c.findings:
+    findings = _distinct(c)
+    if not findings:
         body = '<p class="muted">No findings in any run.</p>'
     else:
-        body = findings_table(c.findings, with_run=True)
+        body = findings_table(findings, with_run=True)
     return f'<section id="findings"><h2>Findings</h2>{body}</section>'
 
 
