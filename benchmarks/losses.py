@@ -56,6 +56,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -234,7 +235,103 @@ def build_cases(sizes: dict[str, tuple[int, ...]], quick: bool) -> list[Case]:
             else:
                 case.impls = {"losskit": lambda x, f=ours, y=labels: f(x, y), **impls}
             cases.append(case)
+        cases.extend(peer_cases(label, shape, check, monai, kornia))
     return cases
+
+
+def _ours(name: str, check: str, **kwargs: object) -> LossFn:
+    """losskit's registry entry ``name``, with ``check`` where the loss takes one."""
+    for module in ("_segmentation", "_lovasz", "_ssim", "_distance", "_robust"):
+        importlib.import_module(f"losskit.losses.{module}")
+    try:
+        return losses.get(name, check=check, **kwargs)
+    except TypeError:
+        return losses.get(name, **kwargs)
+
+
+def _against(fn: Callable[[Tensor, Tensor], Tensor], target: Tensor) -> LossFn:
+    return lambda x: fn(x, target)
+
+
+def peer_cases(
+    label: str, shape: tuple[int, ...], check: str, monai: Any, kornia: Any
+) -> list[Case]:
+    """The other losses a peer implements, each against every peer that has it."""
+    g = torch.Generator().manual_seed(1)
+    n, c, h, w = shape
+    logits = (torch.randn(shape, generator=g) * 2).requires_grad_()
+    labels = torch.randint(0, c, (n, h, w), generator=g)
+    channel = labels.unsqueeze(1)  # MONAI's to_onehot_y and kornia's Hausdorff take (N, 1, ...)
+    probs = torch.softmax(logits.detach(), 1).requires_grad_()
+    image = torch.rand(shape, generator=g).requires_grad_()
+    reference = torch.rand(shape, generator=g)
+    table: list[tuple[str, Tensor, dict[str, LossFn]]] = [
+        (
+            "jaccard",
+            logits,
+            {
+                "losskit": _against(_ours("jaccard", check), labels),
+                "monai": _against(
+                    monai.DiceLoss(softmax=True, to_onehot_y=True, jaccard=True), channel
+                ),
+            },
+        ),
+        (
+            "generalized_dice",
+            logits,
+            {
+                "losskit": _against(_ours("generalized_dice", check), labels),
+                "monai": _against(
+                    monai.GeneralizedDiceLoss(softmax=True, to_onehot_y=True), channel
+                ),
+            },
+        ),
+        (
+            "lovasz_softmax",
+            logits,
+            {
+                "losskit": _against(_ours("lovasz_softmax", check, classes="all"), labels),
+                "kornia": _against(kornia.LovaszSoftmaxLoss(), labels),
+            },
+        ),
+        (
+            "ssim",
+            image,
+            {
+                "losskit": _against(_ours("ssim", check), reference),
+                "monai": _against(monai.SSIMLoss(spatial_dims=2), reference),
+            },
+        ),
+        (
+            "hausdorff_dt",
+            logits,
+            {
+                "losskit": _against(_ours("hausdorff_dt", check), labels),
+                "monai": _against(monai.HausdorffDTLoss(softmax=True, to_onehot_y=True), channel),
+            },
+        ),
+        (
+            "hausdorff_er",
+            probs,
+            {
+                "losskit": _against(_ours("hausdorff_er", check, from_logits=False), labels),
+                "kornia": _against(kornia.HausdorffERLoss(), channel),
+            },
+        ),
+    ]
+    for name in ("cauchy", "geman_mcclure", "welsch"):
+        peer = getattr(kornia, f"{name}_loss")
+        table.append(
+            (
+                name,
+                image,
+                {
+                    "losskit": _against(_ours(name, check), reference),
+                    "kornia": _against(lambda x, y, f=peer: f(x, y, reduction="mean"), reference),
+                },
+            )
+        )
+    return [Case(name, label, x, impls) for name, x, impls in table]
 
 
 # --- measuring ------------------------------------------------------------------------------------
