@@ -33,6 +33,7 @@ from losskit.losses._classification import (
 from losskit.losses._cldice import *  # noqa: F403  (SoftClDiceLoss)
 from losskit.losses._contrastive import *  # noqa: F403  (InfoNCE, CLIP, SupCon)
 from losskit.losses._distance import *  # noqa: F403  (HausdorffDTLoss, HausdorffERLoss)
+from losskit.losses._elementwise import wait_for_compiled_kernels
 from losskit.losses._imbalance import class_counts, class_weights, pos_weight
 from losskit.losses._large_vocab import LinearCrossEntropyLoss
 from losskit.losses._lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
@@ -96,4 +97,5 @@ __all__ = [
     "register",
     "resolve",
     "unregister",
+    "wait_for_compiled_kernels",
 ]
