@@ -51,9 +51,9 @@ fresh process whose ``TORCHINDUCTOR_CACHE_DIR`` is an empty directory (``--no-co
 The last line printed is a JSON object with ``min_speedup_vs_best_peer`` (the least, over the 16M
 rows, of the fastest peer's time over losskit's; ``min_speedup_row`` names it; the 1M figure is
 ``min_speedup_vs_best_peer_1M``), ``<loss>_<size>_speedup_vs_best_peer`` for every row,
-``max_first_call_ms_cold`` (and ``max_first_call_loss``), and ``focal_speedup_vs_best_peer`` (the fastest peer's
-time over losskit's ``focal`` at 16M elements) and ``focal_vs_copy_floor`` (losskit's time over
-the copy's), plus every measurement.
+``max_first_call_ms_cold`` (and ``max_first_call_loss``), ``focal_speedup_vs_best_peer`` (the
+fastest peer's time over losskit's ``focal`` at 16M elements) and ``focal_vs_copy_floor``
+(losskit's time over the copy's), plus every measurement.
 """
 
 from __future__ import annotations
