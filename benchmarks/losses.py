@@ -46,13 +46,15 @@ system without those files the column reads n/a.
     python benchmarks/losses.py [--quick]
 
 Cold first call. Each loss's first forward + backward at 1M elements, value checks on, in a
-fresh process whose ``TORCHINDUCTOR_CACHE_DIR`` is an empty directory (``--no-cold`` skips it).
+fresh process whose ``TORCHINDUCTOR_CACHE_DIR`` is an empty directory, then (compiled kernels
+ready) a steady-state step in the same process (``--no-cold`` skips these runs).
 
 The last line printed is a JSON object with ``min_speedup_vs_best_peer`` (the least, over the 16M
 rows, of the fastest peer's time over losskit's; ``min_speedup_row`` names it; the 1M figure is
 ``min_speedup_vs_best_peer_1M``), ``<loss>_<size>_speedup_vs_best_peer`` for every row,
-``max_first_call_ms_cold`` (and ``max_first_call_loss``), ``focal_speedup_vs_best_peer`` (the
-fastest peer's time over losskit's ``focal`` at 16M elements) and ``focal_vs_copy_floor``
+``max_first_call_ms_cold`` (and ``max_first_call_loss``), ``max_first_call_stall_ms_cold`` (the
+most a cold first call took beyond that loss's steady-state step), ``focal_speedup_vs_best_peer``
+(the fastest peer's time over losskit's ``focal`` at 16M elements) and ``focal_vs_copy_floor``
 (losskit's time over the copy's), plus every measurement.
 """
 
@@ -422,13 +424,20 @@ def measure(
     return results, min(times["copy"]), copy_peak
 
 
-def first_call_ms(loss: str) -> float:
-    """The first forward + backward of losskit's ``loss`` at 1M elements, in ms, value checks on."""
+def first_call_ms(loss: str) -> tuple[float, float]:
+    """The first forward + backward of losskit's ``loss`` at 1M elements, value checks on, and a
+    steady-state one (compiled kernels ready), in ms."""
     case = next(c for c in build_cases({"1M": SIZES["1M"]}, quick=False) if c.loss == loss)
-    return _time(lambda: _step(case.impls[case.ours], case.x)) * 1e3
+    fn = case.impls[case.ours]
+    first = _time(lambda: _step(fn, case.x))
+    for _ in range(FIRST_CALLS):
+        _step(fn, case.x)
+    losses.wait_for_compiled_kernels()
+    _step(fn, case.x)
+    return first * 1e3, _time(lambda: _step(fn, case.x)) * 1e3
 
 
-def cold_first_call_ms(loss: str, threads: int | None) -> float:
+def cold_first_call_ms(loss: str, threads: int | None) -> tuple[float, float]:
     """:func:`first_call_ms` in a fresh process whose inductor cache directory is empty."""
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache, "TRITON_CACHE_DIR": cache}
@@ -436,7 +445,8 @@ def cold_first_call_ms(loss: str, threads: int | None) -> float:
         if threads:
             command += ["--threads", str(threads)]
         out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    first, steady = out.stdout.strip().splitlines()[-1].split()
+    return float(first), float(steady)
 
 
 def _fmt_mib(value: float | None) -> str:
@@ -453,7 +463,7 @@ def main() -> None:
     if args.first_call:
         if args.threads:
             torch.set_num_threads(args.threads)
-        print(f"{first_call_ms(args.first_call):.1f}")
+        print("{:.1f} {:.1f}".format(*first_call_ms(args.first_call)))
         return
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -533,14 +543,23 @@ def main() -> None:
             name: cold_first_call_ms(name, args.threads)
             for name in dict.fromkeys(case.loss for case in cases if case.ours in case.impls)
         }
-        worst_cold = max(cold, key=cold.__getitem__)
-        summary["max_first_call_ms_cold"] = cold[worst_cold]
+        worst_cold = max(cold, key=lambda name: cold[name][0])
+        summary["max_first_call_ms_cold"] = cold[worst_cold][0]
         summary["max_first_call_loss"] = worst_cold  # type: ignore[assignment]
+        stalls = {name: first - steady for name, (first, steady) in cold.items()}
+        worst_stall = max(stalls, key=stalls.__getitem__)
+        summary["max_first_call_stall_ms_cold"] = round(stalls[worst_stall], 1)
+        summary["max_first_call_stall_loss"] = worst_stall  # type: ignore[assignment]
         notes.append(
-            "first call in a fresh process, empty inductor cache (ms): "
-            + ", ".join(f"{name} {ms:.0f}" for name, ms in cold.items())
+            "first call in a fresh process, empty inductor cache, then a steady-state call (ms): "
+            + ", ".join(
+                f"{name} {first:.0f} / {steady:.0f}" for name, (first, steady) in cold.items()
+            )
         )
-        records.extend({"loss": n, "first_call_ms_cold": ms} for n, ms in cold.items())
+        records.extend(
+            {"loss": n, "first_call_ms_cold": first, "steady_ms": steady}
+            for n, (first, steady) in cold.items()
+        )
     for note in notes:
         print(f"- {note}")
     print(
