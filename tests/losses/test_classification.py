@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -177,42 +178,79 @@ def test_compiled_softmax_focal_equals_eager(reduction: str) -> None:
     )
 
 
-def test_auto_compiles_large_inputs_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def _fresh_compile_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_elementwise, "_ready", set())
+    monkeypatch.setattr(_elementwise, "_compiling", {})
+    monkeypatch.setattr(_elementwise, "_compile_failure", [])
+    monkeypatch.setattr(_elementwise, "_failure_warned", [])
+
+
+def test_auto_compiles_large_inputs_only_and_in_the_background(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     compiled: list[str] = []
+    calls: list[str] = []
 
     def fake_compile(fn: Callable[..., Any]) -> Callable[..., Any]:
         compiled.append(fn.__name__)
-        return fn
 
+        def run(*args: Any) -> Any:
+            calls.append(fn.__name__)
+            return fn(*args)
+
+        return run
+
+    _fresh_compile_state(monkeypatch)
     monkeypatch.setattr(_elementwise, "_compiled", fake_compile)
     loss = FocalLoss(check="off")
     small = torch.randn(_elementwise.COMPILE_MIN_NUMEL - 1, requires_grad=True)
     loss(small, torch.zeros_like(small)).backward()
     assert compiled == []
     large = torch.randn(_elementwise.COMPILE_MIN_NUMEL, requires_grad=True)
-    loss(large, torch.zeros_like(large)).backward()
-    assert compiled == ["focal_reduced", "focal_gradient"]
-    FocalLoss(check="off", impl="eager")(large, torch.zeros_like(large))
-    assert len(compiled) == 2
+    t = torch.zeros_like(large)
+    eager = loss(large, t)  # eager while the compiled kernels build in the background
+    eager.backward()
+    assert _elementwise.wait_for_compiled_kernels(timeout=60)
+    assert sorted(compiled) == ["focal_gradient", "focal_reduced"]
+    assert sorted(calls) == ["focal_gradient", "focal_reduced"]  # the background warm-up runs
+    grad = large.grad
+    large.grad = None
+    value = loss(large, t)  # now the compiled kernels, same values
+    value.backward()
+    assert sorted(calls) == ["focal_gradient"] * 2 + ["focal_reduced"] * 2
+    torch.testing.assert_close(value, eager)
+    torch.testing.assert_close(large.grad, grad)
+    FocalLoss(check="off", impl="eager")(large, t)
+    assert len(calls) == 4
 
 
 def test_a_failed_compile_warns_once_and_runs_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    release.set()  # impl="compiled" fails at once
+
     def broken(fn: Callable[..., Any]) -> Callable[..., Any]:
         def fail(*args: Any) -> Any:
+            release.wait(60)
             raise RuntimeError("no C++ compiler")
 
         return fail
 
+    _fresh_compile_state(monkeypatch)
     monkeypatch.setattr(_elementwise, "_compiled", broken)
-    monkeypatch.setattr(_elementwise, "_compile_failure", [])
     x, t = _binary((8, 16), soft=False, dtype=torch.float32)
     expected = FocalLoss(impl="eager")(x, t)
     with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
         FocalLoss(impl="compiled")(x, t)
-    with pytest.warns(LossKitWarning, match="could not compile .* no C\\+\\+ compiler"):
-        got = FocalLoss(impl="auto")(x.repeat(4096, 1), t.repeat(4096, 1))
+    large_x, large_t = x.repeat(4096, 1), t.repeat(4096, 1)
+    release.clear()
+    got = FocalLoss(impl="auto")(large_x, large_t)  # eager; the compile fails in the background
     torch.testing.assert_close(got, expected)
-    got = FocalLoss(impl="auto")(x.repeat(4096, 1), t.repeat(4096, 1))  # no second warning
+    release.set()
+    assert _elementwise.wait_for_compiled_kernels(timeout=60)
+    with pytest.warns(LossKitWarning, match="could not compile .* no C\\+\\+ compiler"):
+        got = FocalLoss(impl="auto")(large_x, large_t)
+    torch.testing.assert_close(got, expected)
+    got = FocalLoss(impl="auto")(large_x, large_t)  # no second warning
     torch.testing.assert_close(got, expected)
 
 

@@ -732,3 +732,19 @@ def test_value_checks_run_on_the_first_calls_only() -> None:
         loss(x, torch.tensor([[0, 1, 2, 7]]))
     with pytest.raises(lk.LossInputError, match="out of range"):
         DiceLoss(check="always")(x, torch.tensor([[0, 1, 2, 7]]))
+
+
+@pytest.mark.parametrize("ignore_index", [None, 255])
+def test_softmax_statistics_backward_twice_and_double_backward(ignore_index: int | None) -> None:
+    # The backward pass turns the kept softmax into the gradient; a second backward
+    # (retain_graph) and a graph-building one (create_graph) must recompute it.
+    x, y = _inputs((2, 3, 4, 3), "multiclass", seed=7)
+    if ignore_index is not None:
+        y[0, 0] = ignore_index
+    loss = TverskyLoss(alpha=0.3, beta=0.7, ignore_index=ignore_index, check="off")
+    x.requires_grad_()
+    value = loss(x, y)
+    (first,) = torch.autograd.grad(value, x, retain_graph=True)
+    (second,) = torch.autograd.grad(value, x)
+    torch.testing.assert_close(first, second)
+    assert torch.autograd.gradgradcheck(lambda t: loss(t, y), (x,))

@@ -113,6 +113,23 @@ def test_distance_field_matches_scipy(shape: tuple[int, ...]) -> None:
     torch.testing.assert_close(distance_field(mask, ndim).double(), expected)
 
 
+@pytest.mark.parametrize("shape", [(3, 40, 33), (2, 9, 17, 12)])
+def test_distance_field_matches_scipy_far_from_sparse_sources(shape: tuple[int, ...]) -> None:
+    # Few sources: distances up to the image's diagonal, the longest each pass must search.
+    g = torch.Generator().manual_seed(len(shape))
+    mask = torch.rand(*shape, generator=g) > 0.997
+    mask[0] = False
+    mask[0, (0,) * (len(shape) - 1)] = True  # one pixel in a corner
+    ndim = len(shape) - 1
+    expected = torch.zeros(shape, dtype=torch.float64)
+    for i, image in enumerate(mask.numpy()):
+        if image.any() and not image.all():
+            expected[i] = torch.from_numpy(
+                ndimage.distance_transform_edt(image) + ndimage.distance_transform_edt(~image)
+            )
+    torch.testing.assert_close(distance_field(mask, ndim).double(), expected)
+
+
 @pytest.mark.parametrize(("dims", "cls"), [("2d", "HausdorffERLoss"), ("3d", "HausdorffERLoss3D")])
 @pytest.mark.parametrize(("alpha", "k"), [(2.0, 10), (1.5, 3)])
 def test_hausdorff_er_matches_kornia(dims: str, cls: str, alpha: float, k: int) -> None:

@@ -40,6 +40,7 @@ from losskit.losses._distance import (
     HausdorffDTLoss,
     HausdorffERLoss,
 )
+from losskit.losses._elementwise import wait_for_compiled_kernels
 from losskit.losses._imbalance import class_counts, class_weights, pos_weight
 from losskit.losses._large_vocab import LinearCrossEntropyLoss
 from losskit.losses._lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
@@ -127,4 +128,5 @@ __all__ = [
     "register",
     "resolve",
     "unregister",
+    "wait_for_compiled_kernels",
 ]

@@ -8,13 +8,17 @@ sample and class, over the spatial positions ``x`` that are not ignored:
 - ``count`` ``T = sum_x t_x`` (the target's size).
 
 :func:`overlap_stats` computes them with a hand-derived gradient (:class:`_MulticlassStats`,
-:class:`_MultilabelStats`). Nothing full-size is kept for the backward pass but the caller's own
-logits and target (autograd on the naive formula keeps the probabilities, the one-hot target,
-their products and the masks): the backward pass recomputes the softmax or sigmoid. Both passes
-run over blocks of about a million elements on the CPU, so the only full-size buffer either
-allocates is the input gradient. Class-index targets are never one-hot encoded (an ignore label
-such as 255 is replaced before any gather: kornia/kornia#839), and their per-class sums
+:class:`_MultilabelStats`); autograd on the naive formula keeps the probabilities, the one-hot
+target, their products and the masks. Class-index targets are never one-hot encoded (an ignore
+label such as 255 is replaced before any gather: kornia/kornia#839), and their per-class sums
 accumulate in float64 bins, so that ``I <= T`` holds to rounding on large volumes.
+
+The softmax statistics run as a handful of whole-tensor ops and keep the softmax for the
+backward pass, which turns that buffer's values into the gradient: one full-size buffer in each
+pass. A block loop that kept nothing full-size was measured 2-3x slower on a shared 2-core CPU
+(``benchmarks/losses.py``, 16M elements): every op is a parallel region that waits for its
+slowest thread, and blocks multiply the regions. The sigmoid statistics still run block by block
+(about a million elements each on the CPU), recomputing the sigmoid in the backward pass.
 """
 
 from __future__ import annotations
@@ -118,10 +122,12 @@ def _activate(x: Tensor, mode: str, from_logits: bool, dtype: torch.dtype) -> Te
 class _MulticlassStats(torch.autograd.Function):
     """``(I, P, T)`` of softmax probabilities (or given ones) against class-index targets.
 
-    Nothing is saved for the backward pass but the caller's own logits and target. Both passes
-    run block by block (:func:`_blocks`); the backward pass recomputes each block's softmax and
-    writes ``dL/dz_c = m p_c (gP_c + [c = y] gI_c - sum_k p_k gP_k - p_y gI_y)`` into the one
-    full-size buffer, the input gradient (``m``: not ignored, ``y``: the target class).
+    Whole-tensor ops, few of them: each is one parallel region, and on a shared CPU every region
+    waits for its slowest thread (a block loop of many small ops ran 2-3x slower under load).
+    The forward pass writes one full-size buffer, the softmax ``p``, and keeps it for the
+    backward pass, which turns it into ``dL/dz_c = m p_c (gP_c + [c = y] gI_c - sum_k p_k gP_k -
+    p_y gI_y)`` with one more (``m``: not ignored, ``y``: the target class). A second backward
+    (``retain_graph``) or one that builds a graph (``create_graph``) recomputes ``p``.
     """
 
     @staticmethod
@@ -132,34 +138,28 @@ class _MulticlassStats(torch.autograd.Function):
         ignore_index: int | None,
         from_logits: bool,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        n, c = input.shape[:2]
         dtype = compute_dtype(input)
         index, valid = _class_index(target, ignore_index)
-        p_target = torch.empty(index.shape, dtype=dtype, device=input.device)
-        mass = torch.empty((n, c), dtype=dtype, device=input.device)
-        for rows, cols in _blocks(input):
-            p = _activate(input[rows, :, cols], "multiclass", from_logits, dtype)
-            p_target[rows, cols] = p.gather(1, index[rows, cols].unsqueeze(1)).squeeze(1)
-            if valid is None:
-                part = p.sum(-1)
-            else:
-                # A batched matrix-vector product: no masked copy of p.
-                part = torch.bmm(p, valid[rows, cols].to(dtype).unsqueeze(-1)).squeeze(-1)
-            if cols.start == 0:
-                mass[rows] = part
-            else:
-                mass[rows] += part
-        bins = torch.zeros((n, c), dtype=torch.float64, device=input.device)
+        p = _activate(input, "multiclass", from_logits, dtype)
         if valid is None:
-            weights = torch.ones(index.shape, dtype=torch.float64, device=input.device)
+            mass = p.sum(-1)
         else:
-            p_target = p_target * valid
-            weights = valid.to(torch.float64)
+            # A batched matrix-vector product: no masked copy of p.
+            mass = torch.bmm(p, valid.to(dtype).unsqueeze(-1)).squeeze(-1)
+        p_target = p.gather(1, index.unsqueeze(1)).squeeze(1)
+        bins = torch.zeros(mass.shape, dtype=torch.float64, device=input.device)
+        weights = (
+            torch.ones(index.shape, dtype=torch.float64, device=input.device)
+            if valid is None
+            else valid.to(torch.float64)
+        )
+        counted = p_target if valid is None else p_target * valid
         # Float64 bins: a CPU scatter_add is one running sum per class over the pixels.
-        intersection = bins.scatter_add(1, index, p_target.to(torch.float64)).to(dtype)
+        intersection = bins.scatter_add(1, index, counted.to(torch.float64)).to(dtype)
         count = bins.scatter_add(1, index, weights).to(dtype)
         ctx.from_logits = from_logits
         ctx.ignore_index = ignore_index
+        ctx.probabilities = (p, p_target) if from_logits else None
         ctx.save_for_backward(input, target)
         ctx.mark_non_differentiable(count)
         return intersection, mass, count
@@ -171,24 +171,26 @@ class _MulticlassStats(torch.autograd.Function):
         if not ctx.needs_input_grad[0]:
             return None, None, None, None
         input, target = ctx.saved_tensors
-        dtype = g_mass.dtype
         index, valid = _class_index(target, ctx.ignore_index)
-        grad = torch.empty_like(input)
-        for rows, cols in _blocks(input):
-            idx = index[rows, cols].unsqueeze(1)  # (n, 1, s)
-            g_mass_b = g_mass[rows].unsqueeze(-1)  # (n, C, 1)
-            g_target = g_intersection[rows].gather(1, idx.squeeze(1)).unsqueeze(1)  # gI of y
-            if ctx.from_logits:
-                p = torch.softmax(input[rows, :, cols], 1, dtype=dtype)
-                g_target_p = g_target * p.gather(1, idx)
-                inner = torch.bmm(g_mass[rows].unsqueeze(1), p).add_(g_target_p)  # (n, 1, s)
-                block = (g_mass_b - inner).mul_(p).scatter_add_(1, idx, g_target_p)
+        idx = index.unsqueeze(1)  # (N, 1, S)
+        g_target = g_intersection.gather(1, index).unsqueeze(1)  # gI of y, (N, 1, S)
+        if not ctx.from_logits:
+            grad = g_mass.unsqueeze(-1).expand(input.shape).to(input.dtype).clone()
+            grad.scatter_add_(1, idx, g_target.to(input.dtype))
+        else:
+            saved, ctx.probabilities = ctx.probabilities, None
+            if saved is None or torch.is_grad_enabled():
+                p = torch.softmax(input, 1, dtype=g_mass.dtype)
+                p_target = p.gather(1, idx).squeeze(1)
             else:
-                block = g_mass_b.expand(-1, -1, idx.shape[-1]).clone()
-                block.scatter_add_(1, idx, g_target)
-            if valid is not None:
-                block.mul_(valid[rows, cols].unsqueeze(1))
-            grad[rows, :, cols] = block
+                p, p_target = saved
+            g_target_p = g_target * p_target.unsqueeze(1)
+            inner = torch.bmm(g_mass.unsqueeze(1), p).add_(g_target_p)  # (N, 1, S)
+            grad = torch.sub(g_mass.unsqueeze(-1), inner).mul_(p)
+            del p, saved
+            grad = grad.scatter_add_(1, idx, g_target_p).to(input.dtype)
+        if valid is not None:
+            grad.mul_(valid.unsqueeze(1))
         return grad, None, None, None
 
 

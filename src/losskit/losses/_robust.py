@@ -35,7 +35,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from losskit.errors import ConfigError, LossInputError
-from losskit.losses._elementwise import Reduction, check_reduction, compute_dtype
+from losskit.losses._elementwise import (
+    Kernel,
+    Reduction,
+    check_reduction,
+    compute_dtype,
+    elementwise_loss,
+)
 from losskit.losses.contracts import Check, Contract, ContractedLoss
 from losskit.losses.registry import register
 
@@ -127,6 +133,33 @@ def _reduce(loss: Tensor, reduction: Reduction, dtype: torch.dtype) -> Tensor:
     return loss.mean() if reduction == "mean" else loss.sum()
 
 
+def _barron_value(x: Tensor, t: Tensor, scale: float, alpha: float) -> Tensor:
+    x = x.to(compute_dtype(x.dtype))
+    d = (x - t.to(x.dtype)) / scale
+    return barron_rho(d * d, alpha)
+
+
+def _barron_dx(x: Tensor, t: Tensor, scale: float, alpha: float) -> Tensor:
+    """``d rho / d x = (d / c^2) (z / |alpha - 2| + 1)^(alpha / 2 - 1)``, and its limits."""
+    x = x.to(compute_dtype(x.dtype))
+    d = (x - t.to(x.dtype)) / scale
+    z = d * d
+    slope = d / scale
+    if alpha == 2.0:
+        return slope
+    if alpha == 0.0:
+        return slope / (z / 2 + 1)
+    if alpha == -math.inf:
+        return slope * torch.exp(-z / 2)
+    if alpha == math.inf:
+        return slope * torch.exp(z / 2)
+    return slope * torch.pow(z / abs(alpha - 2) + 1, alpha / 2 - 1)
+
+
+_BARRON = Kernel("barron", _barron_value, _barron_dx, residual=True)
+"""Barron's loss at a fixed shape, fused as the focal loss is (:mod:`._elementwise`)."""
+
+
 class _FixedShapeLoss(ContractedLoss, nn.Module):
     """Barron's loss at a fixed ``alpha`` (set by the subclass) and scale."""
 
@@ -144,9 +177,9 @@ class _FixedShapeLoss(ContractedLoss, nn.Module):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         self.check_inputs(input, target)
-        x = input.to(compute_dtype(input.dtype))
-        d = (x - target.to(x.dtype)) / self.scale
-        return _reduce(barron_rho(d * d, self.alpha), self.reduction, input.dtype)
+        return elementwise_loss(
+            _BARRON, input, target, (self.scale, self.alpha), self.reduction, "auto"
+        )
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, reduction={self.reduction!r}"
