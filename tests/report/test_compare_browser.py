@@ -36,7 +36,7 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw["model"]["options"] = {"hidden": 16, "bottleneck": 8}
     raw["scheduler"]["options"]["T_max"] = 2
     out = tmp_path_factory.mktemp("grid")
-    result = lk.compare.compare(raw, vary={"terms.recon.loss": ["mse", "l1"]}, seeds=2, out=out)
+    result = lk.experiments.compare(raw, vary={"terms.recon.loss": ["mse", "l1"]}, seeds=2, out=out)
     return result.report
 
 
