@@ -774,17 +774,20 @@ def bench_command(
 
     try:
         chosen = _bench_cases(cases, config)
-        report = bench(
-            chosen,
-            _bench_shape(shape),
-            dtype=dtype,
-            device=device,
-            memory=memory,
-            stability=stability,
-            min_run_time=min(min_run_time, _QUICK_RUN_TIME) if quick else min_run_time,
-            threads=threads,
-            convergence=ConvergenceSettings(seeds=seeds, quick=quick) if convergence else False,
-        )
+        progress = _BenchProgress(len(chosen) * (2 if convergence else 1))
+        with progress:
+            report = bench(
+                chosen,
+                _bench_shape(shape),
+                dtype=dtype,
+                device=device,
+                memory=memory,
+                stability=stability,
+                min_run_time=min(min_run_time, _QUICK_RUN_TIME) if quick else min_run_time,
+                threads=threads,
+                convergence=ConvergenceSettings(seeds=seeds, quick=quick) if convergence else False,
+                on_step=progress.step,
+            )
         paths = report.write(out if out is not None else Path("runs/bench"))
     except LossKitError as exc:
         raise _fail(exc) from exc
@@ -795,6 +798,56 @@ def bench_command(
     for table in report.tables():
         console.print(table)
     console.print("\n".join(f"{kind}: {path}" for kind, path in paths.items()), highlight=False)
+
+
+class _BenchProgress:
+    """Progress of ``losskit bench`` on stderr: a bar with the time left in a terminal, a plain
+    line per step when piped (stdout stays the report, or the JSON)."""
+
+    def __init__(self, total: int) -> None:
+        import time
+
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.total, self.done, self.started = total, 0, time.perf_counter()
+        self.console = Console(stderr=True)
+        self.bar = (
+            Progress(
+                TextColumn("bench {task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            if self.console.is_terminal
+            else None
+        )
+        self.task = self.bar.add_task("", total=total) if self.bar is not None else None
+
+    def __enter__(self) -> _BenchProgress:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def step(self, case: str, what: str) -> None:
+        import time
+
+        self.done += 1
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, advance=1, description=f"{case} {what}")
+            return
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / self.done * (self.total - self.done)
+        self.console.print(
+            f"bench: {self.done}/{self.total} {case} {what} ({elapsed:.0f} s, about "
+            f"{left:.0f} s left)",
+            highlight=False,
+        )
 
 
 def _bench_cases(cases: list[str] | None, config: Path | None) -> dict[str, dict[str, Any]]:

@@ -109,3 +109,18 @@ def test_recommend_balancer_answers_from_the_shipped_measurements() -> None:
     wrong = runner.invoke(app, ["recommend", "--balancer", "--scales", "huge"])
     assert wrong.exit_code == 2
     assert "scales must be one of" in wrong.output
+
+
+def test_bench_reports_progress_on_stderr_and_json_on_stdout(tmp_path: Path) -> None:
+    args = ["bench", "mse", "l1", "--shape", "64,4", "--no-memory", "--no-stability"]
+    args += ["--min-run-time", "0.01", "--json", "--out", str(tmp_path)]
+    result = runner.invoke(app, args, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [case["name"] for case in data["cases"]] == ["mse", "l1"]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("bench: ")]
+    assert [line.split(" (")[0] for line in lines] == [
+        "bench: 1/2 mse measured",
+        "bench: 2/2 l1 measured",
+    ]
+    assert all("s left)" in line for line in lines)

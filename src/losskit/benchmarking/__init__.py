@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,7 @@ def bench(
     threads: int | None = None,
     convergence: bool | ConvergenceSettings = False,
     out: str | Path | None = None,
+    on_step: Callable[[str, str], None] | None = None,
 ) -> BenchReport:
     """Measure time, peak memory, numerical behaviour and, on request, convergence speed of each
     case (see the module notes), and rate them against each other.
@@ -104,6 +105,8 @@ def bench(
             budgets; or a :class:`ConvergenceSettings`); see
             :mod:`~losskit.benchmarking._convergence`.
         out: a run folder to write ``bench.json`` and ``bench.png`` into.
+        on_step: called as ``on_step(case, "measured" | "trained")`` after each case's
+            measurements and after its convergence runs (progress).
     """
     if dtype not in _DTYPES:
         raise ConfigError(f"bench: dtype must be one of {_DTYPES}, got {dtype!r}")
@@ -125,14 +128,22 @@ def bench(
     plan = ConvergenceSettings() if convergence is True else convergence or None
     data: dict[str, TaskData] = {}
     try:
-        results = [
-            _measure(case, dims, dtype, where, memory, stability, min_run_time) for case in parsed
-        ]
+
+        def told(name: str, what: str) -> None:
+            if on_step is not None:
+                on_step(name, what)
+
+        results = []
+        for case in parsed:
+            results.append(_measure(case, dims, dtype, where, memory, stability, min_run_time))
+            told(case.name, "measured")
         if plan is not None:
-            results = [
-                dataclasses.replace(result, convergence=task_runs(case, plan, where, data))
-                for case, result in zip(parsed, results, strict=True)
-            ]
+            trained = []
+            for case, result in zip(parsed, results, strict=True):
+                runs = task_runs(case, plan, where, data)
+                trained.append(dataclasses.replace(result, convergence=runs))
+                told(case.name, "trained")
+            results = trained
         settings = _settings(dims, dtype, where, min_run_time)
         if plan is not None:
             settings["convergence"] = _convergence_settings(plan)
