@@ -163,7 +163,7 @@ def test_cli_json_holds_steps_and_seconds_to_target_with_their_spread(tmp_path: 
         ],
     )
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data == json.loads((out / "bench.json").read_text())
     tasks = {t["name"]: t for t in data["settings"]["convergence"]["tasks"]}
     assert tasks["regression"]["steps"] == TASKS["regression"].quick_steps
