@@ -8,11 +8,14 @@ budget (the config's epochs and optimizer); the metric is the held-out *test* sp
 last epoch (nothing is chosen on it). Per method and task: the mean test metric over seeds with
 its 95% confidence interval (Student's t), the tier that ``compare`` computes from those
 intervals (tier 1: not separable from the best), the time per training step relative to
-``sum`` (from the runs' own clocks) and the peak memory of one training step relative to
-``sum`` (a child process's peak RSS, as ``losskit bench`` measures it on the CPU), and the
-linter's findings (a method that diverged, collapsed a key or went non-finite).
+``sum`` (every method's step built in one process, the methods taking turns in short blocks,
+so that a shared machine's load falls on all alike; the runs' own clocks are kept as
+``step_vs_sum_runs``) and the peak memory of one training step relative to ``sum`` (a child
+process's peak RSS, as ``losskit bench`` measures it on the CPU), and the linter's findings (a
+method that diverged, collapsed a key or went non-finite).
 
     python benchmarks/balancer_table.py [--quick] [--seeds N] [--jobs N] [--out DIR]
+    python benchmarks/balancer_table.py --retime FIGURES.json   # only the step-time column
 
 ``--quick``: 3 seeds and six methods (under 10 minutes on 2 cores). The last line printed is a
 JSON object: {"methods": how many balancers ran, "sum_within_ci_of_best": whether ``sum`` is in
@@ -25,6 +28,7 @@ import argparse
 import inspect
 import json
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -93,6 +97,27 @@ def _step_setup(config: str, balancer: str) -> Any:
     return step
 
 
+def step_times(config: Path, specs: list[str | dict[str, Any]], rounds: int = 12) -> list[float]:
+    """Each spec's training-step time relative to ``sum``'s, measured in this one process: the
+    methods take turns in short blocks (the order reversed every round), so a shared machine's
+    load falls on all of them alike; the median block per method."""
+    torch.set_num_threads(load_config(config).run.threads or torch.get_num_threads())  # as the runs
+    steps = [_step_setup(str(config), json.dumps(s)) for s in ["sum", *specs]]
+    for step in steps:  # warm-up: lazy initialisation, solvers' first calls
+        for _ in range(3):
+            step()
+    blocks: list[list[float]] = [[] for _ in steps]
+    for index in range(rounds):
+        order = range(len(steps)) if index % 2 == 0 else reversed(range(len(steps)))
+        for i in order:
+            started = time.perf_counter()
+            for _ in range(4):
+                steps[i]()
+            blocks[i].append(time.perf_counter() - started)
+    medians = [statistics.median(b) for b in blocks]
+    return [m / medians[0] for m in medians[1:]]
+
+
 def markdown(table: dict[str, dict[str, dict[str, Any]]], seeds: int) -> str:
     """The tables as Markdown, best mean first, for docs/balancing.md."""
     lines = []
@@ -125,7 +150,25 @@ def main() -> None:
     parser.add_argument("--methods", help="comma-separated balancers (default: all, or --quick's)")
     parser.add_argument("--epochs", type=int, help="override the configs' budget (smoke runs)")
     parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
+    parser.add_argument("--retime", type=Path, help="re-measure the step column of a JSON")
     args = parser.parse_args()
+    if args.retime:
+        figures = json.loads(args.retime.read_text())
+        for task, rows in figures["tasks"].items():
+            names = list(rows)
+            ratios = step_times(TASKS[task][0], [rows[n]["spec"] for n in names])
+            for name, ratio in zip(names, ratios):
+                rows[name]["step_vs_sum"] = ratio
+        args.retime.write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
+        print(
+            json.dumps(
+                {
+                    t: {n: r["step_vs_sum"] for n, r in rows.items()}
+                    for t, rows in figures["tasks"].items()
+                }
+            )
+        )
+        return
     seeds = args.seeds or (3 if args.quick else 10)
     names = [s.name for s in balancers.BALANCERS.entries()]
     methods = [n for n in names if n in QUICK] if args.quick else names
@@ -166,10 +209,12 @@ def main() -> None:
                 "ci95": [low, high],
                 "n": final.n,
                 "tier": tiers.get(variant),
-                "step_vs_sum": c.step_ms[variant].mean / base_ms,
+                "step_vs_sum_runs": c.step_ms[variant].mean / base_ms,
                 "findings": kinds,
                 "spec": s,
             }
+        for method, ratio in zip(methods, step_times(config, specs)):
+            rows[method]["step_vs_sum"] = ratio
         if not args.no_memory:
             sum_mem = peak_rss_delta(_step_setup, str(config), json.dumps("sum")).peak_bytes
             for method, s in zip(methods, specs):
