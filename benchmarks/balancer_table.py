@@ -102,7 +102,8 @@ def step_times(config: Path, specs: list[str | dict[str, Any]], rounds: int = 12
     methods take turns in short blocks (the order reversed every round), so a shared machine's
     load falls on all of them alike; the median block per method."""
     torch.set_num_threads(load_config(config).run.threads or torch.get_num_threads())  # as the runs
-    steps = [_step_setup(str(config), json.dumps(s)) for s in ["sum", *specs]]
+    others = [s for s in specs if s != "sum"]
+    steps = [_step_setup(str(config), json.dumps(s)) for s in ["sum", *others]]
     for step in steps:  # warm-up: lazy initialisation, solvers' first calls
         for _ in range(3):
             step()
@@ -115,7 +116,8 @@ def step_times(config: Path, specs: list[str | dict[str, Any]], rounds: int = 12
                 steps[i]()
             blocks[i].append(time.perf_counter() - started)
     medians = [statistics.median(b) for b in blocks]
-    return [m / medians[0] for m in medians[1:]]
+    ratios = iter(m / medians[0] for m in medians[1:])
+    return [1.0 if s == "sum" else next(ratios) for s in specs]
 
 
 def markdown(table: dict[str, dict[str, dict[str, Any]]], seeds: int) -> str:
