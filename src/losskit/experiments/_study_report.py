@@ -14,6 +14,10 @@ from typing import Any
 
 from losskit.experiments._storage import optuna_module, spec
 from losskit.report import (
+    Chart,
+    Series,
+    chart_controls,
+    chart_figure,
     figure_html,
     format_number,
     literal,
@@ -24,7 +28,7 @@ from losskit.report import (
     write_page,
 )
 
-__all__ = ["best_trials", "importances", "render_study"]
+__all__ = ["best_trials", "importances", "over_trials_chart", "render_study"]
 
 
 def _state() -> Any:
@@ -94,49 +98,46 @@ def _ranking(study: Any, names: list[str]) -> str:
     return f'<section id="ranking"><h2>Ranking</h2>{body}</section>'
 
 
-def _over_trials(study: Any, names: list[str]) -> str:
+def over_trials_chart(study: Any, names: list[str]) -> Chart | None:
+    """The first objective over the trials, interactive: each complete trial's value, each
+    pruned trial's last reported value, and the best so far (None before any complete trial)."""
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == _state().COMPLETE]
     pruned = [t for t in trials if t.state == _state().PRUNED and t.intermediate_values]
     if not complete:
-        return ""
-    figure = new_figure(7.2, 3.6)
-    ax = figure.subplots()
-    ax.plot(
-        [t.number for t in complete],
-        [t.values[0] for t in complete],
-        "o",
-        color=palette_colour(0),
-        label="complete",
-    )
-    if pruned:
-        last = [t.intermediate_values[max(t.intermediate_values)] for t in pruned]
-        ax.plot(
-            [t.number for t in pruned],
-            last,
-            "x",
-            color=palette_colour(3),
-            label="pruned (last value)",
-        )
-    best, values = [], []
-    pick = min if study.directions[0].name == "MINIMIZE" else max
+        return None
+    numbers = sorted({t.number for t in (*complete, *pruned)})
+    at = {n: i for i, n in enumerate(numbers)}
+    done: list[float | None] = [None] * len(numbers)
+    stopped: list[float | None] = [None] * len(numbers)
+    best: list[float | None] = [None] * len(numbers)
     for t in complete:
-        values.append(t.values[0])
-        best.append(pick(values))
-    ax.step(
-        [t.number for t in complete],
-        best,
-        where="post",
-        color=palette_colour(1),
-        label="best so far",
-    )
-    style_axes(ax, literal(names[0]), "value")
-    ax.set_xlabel("trial")
-    figure.legend(fontsize=7, frameon=False, loc="outside lower center", ncols=3)
+        done[at[t.number]] = t.values[0]
+    for t in pruned:
+        stopped[at[t.number]] = t.intermediate_values[max(t.intermediate_values)]
+    pick = min if study.directions[0].name == "MINIMIZE" else max
+    so_far: float | None = None
+    for i, value in enumerate(done):
+        if value is not None:
+            so_far = value if so_far is None else pick(so_far, value)
+        best[i] = so_far
+    series = [Series("complete", done, palette_colour(0), points=True)]
+    if pruned:
+        series.append(Series("pruned (last value)", stopped, palette_colour(3), points=True))
+    series.append(Series("best so far", best, palette_colour(1)))
+    caption = "each complete trial's final value, pruned trials' last value, the best so far"
+    return Chart("Objective over trials", names[0], numbers, series, caption=caption)
+
+
+def _over_trials(chart: Chart | None) -> str:
+    if chart is None:
+        return ""
     return (
         '<section id="objective"><h2>Objective over trials</h2>'
-        + figure_html(names[0], figure, "each complete trial's final value, and the best so far")
-        + "</section>"
+        + chart_controls()
+        + '<div class="grid">'
+        + chart_figure(chart, 0)
+        + "</div></section>"
     )
 
 
@@ -275,17 +276,19 @@ def _facts(study: Any) -> str:
 def render_study(study: Any, root: Path) -> Path:
     """Write ``root/study.html`` for ``study`` as it stands."""
     names = [f"{o['split']}/{o['name']}" for o in spec(study)["objectives"]]
+    chart = over_trials_chart(study, names)
     body = [
         page_header(root).replace("losskit report", "losskit study", 1),
         "<main>",
         _facts(study),
         _ranking(study, names),
-        _over_trials(study, names),
+        _over_trials(chart),
         _pareto(study, names),
         _importances(study),
         _stopped(study),
         "</main>",
     ]
     target = root / "study.html"
-    write_page(target, f"losskit study: {root.resolve().name}", body)
+    charts = [chart] if chart is not None else []
+    write_page(target, f"losskit study: {root.resolve().name}", body, charts)
     return target
