@@ -557,7 +557,8 @@ def test_z_loss_is_non_negative_and_zero_for_normalised_logits(
             torch.rand(4, 8, generator=GEN().manual_seed(0)),
             torch.zeros(4, 8),
             "FocalLoss ('focal'): inputs look like probabilities (all 32 values in [0, 1]): this "
-            "loss expects raw logits; drop the sigmoid (check='off' if they really are logits)",
+            "loss expects raw logits; drop the sigmoid (check='off' if they really are logits: "
+            "Term(..., check='off'), or the loss's own check='off')",
         ),
         (
             FocalLoss(),

@@ -254,3 +254,18 @@ def test_multi_input_losses_never_broadcast(
     with pytest.raises(lk.LossInputError) as info:
         losses.get(name)(*args)
     assert message in str(info.value)
+
+
+def test_small_positive_logits_of_an_untrained_head_are_not_called_probabilities() -> None:
+    # A real first batch of a fresh linear head (new-user walk-through): 64 logits, all in
+    # [0.02, 0.19]. Raw logits, not sigmoid outputs (those gather around 0.5).
+
+    logits = torch.linspace(0.02, 0.19, 64).reshape(64, 1)
+    target = (torch.arange(64) % 2).float().reshape(64, 1)
+    value = losses.get("bce_logits")(logits, target)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+    torch.testing.assert_close(value, expected)
+    # an untrained head's sigmoid outputs (around 0.5) and spread probabilities still refused
+    for probabilities in (torch.sigmoid(logits), torch.linspace(0.05, 0.95, 64).reshape(64, 1)):
+        with pytest.raises(lk.LossInputError, match="look like probabilities"):
+            losses.get("bce_logits")(probabilities, target)

@@ -338,12 +338,20 @@ class Contract:
                     f"{name}: {what} like probabilities (all in [0, 1], rows sum to 1 along "
                     f"dim {self.class_dim}): this loss expects raw logits; drop the softmax"
                 )
-        elif not over_classes and x.numel() >= 16 and high > low:
+        elif not over_classes and x.numel() >= 16 and _spread_like_probabilities(x, low, high):
             raise LossInputError(
                 f"{name}: {what} like probabilities (all {x.numel()} values in [0, 1]): "
                 "this loss expects raw logits; drop the sigmoid (check='off' if they really "
-                "are logits)"
+                "are logits: Term(..., check='off'), or the loss's own check='off')"
             )
+
+
+def _spread_like_probabilities(x: Tensor, low: float, high: float) -> bool:
+    """Values in [0, 1] that look like sigmoid outputs rather than raw logits: spread over a
+    quarter of the interval or more, or gathered around 0.5 (an untrained head's sigmoid). An
+    untrained head's raw logits sit near 0, all positive now and then (0.02 to 0.19 was a real
+    first batch): those are left alone."""
+    return high - low >= 0.25 or abs(float(x.mean()) - 0.5) < 0.25
 
 
 def _check_integer_binary(name: str, y: Tensor, ignore_index: int | None) -> None:
