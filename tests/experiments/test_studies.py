@@ -336,7 +336,8 @@ def test_the_study_report_of_two_objectives_shows_the_pareto_front(tmp_path: Pat
     assert (found, why) == ({"optimizer.lr": 1.0}, "")  # one parameter holds it all
     page = render_study(study, tmp_path).read_text()
     assert "<h2>Pareto front</h2>" in page
-    assert page.count("data:image/png;base64,") == 2  # objective over trials, the front
+    assert page.count("data:image/png;base64,") == 1  # the front (over trials is a chart)
+    assert '<script type="application/json" id="losskit-charts">' in page
     assert "run linter only (several objectives)" in page
     for key in front:
         assert key in page

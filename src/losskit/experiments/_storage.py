@@ -39,7 +39,12 @@ __all__ = [
 
 JOURNAL = "study.journal"
 HEARTBEAT_S = 5
-"""Seconds between a running trial's heartbeats in an RDB; stale after 4 missed beats."""
+"""Seconds between a running trial's heartbeats in an RDB."""
+STALE_AFTER = 12
+"""Missed heartbeats after which a running trial is stale (a minute: a loaded host's beats
+arrive late, and a stale trial is run again)."""
+SQLITE_LOCK_S = 60.0
+"""Seconds a SQLite study waits for the database lock."""
 
 
 def optuna_module() -> Any:
@@ -63,8 +68,16 @@ def _storage(folder: str | os.PathLike[str] | None, url: str | None) -> Any:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
                     url,
+                    # SQLite serialises writers: wait for the lock instead of failing after
+                    # sqlite3's 5 s (a failed heartbeat write stops the heartbeat thread, and
+                    # the trial goes stale while its run is alive)
+                    engine_kwargs=(
+                        {"connect_args": {"timeout": SQLITE_LOCK_S}}
+                        if url.startswith("sqlite")
+                        else None
+                    ),
                     heartbeat_interval=HEARTBEAT_S,
-                    grace_period=4 * HEARTBEAT_S,
+                    grace_period=STALE_AFTER * HEARTBEAT_S,
                     heartbeat_stale_trial_callback=(
                         optuna.storages.RetryHeartbeatStaleTrialCallback()
                     ),
