@@ -45,6 +45,26 @@ STALE_AFTER = 12
 arrive late, and a stale trial is run again)."""
 SQLITE_LOCK_S = 60.0
 """Seconds a SQLite study waits for the database lock."""
+# the driver leaves transactions to SQLAlchemy's ``begin`` event (``_serialise_transactions``),
+# and waits for the lock instead of failing after sqlite3's 5 s
+_SQLITE_ENGINE = {"connect_args": {"isolation_level": None, "timeout": SQLITE_LOCK_S}}
+
+
+def _serialise_transactions(engine: Any) -> None:
+    """Run each of a SQLite study's transactions under the write lock (``BEGIN IMMEDIATE``).
+
+    Optuna hands a queued trial to one worker by reading it as waiting and updating it to
+    running in one transaction, with ``SELECT ... FOR UPDATE``, which SQLite ignores: the
+    driver's deferred transactions let two workers both read it as waiting and both run it.
+    Taking the lock when the transaction begins makes that read-then-update atomic (SQLAlchemy's
+    recipe for SQLite's transactions); PostgreSQL and MySQL lock the row themselves.
+    """
+    from sqlalchemy import event
+
+    def begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(engine, "begin", begin)
 
 
 def optuna_module() -> Any:
@@ -66,16 +86,10 @@ def _storage(folder: str | os.PathLike[str] | None, url: str | None) -> Any:
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
+                sqlite = url.startswith("sqlite")
+                storage = optuna.storages.RDBStorage(
                     url,
-                    # SQLite serialises writers: wait for the lock instead of failing after
-                    # sqlite3's 5 s (a failed heartbeat write stops the heartbeat thread, and
-                    # the trial goes stale while its run is alive)
-                    engine_kwargs=(
-                        {"connect_args": {"timeout": SQLITE_LOCK_S}}
-                        if url.startswith("sqlite")
-                        else None
-                    ),
+                    engine_kwargs=_SQLITE_ENGINE if sqlite else None,
                     heartbeat_interval=HEARTBEAT_S,
                     grace_period=STALE_AFTER * HEARTBEAT_S,
                     heartbeat_stale_trial_callback=(
@@ -89,6 +103,9 @@ def _storage(folder: str | os.PathLike[str] | None, url: str | None) -> Any:
             ) from None
         except Exception as exc:  # SQLAlchemy's errors: a bad URL, a server not reached
             raise ConfigError(f"--storage {url}: cannot open the study database ({exc})") from None
+        if sqlite:
+            _serialise_transactions(storage.engine)
+        return storage
     if folder is None:
         raise ConfigError("give the study folder or --storage URL")
     root = Path(folder)
