@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +320,45 @@ def test_trainer_configuration_errors(kwargs: dict[str, Any], match: str) -> Non
         optimizers = {"a": optimizers, "b": torch.optim.SGD(model.parameters(), lr=0.1)}
     with pytest.raises(lk.ConfigError, match=match):
         lk.engine.Trainer(model, _criterion(), optimizers, **kwargs)
+
+
+def _famo_criterion() -> lk.Criterion:
+    return lk.Criterion(
+        {
+            "cls": lk.Term("cross_entropy", input="logits", target="label"),
+            "reg": lk.Term("mse", input="value", target="y", weight=0.5),
+        },
+        balancer="famo",
+    )
+
+
+def test_the_trainer_teaches_famo_as_the_hand_written_loop_does() -> None:
+    """FAMO learns from the terms recomputed after each step: the Trainer calls its update, so
+    its logits and the model end where the documented hand loop ends, with no warning."""
+    torch.manual_seed(0)
+    model = TwoHeads()
+    reference = copy.deepcopy(model)
+    data = _data(48, 8)
+    crit = _famo_criterion()
+    trainer = lk.engine.Trainer(
+        model, crit, torch.optim.SGD(model.parameters(), lr=0.1), progress=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", lk.errors.LossKitWarning)
+        trainer.fit(data, epochs=2)
+
+    hand = _famo_criterion()
+    opt = torch.optim.SGD(reference.parameters(), lr=0.1)
+    for _ in range(2):
+        for batch in data:
+            hand(reference(batch), batch).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                hand.balancer.update(hand(reference(batch), batch))
+            hand.step()
+    learned = crit.balancer.state_dict()["scalarizer.logits"]
+    assert learned.abs().min() > 0  # the logits moved from 0
+    torch.testing.assert_close(learned, hand.balancer.state_dict()["scalarizer.logits"])
+    for mine, theirs in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(mine, theirs)

@@ -26,6 +26,7 @@ from losskit.balancers._protocol import (
     BalancingError,
     Capabilities,
     GradientBalancer,
+    StepLearningBalancer,
     SynchronizedBalancer,
     capabilities,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "Measured",
     "RandomWeights",
     "Shared",
+    "StepLearningBalancer",
     "Sum",
     "SynchronizedBalancer",
     "Uncertainty",

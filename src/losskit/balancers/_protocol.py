@@ -74,6 +74,10 @@ class Capabilities:
             empty mask), so it can leave that key out without a host sync (see
             :class:`AbsenceAwareBalancer`). Without it the criterion makes today's call and
             the key arrives as a zero term.
+        learns_after_step: it learns from how the terms moved across an optimizer step (FAMO):
+            after each step the :class:`~losskit.Trainer` recomputes the criterion on the last
+            micro-batch under ``torch.no_grad()`` and passes the result to its
+            :meth:`StepLearningBalancer.update`; a hand-written loop calls it itself.
     """
 
     fixed_weights: bool = False
@@ -85,6 +89,7 @@ class Capabilities:
     random_draws: bool = False
     derivative_weights: bool = True
     handles_absence: bool = False
+    learns_after_step: bool = False
 
 
 def capabilities(balancer: object) -> Capabilities:
@@ -201,6 +206,19 @@ class SynchronizedBalancer(Balancer, Protocol):
     """
 
     def synchronize(self) -> list[Tensor]: ...
+
+
+@runtime_checkable
+class StepLearningBalancer(Balancer, Protocol):
+    """A balancer that learns from the terms recomputed after an optimizer step
+    (``Capabilities(learns_after_step=True)``, FAMO).
+
+    ``update(result)`` takes the criterion's result on the batch of the last training call,
+    recomputed under ``torch.no_grad()`` after the optimizer stepped (before ``Criterion.step()``,
+    so that the term weights are the step's). Under ``torch.distributed`` every rank calls it.
+    """
+
+    def update(self, recomputed: LossResult) -> None: ...
 
 
 class BalancerBase(nn.Module):

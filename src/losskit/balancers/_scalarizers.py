@@ -475,8 +475,11 @@ class FAMO(_Scalarized):
         with torch.no_grad():
             crit.balancer.update(crit(model(x), batch))
 
-    Without :meth:`update` the weights never move; a warning says so at the first training call
-    after an optimizer step that had none.
+    The :class:`~losskit.Trainer` (so ``losskit run``, ``compare`` and ``tune``) does this after
+    every optimizer step, on the window's last micro-batch (FAMO declares
+    ``Capabilities(learns_after_step=True)``); a hand-written loop calls it itself. Without
+    :meth:`update` the weights never move; a warning says so at the first training call after an
+    optimizer step that had none.
 
     Args:
         lr, weight_decay: of FAMO's internal Adam on its weight logits.
@@ -497,7 +500,7 @@ class FAMO(_Scalarized):
         [0.333, 0.667]
     """
 
-    capabilities = Capabilities(handles_absence=True)
+    capabilities = Capabilities(handles_absence=True, learns_after_step=True)
     historical: ClassVar[bool] = True
     per_key: ClassVar[tuple[str, ...]] = ("logits", "min_losses")
 

@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, Union
+from typing import Any, Literal, TypeAlias, Union, cast
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from torch.optim import Optimizer
 
 from losskit._io import run_lock
 from losskit._signature import did_you_mean
+from losskit.balancers import StepLearningBalancer, capabilities
 from losskit.criterion import Criterion
 from losskit.diagnostics import gradient_health
 from losskit.engine import _run_files, distributed
@@ -441,6 +442,7 @@ class Trainer:
             self._optimizer_step(name)
         if self.scaler is not None:
             self.scaler.update()
+        self._learn_after_step(window[-1])
         self.global_step += 1
         self.criterion.step()
         if self.scheduler_interval == "step":
@@ -452,6 +454,29 @@ class Trainer:
         for index, (log, size) in enumerate(zip(logs, sizes)):
             extra = step_log if index == 0 else None
             self.tracker.update(log, "train", batch_size=size, step=self.global_step, extra=extra)
+
+    def _learn_after_step(self, batch: Any) -> None:
+        """A balancer that learns from how the terms moved across the step (FAMO) gets them
+        recomputed on the last micro-batch, by each route's forward, before the schedules move."""
+        balancer = self.criterion.balancer
+        if balancer is None or not capabilities(balancer).learns_after_step:
+            return
+        assert self.replicas is not None
+        enabled = set(self.criterion.enabled)
+        names = [n for n in self.optimizers if enabled.intersection(self.routes[n])]
+        if self.shared_forward:
+            names = names[:1]
+        learner = cast(StepLearningBalancer, balancer)
+        with torch.no_grad():
+            for name in names:
+                with self._autocast():
+                    outputs = self.forward[name](self.replicas.model, batch)
+                    keys = (
+                        self.routes[name]
+                        if len(self.routes) > 1 and not self.shared_forward
+                        else None
+                    )
+                    learner.update(self.criterion(outputs, batch, keys=keys))
 
     def _shared_window(
         self,
