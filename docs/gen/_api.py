@@ -49,10 +49,9 @@ def _subpackages() -> list[str]:
 
 def render(module: str) -> str:
     """The page: the module's docstring and its public members, by mkdocstrings."""
-    lines = [f"# `{module}`", "", f"::: {module}"]
+    lines = [f"::: {module}", "    options:", "      heading_level: 1"]
     if module == "losskit":
-        members = "\n".join(f"        - {n}" for n in _top_level_members())
-        lines += ["    options:", "      members:", members]
+        lines += ["      members:", *(f"        - {n}" for n in _top_level_members())]
     return "\n".join(lines) + "\n"
 
 

@@ -33,7 +33,11 @@ def _models(annotation: Any) -> list[Any]:
 def _declared(model: Any) -> list[str]:
     rows = ["| Field | Default | Type | Description |", "|---|---|---|---|"]
     for name, info in model.model_fields.items():
-        value = inspect.Parameter.empty if info.is_required() else info.get_default()
+        value = (
+            inspect.Parameter.empty
+            if info.is_required()
+            else info.get_default(call_default_factory=True)
+        )
         rows.append(
             f"| `{name}` | {default(value)} | {cell(annotation(info.annotation))} "
             f"| {cell(info.description or '')} |"
