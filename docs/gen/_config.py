@@ -45,13 +45,12 @@ def _declared(model: Any) -> list[str]:
     return rows
 
 
-def _constructor_section(section: str) -> list[str]:
+def _constructor_section(section: str, lead: str = "Every other field is") -> list[str]:
     func = config.constructor(section)
     supplied = config.SUPPLIED.get(section, {})
     owner = f"{func.__module__.split('._')[0]}.{func.__qualname__}"
     lines = [
-        f"Every other field is an argument of `{owner}`, checked against its signature when the "
-        "file is read:",
+        f"{lead} an argument of `{owner}`, checked against its signature when the file is read:",
         "",
         options_table(func, parse(func).params, skip=frozenset(supplied)),
     ]
@@ -96,7 +95,7 @@ def page() -> str:
         "## Top-level keys",
         "",
     ]
-    lines += _constructor_section("criterion")
+    lines += _constructor_section("criterion", "Every top-level key besides the sections is")
     for name, info in config.RunConfig.model_fields.items():
         lines += ["", f"## `[{name}]`", ""]
         models = _models(info.annotation)
