@@ -59,11 +59,15 @@ def dice_ce(
     lambda_dice=a, lambda_ce=b)`` is the total of ``dice_ce(dice_weight=a, ce_weight=b)``.
 
     Args:
-        input, target: the selectors both terms read.
-        dice_weight, ce_weight: each term's weight (a float or a schedule).
+        input: the selectors both terms read.
+        target: the selectors both terms read.
+        dice_weight: each term's weight (a float or a schedule).
+        ce_weight: each term's weight (a float or a schedule).
         ignore_index: a target value both terms leave out (multi-class).
         keys: the two terms' keys.
-        dice, ce: further arguments of each loss (e.g. ``dice={"include_background": False}``,
+        dice: further arguments of each loss (e.g. ``dice={"include_background": False}``,
+            ``ce={"label_smoothing": 0.1}``).
+        ce: further arguments of each loss (e.g. ``dice={"include_background": False}``,
             ``ce={"label_smoothing": 0.1}``).
 
     Example::
@@ -117,10 +121,14 @@ def dice_focal(
 
     Args:
         gamma: the focusing parameter of the focal term.
-        dice_weight, focal_weight: each term's weight (a float or a schedule).
+        dice_weight: each term's weight (a float or a schedule).
+        focal_weight: each term's weight (a float or a schedule).
         keys: the two terms' keys.
-        dice, focal: further arguments of each loss (e.g. ``focal={"alpha": None}``).
-        input, target, mode: as for :func:`dice_ce`.
+        dice: further arguments of each loss (e.g. ``focal={"alpha": None}``).
+        focal: further arguments of each loss (e.g. ``focal={"alpha": None}``).
+        input: as for :func:`dice_ce`.
+        target: as for :func:`dice_ce`.
+        mode: as for :func:`dice_ce`.
 
     Example::
 
