@@ -221,7 +221,7 @@ def test_lazy_check_after_the_first_steps_reports_at_check_finite() -> None:
     crit(bad, y)  # no sync: accepted now, flagged later
     crit.step()
     crit(x, y)
-    with pytest.raises(lk.NonFiniteLossError, match=r"'a', 'b' became non-finite between step 0"):
+    with pytest.raises(lk.NonFiniteLossError, match=r"between step 1 and step 4"):
         crit.check_finite()
     crit.check_finite()  # flags are cleared once reported
 
@@ -456,3 +456,14 @@ def test_changing_check_at_run_time() -> None:
     crit.check = "always"  # from now on every call is checked synchronously
     with pytest.raises(lk.NonFiniteLossError, match="'a' are non-finite"):
         crit({"p": torch.full((4,), float("nan"))}, batch)
+
+
+def test_a_nonfinite_term_is_reported_at_the_step_the_log_records() -> None:
+    """The log numbers the first optimizer step 1 (the Trainer's global_step after it); the
+    criterion's error names the same number, so the message and `losskit lint` agree."""
+    crit = lk.Criterion({"a": lk.Term(lambda x, y: (x / y).sum())}, check="always")
+    x = torch.ones(3)
+    crit(x, torch.ones(3))  # step 1
+    crit.step()
+    with pytest.raises(lk.NonFiniteLossError, match=r"'a' are non-finite at step 2:"):
+        crit(x, torch.tensor([1.0, 0.0, 1.0]))  # 1 / 0

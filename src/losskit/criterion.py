@@ -668,7 +668,7 @@ class Criterion(nn.Module):
         if bad:
             message = (
                 f"loss term(s) {', '.join(map(repr, bad))} became non-finite between step "
-                f"{since} and step {self._progress.step}; use Criterion(check='always') (in a "
+                f"{since + 1} and step {self._progress.step}; use Criterion(check='always') (in a "
                 'run file: check = "always" at the top) to stop at the offending step with a '
                 "summary of the term's inputs"
             )
@@ -683,7 +683,8 @@ class Criterion(nn.Module):
         batch: Any,
     ) -> None:
         names = ", ".join(map(repr, bad))
-        lines = [f"loss term(s) {names} are non-finite at step {self._progress.step}:"]
+        # numbered as the log numbers steps: the first optimizer step is step 1
+        lines = [f"loss term(s) {names} are non-finite at step {self._progress.step + 1}:"]
         for key in bad:
             value = parts[keys.index(key)].detach()
             lines.append(f"  {key!r} = {value.item()}")
