@@ -18,7 +18,7 @@ from torch import Tensor, nn
 import losskit as lk
 
 # The recipe gallery's small run (docs/gen/gallery.py runs the script with these arguments)
-GALLERY = ["--epochs", "3", "--n", "64"]
+GALLERY = ["--epochs", "4", "--n", "96"]
 
 
 def shapes(n: int, g: torch.Generator, size: int = 32) -> dict[str, Tensor]:

@@ -13,10 +13,12 @@ callback (``docs/gen/gallery.py`` passes one that writes through mkdocs-gen-file
 from __future__ import annotations
 
 import ast
+import json
 import logging
 import os
 import re
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -115,8 +118,15 @@ def _gallery_args(path: Path, tree: ast.Module) -> tuple[tuple[str, ...], list[i
     )
 
 
-def run(recipe: Recipe, timeout: float = 300.0) -> Outcome:
-    """Run ``recipe``'s small run in a scratch directory and collect what it printed and wrote."""
+def run(recipes: Sequence[Recipe], timeout: float = 300.0, warm: bool = True) -> list[Outcome]:
+    """Run every recipe's small run, each in its own scratch directory; what each printed and
+    wrote.
+
+    The scripts run one after the other through ``_gallery_runner.py``: one process imports
+    torch, then forks a child per script that runs it as ``python examples/<stem>.py <args>``
+    would, on one thread with no GPU visible. ``warm=False`` skips the imports before forking
+    (for scripts that need no torch).
+    """
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
@@ -126,39 +136,63 @@ def run(recipe: Recipe, timeout: float = 300.0) -> Outcome:
         "CUDA_VISIBLE_DEVICES": "",  # the same numbers on every machine that builds the docs
         "MPLBACKEND": "Agg",
     }
-    with tempfile.TemporaryDirectory(prefix=f"gallery-{recipe.stem}-") as scratch:
-        started, cpu = time.perf_counter(), _children_cpu()
-        try:
-            done = subprocess.run(
-                [sys.executable, str(recipe.path), *recipe.args],
-                cwd=scratch,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as e:
-            raise GalleryError(
-                f"{recipe.path.name}: `{recipe.command}` ran over {timeout:.0f} s; make its "
-                "GALLERY arguments smaller"
-            ) from e
-        seconds, cpu = time.perf_counter() - started, _children_cpu() - cpu
-        if done.returncode != 0:
-            tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-            raise GalleryError(
-                f"{recipe.path.name}: `{recipe.command}` exited with {done.returncode}:\n{tail}"
-            )
-        files = _figures(Path(scratch))
+    with tempfile.TemporaryDirectory(prefix="gallery-") as tmp:
+        work = Path(tmp)
+        jobs = []
+        for r in recipes:
+            scratch = work / r.stem / "scratch"
+            scratch.mkdir(parents=True)
+            job = {"stem": r.stem, "path": str(r.path), "args": list(r.args), "timeout": timeout}
+            job |= {"scratch": str(scratch), "stdout": str(work / r.stem / "stdout")}
+            jobs.append(job | {"stderr": str(work / r.stem / "stderr")})
+        (work / "jobs.json").write_text(json.dumps(jobs), encoding="utf-8")
+        runner = Path(__file__).with_name("_gallery_runner.py")
+        done = subprocess.run(
+            [sys.executable, str(runner), str(work / "jobs.json"), *([] if warm else ["--cold"])],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout * max(len(jobs), 1) + 120,
+            check=False,
+        )
+        ended = {e["stem"]: e for e in map(json.loads, done.stdout.splitlines())}
+        return [_outcome(r, ended.get(r.stem), work / r.stem, done, timeout) for r in recipes]
+
+
+def _outcome(
+    recipe: Recipe,
+    ended: dict[str, Any] | None,
+    work: Path,
+    runner: subprocess.CompletedProcess[str],
+    timeout: float,
+) -> Outcome:
+    """One recipe's outcome from the runner's line about it and the files it left in ``work``."""
+    if ended is None:
+        raise GalleryError(
+            f"{recipe.path.name}: the gallery's runner stopped before it "
+            f"(exit {runner.returncode}):\n{_tail(runner.stderr)}"
+        )
+    if ended["signal"] == signal.SIGALRM:
+        raise GalleryError(
+            f"{recipe.path.name}: `{recipe.command}` ran over {timeout:.0f} s; make its "
+            "GALLERY arguments smaller"
+        )
+    if ended["code"] != 0:
+        stderr = (work / "stderr").read_text(encoding="utf-8", errors="replace")
+        raise GalleryError(
+            f"{recipe.path.name}: `{recipe.command}` exited with {ended['code']}:\n{_tail(stderr)}"
+        )
+    scratch = work / "scratch"
+    stdout = (work / "stdout").read_text(encoding="utf-8", errors="replace")
     output = "\n".join(
-        line.replace(scratch, ".") for line in done.stdout.splitlines() if not _PROGRESS.match(line)
+        line.replace(str(scratch), ".") for line in stdout.splitlines() if not _PROGRESS.match(line)
     )
-    return Outcome(recipe, output.strip("\n"), files, seconds, cpu)
+    files = _figures(scratch)
+    return Outcome(recipe, output.strip("\n"), files, ended["seconds"], ended["cpu_seconds"])
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 def _figures(scratch: Path) -> dict[str, bytes]:
@@ -253,25 +287,32 @@ def build(
     write: Callable[[str, bytes], None],
     examples: Path = EXAMPLES,
     use_directory_urls: bool = True,
+    warm: bool = True,
 ) -> list[Outcome]:
     """Run every recipe and hand each file of the gallery to ``write(path, data)``; paths are
     relative to the docs folder (``gallery/...``)."""
     recipes = discover(examples)
-    outcomes = []
-    for recipe in recipes:
-        outcome = run(recipe)
+    started, cpu = time.perf_counter(), _children_cpu()
+    outcomes = run(recipes, warm=warm)
+    wall, cpu = time.perf_counter() - started, _children_cpu() - cpu
+    for outcome in outcomes:
+        recipe = outcome.recipe
         log.info(
             "gallery: %s ran in %.1f s (%.1f s of CPU)",
             recipe.command,
             outcome.seconds,
             outcome.cpu_seconds,
         )
-        outcomes.append(outcome)
         write(f"gallery/{recipe.stem}.md", page(outcome, use_directory_urls).encode())
         for name, data in outcome.files.items():
             write(f"gallery/{recipe.stem}/{name}", data)
     write("gallery/index.md", index(recipes).encode())
     write("gallery/SUMMARY.md", summary(recipes).encode())
-    wall, cpu = sum(o.seconds for o in outcomes), sum(o.cpu_seconds for o in outcomes)
     log.info("gallery: %d recipes ran in %.1f s (%.1f s of CPU)", len(outcomes), wall, cpu)
     return outcomes
+
+
+def _children_cpu() -> float:
+    """User and system time of this process's finished children (and theirs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

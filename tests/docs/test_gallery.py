@@ -93,7 +93,7 @@ if __name__ == "__main__":
     print("train step 1/2 (50%), ETA 0:00:01, 0:00:00 elapsed  loss 1.0")
     for i in range(args.times):
         print(f"hello {i}")
-    print(f"cwd ends with gallery-hello: {Path.cwd().name.startswith('gallery-hello-')}")
+    print("starts in an empty folder:", list(Path().iterdir()) == [])
     out = Path("runs/hello")
     out.mkdir(parents=True)
     (out / "report.html").write_text("<html><body><p>report</p></body></html>")
@@ -110,13 +110,14 @@ def write_example(folder: Path, name: str, text: str) -> Path:
 
 
 def build(examples: Path, use_directory_urls: bool = True) -> dict[str, bytes]:
+    """The gallery of the recipes in ``examples`` (none imports torch: the runner starts cold)."""
     files: dict[str, bytes] = {}
 
     def write(path: str, data: bytes) -> None:
         assert path not in files, f"{path} written twice"
         files[path] = data
 
-    gallery.build(write, examples, use_directory_urls=use_directory_urls)
+    gallery.build(write, examples, use_directory_urls=use_directory_urls, warm=False)
     return files
 
 
@@ -138,7 +139,7 @@ def test_a_recipe_becomes_a_page_with_its_output_report_and_figure(tmp_path: Pat
     assert "    python examples/hello.py --times 3" in page  # the intro's command stays code
     # the printed output, without the progress line (it carries timings) or stderr
     output = page.split("```text\n")[1].split("\n```")[0]
-    assert output == "hello 0\nhello 1\ncwd ends with gallery-hello: True"
+    assert output == "hello 0\nhello 1\nstarts in an empty folder: True"
     assert "`python examples/hello.py --times 2`" in page
     assert '<iframe class="losskit-report" src="report.html"' in page  # page URL: hello/
     assert "[open it on its own](hello/report.html)" in page
@@ -196,6 +197,15 @@ def test_an_example_that_fails_fails_the_build_with_its_error(tmp_path: Path) ->
     message = str(info.value)
     assert "broken.py: `python examples/broken.py --x` exited with 1" in message
     assert "ZeroDivisionError" in message
+
+
+def test_an_example_over_its_time_fails_the_build(tmp_path: Path) -> None:
+    path = write_example(
+        tmp_path / "ex", "sleepy", '"""Sleepy."""\nimport time\nGALLERY = []\ntime.sleep(30)\n'
+    )
+    recipe = gallery.read_recipe(path)
+    with pytest.raises(gallery.GalleryError, match=r"sleepy\.py: .* ran over 1 s"):
+        gallery.run([recipe], timeout=1, warm=False)
 
 
 def test_offline_check_catches_remote_loads() -> None:
