@@ -33,6 +33,7 @@ EXAMPLES = ROOT / "examples"
 FIGURES = (".html", ".png", ".svg")
 # The console sink's step lines carry wall-clock times; the per-epoch lines stay.
 _PROGRESS = re.compile(r"^\S+ step \d+/\d+ \(\d+%\), ETA ")
+_CODE = re.compile(r"(<script\b.*?</script>|<style\b.*?</style>)", re.DOTALL | re.IGNORECASE)
 log = logging.getLogger("mkdocs.plugins.losskit.gallery")
 
 
@@ -185,7 +186,7 @@ def _outcome(
     scratch = work / "scratch"
     stdout = (work / "stdout").read_text(encoding="utf-8", errors="replace")
     output = "\n".join(
-        line.replace(str(scratch), ".") for line in stdout.splitlines() if not _PROGRESS.match(line)
+        _relative(line, scratch) for line in stdout.splitlines() if not _PROGRESS.match(line)
     )
     files = _figures(scratch)
     return Outcome(recipe, output.strip("\n"), files, ended["seconds"], ended["cpu_seconds"])
@@ -202,7 +203,27 @@ def _figures(scratch: Path) -> dict[str, bytes]:
     names = [p.name for p in found]
     if len(set(names)) < len(names):
         names = ["-".join(p.relative_to(scratch).parts) for p in found]
-    return {name: p.read_bytes() for name, p in zip(names, found)}
+    return {name: _file(p, scratch) for name, p in zip(names, found)}
+
+
+def _file(path: Path, scratch: Path) -> bytes:
+    """The file's bytes; in an HTML page, the scratch folder left out of the paths it shows.
+
+    Only text outside ``<script>`` and ``<style>`` changes: a report's Content-Security-Policy
+    allows its inline script and style by their hashes.
+    """
+    data = path.read_bytes()
+    if path.suffix != ".html":
+        return data
+    parts = _CODE.split(data.decode("utf-8"))
+    # re.split with a group alternates text and the code it captured
+    text = (part if i % 2 else _relative(part, scratch) for i, part in enumerate(parts))
+    return "".join(text).encode("utf-8")
+
+
+def _relative(text: str, scratch: Path) -> str:
+    """``text`` with the scratch folder's paths made relative to it."""
+    return text.replace(f"{scratch}{os.sep}", "").replace(str(scratch), ".")
 
 
 def page(outcome: Outcome, use_directory_urls: bool = True) -> str:

@@ -96,7 +96,11 @@ if __name__ == "__main__":
     print("starts in an empty folder:", list(Path().iterdir()) == [])
     out = Path("runs/hello")
     out.mkdir(parents=True)
-    (out / "report.html").write_text("<html><body><p>report</p></body></html>")
+    here = Path.cwd()  # in the page's text it shows as relative; its scripts keep it as is
+    script = f"<script>var at = '{here}';</script>"
+    body = f"<p>{here / 'runs' / 'hello'}</p>"
+    (out / "report.html").write_text(f"<html><head>{script}</head><body>{body}</body></html>")
+    print("wrote", (out / "report.html").resolve())
     (out / "curve.png").write_bytes(b"\\x89PNG fake")
     print("to stderr", file=sys.stderr)
 '''
@@ -131,7 +135,9 @@ def test_a_recipe_becomes_a_page_with_its_output_report_and_figure(tmp_path: Pat
         "gallery/hello/report.html",
         "gallery/index.md",
     ]
-    assert files["gallery/hello/report.html"] == b"<html><body><p>report</p></body></html>"
+    report = files["gallery/hello/report.html"].decode()
+    assert report.endswith("<body><p>runs/hello</p></body></html>")
+    assert re.search(r"<script>var at = '/.+/scratch';</script>", report)
     assert files["gallery/hello/curve.png"] == b"\x89PNG fake"
     page = files["gallery/hello.md"].decode()
     assert page.startswith("# Say hello: a recipe of the tests\n")
@@ -139,7 +145,12 @@ def test_a_recipe_becomes_a_page_with_its_output_report_and_figure(tmp_path: Pat
     assert "    python examples/hello.py --times 3" in page  # the intro's command stays code
     # the printed output, without the progress line (it carries timings) or stderr
     output = page.split("```text\n")[1].split("\n```")[0]
-    assert output == "hello 0\nhello 1\nstarts in an empty folder: True"
+    assert output.splitlines() == [
+        "hello 0",
+        "hello 1",
+        "starts in an empty folder: True",
+        "wrote runs/hello/report.html",
+    ]
     assert "`python examples/hello.py --times 2`" in page
     assert '<iframe class="losskit-report" src="report.html"' in page  # page URL: hello/
     assert "[open it on its own](hello/report.html)" in page
@@ -267,6 +278,7 @@ def test_embedded_reports_and_figures_exist_and_load_nothing_remote(
             continue
         page = site[path].decode()
         assert_offline(page, path)
+        assert "/scratch" not in page, path
         found = loads(page)
         images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page)
         for address in [*found.iframes, *images]:
@@ -280,6 +292,8 @@ def test_embedded_reports_and_figures_exist_and_load_nothing_remote(
             html = data.decode()
             assert "<script" in html, path  # a report with its charts, not an empty page
             assert_offline(html, path)
+            shown = re.sub(r"<(script|style)\b.*?</\1>", "", html, flags=re.DOTALL)
+            assert "/scratch" not in shown, path  # the build's temporary folder is not shown
         if path.endswith(".png"):
             assert data.startswith(b"\x89PNG\r\n\x1a\n"), path
 
