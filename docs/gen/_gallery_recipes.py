@@ -240,7 +240,7 @@ def page(outcome: Outcome, use_directory_urls: bool = True) -> str:
     reports = [n for n in outcome.files if n.endswith(".html")]
     images = [n for n in outcome.files if not n.endswith(".html")]
     for name in reports:
-        parts.append(f"\n## {'Report' if name == 'report.html' else name}\n")
+        parts.append(f"\n## {'Report' if name == 'report.html' else f'Report: {name}'}\n")
         parts.append(
             f"The run's `{name}`, as written (one self-contained file; "
             f"[open it on its own]({r.stem}/{name})):\n"
