@@ -22,6 +22,9 @@ from torch import Tensor, nn
 import losskit as lk
 from losskit.experiments import CompareResult
 
+# The recipe gallery's small run (docs/gen/gallery.py runs the script with these arguments)
+GALLERY = ["--seeds", "2", "--epochs", "4", "--n-train", "128"]
+
 FEATURES = 8
 
 
@@ -102,9 +105,10 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, default=Path("runs/regression-losses"))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--n-train", type=int, default=256, help="training samples")
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args()
-    result = main(args.out, args.seeds, args.epochs, jobs=args.jobs)
+    result = main(args.out, args.seeds, args.epochs, args.n_train, jobs=args.jobs)
     c = result.comparison
     for rank in c.ranking:
         v = rank.value

@@ -19,6 +19,9 @@ from torch.utils.data import DataLoader
 import losskit as lk
 from losskit.demo import digits_data
 
+# The recipe gallery's small run (docs/gen/gallery.py runs the script with these arguments)
+GALLERY = ["--epochs", "2"]
+
 
 def mlp(hidden: int) -> nn.Module:
     return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))

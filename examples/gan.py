@@ -19,6 +19,9 @@ from torch import Tensor, nn
 
 import losskit as lk
 
+# The recipe gallery's small run (docs/gen/gallery.py runs the script with these arguments)
+GALLERY = ["--epochs", "5", "--batches", "20"]
+
 
 def ring(n: int, g: torch.Generator, modes: int = 8, radius: float = 2.0) -> Tensor:
     angle = torch.randint(0, modes, (n,), generator=g) * (2 * math.pi / modes)
@@ -119,7 +122,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--out", type=Path, default=Path("runs/gan"))
+    parser.add_argument("--batches", type=int, default=50, help="batches per epoch")
     args = parser.parse_args()
-    summary, quality = main(args.epochs, args.out)
+    summary, quality = main(args.epochs, args.out, batches=args.batches)
     print({k: round(v, 4) for k, v in summary.train.items()}, quality)
     lk.report.render(args.out)

@@ -17,6 +17,9 @@ from torch import Tensor, nn
 
 import losskit as lk
 
+# The recipe gallery's small run (docs/gen/gallery.py runs the script with these arguments)
+GALLERY = ["--steps", "150"]
+
 
 class Net(nn.Module):
     def __init__(self, features: int = 12, classes: int = 4) -> None:

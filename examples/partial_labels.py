@@ -27,6 +27,9 @@ import losskit as lk
 from losskit.data import PartialDigits, RoundRobin, partially_labelled_digits
 from losskit.demo import DigitsNet, accuracy
 
+# The recipe gallery's small run (docs/gen/gallery.py runs the script with these arguments)
+GALLERY = ["--tiny", "--epochs", "3"]
+
 KEYS = ("cls", "recon", "ink")
 
 

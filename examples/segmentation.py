@@ -17,6 +17,9 @@ from torch import Tensor, nn
 
 import losskit as lk
 
+# The recipe gallery's small run (docs/gen/gallery.py runs the script with these arguments)
+GALLERY = ["--epochs", "4", "--n", "96"]
+
 
 def shapes(n: int, g: torch.Generator, size: int = 32) -> dict[str, Tensor]:
     """Images (n, 1, size, size) and masks (n, size, size): 0 background, 1 disc, 2 square."""
@@ -98,7 +101,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--out", type=Path, default=Path("runs/segmentation"))
+    parser.add_argument("--n", type=int, default=256, help="training images")
     args = parser.parse_args()
-    summary = main(args.epochs, args.out)
+    summary = main(args.epochs, args.out, n=args.n)
     print({k: round(v, 4) for k, v in summary.val.items()})
     lk.report.render(args.out)

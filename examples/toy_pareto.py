@@ -34,6 +34,9 @@ from torch import Tensor
 
 import losskit as lk
 
+# The recipe gallery's small run (docs/gen/gallery.py runs the script with these arguments)
+GALLERY = ["--steps", "4000", "--methods", "sum"]
+
 LOWER = 0.000005
 PARETO_X2 = -8.3552  # the Pareto set, as drawn by the authors: x1 in [-7, 7] at this x2
 STARTS = ((-8.5, 7.5), (-8.5, -5.0), (9.0, 9.0))

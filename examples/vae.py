@@ -18,6 +18,9 @@ from torch.utils.data import DataLoader
 import losskit as lk
 from losskit.demo import digits_data
 
+# The recipe gallery's small run (docs/gen/gallery.py runs the script with these arguments)
+GALLERY = ["--epochs", "3", "--limit", "256"]
+
 
 class VAE(nn.Module):
     def __init__(self, latent: int = 8, hidden: int = 128) -> None:
@@ -84,7 +87,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("runs/vae"))
+    parser.add_argument("--limit", type=int, default=None, help="use only this many samples")
     args = parser.parse_args()
-    summary = main(args.epochs, args.out)
+    summary = main(args.epochs, args.out, limit=args.limit)
     print({k: round(v, 4) for k, v in summary.val.items()})
     lk.report.render(args.out)
