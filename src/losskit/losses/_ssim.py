@@ -128,22 +128,22 @@ class _StructuralSimilarity(torch.autograd.Function):
         mx, my, a1, b1, a2, b2 = _terms(_moments(x, y, g), c1, c2)
         inv_b1, inv_b2 = b1.reciprocal_(), b2.reciprocal_()
         lum, cs = a1.mul_(inv_b1), a2.mul_(inv_b2)
-        ssim = lum * cs
         dims = tuple(range(1, x.ndim))
-        ctx.save_for_backward(x, y, g, mx, my, lum, cs, ssim, inv_b1, inv_b2)
+        # Copies of the two means, so that the other three window means are freed.
+        ctx.save_for_backward(x, y, g, mx.clone(), my.clone(), lum, cs, inv_b1, inv_b2)
         ctx.constants = (c1, c2)
         ctx.set_materialize_grads(False)
-        return ssim.mean(dims), cs.mean(dims)
+        return (lum * cs).mean(dims), cs.mean(dims)
 
     @staticmethod
     def backward(ctx: Any, g_ssim: Tensor | None, g_cs: Tensor | None) -> Any:
-        x, y, g, mx, my, lum, cs, ssim, inv_b1, inv_b2 = ctx.saved_tensors
+        x, y, g, mx, my, lum, cs, inv_b1, inv_b2 = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: the maps as functions of x and y
             c1, c2 = ctx.constants
             mx, my, a1, b1, a2, b2 = _terms(_moments(x, y, g), c1, c2)
             inv_b1, inv_b2 = 1 / b1, 1 / b2
             lum, cs = a1 * inv_b1, a2 * inv_b2
-            ssim = lum * cs
+        ssim = lum * cs
         gs, gc = _per_position(g_ssim, mx), _per_position(g_cs, mx)
         u = v = b = c = None
         if gs is not None:
@@ -157,13 +157,16 @@ class _StructuralSimilarity(torch.autograd.Function):
             v = (-cs * gc_b2) if v is None else v.addcmul_(cs, gc_b2, value=-1)
             b = (-cs * gc_b2) if b is None else b.addcmul_(cs, gc_b2, value=-1)
             c = 2 * gc_b2 if c is None else c.add_(gc_b2, alpha=2)
+        del ssim, lum, cs, inv_b1, inv_b2
         if u is None or v is None or b is None or c is None:
             return None, None, None, None, None
         need_x, need_y = ctx.needs_input_grad[:2]
         maps = [(my * u).sub_(mx * v).mul_(2)] if need_x else []
         if need_y:
             maps.append((mx * u).sub_(my * v).mul_(2))
-        adjoint = _filter(_stacked([*maps, b, c]), g, transpose=True).chunk(len(maps) + 2, 1)
+        stacked = [_stacked([*maps, b, c])]
+        del maps, u, v, b, c, mx, my  # freed before the filter's buffers are allocated
+        adjoint = _filter(stacked.pop(), g, transpose=True).chunk(2 + need_x + need_y, 1)
         tb, tc = adjoint[-2], adjoint[-1]
         gx = torch.addcmul(adjoint[0], x, tb, value=2).addcmul_(y, tc) if need_x else None
         gy = torch.addcmul(adjoint[-3], y, tb, value=2).addcmul_(x, tc) if need_y else None
