@@ -26,9 +26,11 @@ steps (they compile the fused kernels and run the contract's first-call value ch
 have nothing to warm up. The step that measures peak memory (below) is each implementation's
 first timed sample; then rounds alternate between all implementations of a case, and the minimum
 is reported (the machine is shared: the minimum is the least disturbed run): 10 samples at 1M and
-5 at 16M. ``--quick`` takes one sample of each and builds losskit's losses with ``check="off"``
-so that one warm-up step suffices (the value checks run on the first calls only: the steady
-state is the same).
+5 at 16M. ``--quick`` (under a minute on a quiet 2-core machine) takes one sample of each at
+16M only (64K for the Hausdorff losses: :data:`QUICK_SIZES`), measures the cold first call of
+:data:`QUICK_COLD` only, and builds losskit's losses with ``check="off"`` so that one warm-up
+step suffices (the value checks run on the first calls only: the steady state is the same); its
+cold runs do not wait for the background compile (their steady step is the second call).
 The copy floor is ``x.clone()`` of the logits, timed the same way: one read and one write of a
 tensor of that size. Free heap memory is handed back to the system before each timed copy, so the
 copy always writes fresh pages and pays their page faults, as a loss's new gradient does (always
@@ -85,10 +87,16 @@ from losskit.losses.contracts import FIRST_CALLS
 
 LossFn = Callable[[Tensor], Tensor]
 SIZES = {"1M": (4, 16, 128, 128), "16M": (16, 16, 256, 256)}
+QUICK_SIZES = {"64K": (2, 2, 128, 128), "16M": SIZES["16M"]}
+"""``--quick``'s sizes: 16M for every case (the summary's target keys are 16M rows), 64K for the
+:data:`SLOW_CASES`; no 1M rows."""
 SLOW_CASES = ("hausdorff_dt", "hausdorff_er")
-"""Cases run at 1M only and with one round after the first sample: a step of either takes 5-60
-s there for losskit and the peers alike (a distance transform or 10 erosions per image), so 16M
-would add most of an hour."""
+"""Cases run at 1M only (64K with ``--quick``) and with one round after the first sample: a step
+of either takes 5-60 s there for losskit and the peers alike (a distance transform or 10 erosions
+per image), so 16M would add most of an hour."""
+QUICK_COLD = ("focal", "asymmetric")
+"""``--quick`` measures the cold first call of these two only: the compiled kernels with the
+slowest cold first calls (the others' are the same compile or none)."""
 
 
 # --- peak memory ----------------------------------------------------------------------------------
@@ -192,71 +200,72 @@ def build_cases(sizes: dict[str, tuple[int, ...]], quick: bool) -> list[Case]:
     check = "off" if quick else "first"
     cases = []
     for label, shape in sizes.items():
-        g = torch.Generator().manual_seed(0)
-        n, c, h, w = shape
-        x = (torch.randn(shape, generator=g) * 2).requires_grad_()
-        multilabel = (torch.rand(shape, generator=g) < 0.1).float()
-        labels = torch.randint(0, c, (n, h, w), generator=g)
+        if runs_at("focal", label):
+            g = torch.Generator().manual_seed(0)
+            n, c, h, w = shape
+            x = (torch.randn(shape, generator=g) * 2).requires_grad_()
+            multilabel = (torch.rand(shape, generator=g) < 0.1).float()
+            labels = torch.randint(0, c, (n, h, w), generator=g)
 
-        focal = _registered("focal", cls, gamma=2.0, alpha=0.25, check=check)
-        assert focal is not None
-        monai_focal = monai.FocalLoss(gamma=2.0, alpha=0.25)
-        impls: dict[str, LossFn] = {
-            "losskit": lambda x, f=focal, t=multilabel: f(x, t),
-            "monai": lambda x, f=monai_focal, t=multilabel: f(x, t),
-            "kornia": lambda x, t=multilabel: kornia.binary_focal_loss_with_logits(
-                x, t, alpha=0.25, gamma=2.0, reduction="mean"
-            ),
-        }
-        if not quick:
-            impls["torchvision formula"] = lambda x, t=multilabel: torchvision_focal(x, t)
-        cases.append(Case("focal", label, x, impls))
-
-        softmax_focal = _registered("softmax_focal", cls, gamma=2.0, check=check)
-        assert softmax_focal is not None
-        monai_softmax = monai.FocalLoss(gamma=2.0, use_softmax=True, to_onehot_y=True)
-        impls = {
-            "losskit": lambda x, f=softmax_focal, y=labels: f(x, y),
-            "monai": lambda x, f=monai_softmax, y=labels: f(x, y.unsqueeze(1)),
-            "kornia": lambda x, y=labels: kornia.focal_loss(
-                x, y, alpha=None, gamma=2.0, reduction="mean"
-            ),
-        }
-        cases.append(Case("softmax_focal", label, x, impls))
-
-        asymmetric = _registered("asymmetric", cls, check=check)
-        assert asymmetric is not None
-        impls = {
-            "losskit": lambda x, f=asymmetric, t=multilabel: f(x, t),
-            "ASL reference": lambda x, t=multilabel: official_asl(x, t),
-        }
-        cases.append(Case("asymmetric", label, x, impls))
-
-        for name, kwargs, monai_loss, kornia_fn in (
-            (
-                "dice",
-                {},
-                monai.DiceLoss(softmax=True, to_onehot_y=True),
-                lambda x, y: kornia.dice_loss(x, y),
-            ),
-            (
-                "tversky",
-                {"alpha": 0.3, "beta": 0.7},
-                monai.TverskyLoss(softmax=True, to_onehot_y=True, alpha=0.3, beta=0.7),
-                lambda x, y: kornia.tversky_loss(x, y, alpha=0.3, beta=0.7),
-            ),
-        ):
-            ours = _registered(name, seg, check=check, **kwargs)
-            impls = {
-                "monai": lambda x, f=monai_loss, y=labels: f(x, y.unsqueeze(1)),
-                "kornia": lambda x, f=kornia_fn, y=labels: f(x, y),
+            focal = _registered("focal", cls, gamma=2.0, alpha=0.25, check=check)
+            assert focal is not None
+            monai_focal = monai.FocalLoss(gamma=2.0, alpha=0.25)
+            impls: dict[str, LossFn] = {
+                "losskit": lambda x, f=focal, t=multilabel: f(x, t),
+                "monai": lambda x, f=monai_focal, t=multilabel: f(x, t),
+                "kornia": lambda x, t=multilabel: kornia.binary_focal_loss_with_logits(
+                    x, t, alpha=0.25, gamma=2.0, reduction="mean"
+                ),
             }
-            case = Case(name, label, x, impls)
-            if ours is None:
-                case.notes.append(f"losskit has no {name!r} loss registered yet")
-            else:
-                case.impls = {"losskit": lambda x, f=ours, y=labels: f(x, y), **impls}
-            cases.append(case)
+            if not quick:
+                impls["torchvision formula"] = lambda x, t=multilabel: torchvision_focal(x, t)
+            cases.append(Case("focal", label, x, impls))
+
+            softmax_focal = _registered("softmax_focal", cls, gamma=2.0, check=check)
+            assert softmax_focal is not None
+            monai_softmax = monai.FocalLoss(gamma=2.0, use_softmax=True, to_onehot_y=True)
+            impls = {
+                "losskit": lambda x, f=softmax_focal, y=labels: f(x, y),
+                "monai": lambda x, f=monai_softmax, y=labels: f(x, y.unsqueeze(1)),
+                "kornia": lambda x, y=labels: kornia.focal_loss(
+                    x, y, alpha=None, gamma=2.0, reduction="mean"
+                ),
+            }
+            cases.append(Case("softmax_focal", label, x, impls))
+
+            asymmetric = _registered("asymmetric", cls, check=check)
+            assert asymmetric is not None
+            impls = {
+                "losskit": lambda x, f=asymmetric, t=multilabel: f(x, t),
+                "ASL reference": lambda x, t=multilabel: official_asl(x, t),
+            }
+            cases.append(Case("asymmetric", label, x, impls))
+
+            for name, kwargs, monai_loss, kornia_fn in (
+                (
+                    "dice",
+                    {},
+                    monai.DiceLoss(softmax=True, to_onehot_y=True),
+                    lambda x, y: kornia.dice_loss(x, y),
+                ),
+                (
+                    "tversky",
+                    {"alpha": 0.3, "beta": 0.7},
+                    monai.TverskyLoss(softmax=True, to_onehot_y=True, alpha=0.3, beta=0.7),
+                    lambda x, y: kornia.tversky_loss(x, y, alpha=0.3, beta=0.7),
+                ),
+            ):
+                ours = _registered(name, seg, check=check, **kwargs)
+                impls = {
+                    "monai": lambda x, f=monai_loss, y=labels: f(x, y.unsqueeze(1)),
+                    "kornia": lambda x, f=kornia_fn, y=labels: f(x, y),
+                }
+                case = Case(name, label, x, impls)
+                if ours is None:
+                    case.notes.append(f"losskit has no {name!r} loss registered yet")
+                else:
+                    case.impls = {"losskit": lambda x, f=ours, y=labels: f(x, y), **impls}
+                cases.append(case)
         cases.extend(peer_cases(label, shape, check, monai, kornia))
     return cases
 
@@ -273,6 +282,12 @@ def _ours(name: str, check: str, **kwargs: object) -> LossFn:
 
 def _against(fn: Callable[[Tensor, Tensor], Tensor], target: Tensor) -> LossFn:
     return lambda x: fn(x, target)
+
+
+def runs_at(loss: str, label: str) -> bool:
+    """Whether ``loss`` has a row at size ``label``: the slow cases below 16M, the others at 1M
+    and 16M."""
+    return label != "16M" if loss in SLOW_CASES else label in SIZES
 
 
 def peer_cases(
@@ -353,11 +368,7 @@ def peer_cases(
                 },
             )
         )
-    return [
-        Case(name, label, x, impls)
-        for name, x, impls in table
-        if name not in SLOW_CASES or label == "1M"
-    ]
+    return [Case(name, label, x, impls) for name, x, impls in table if runs_at(name, label)]
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -424,24 +435,28 @@ def measure(
     return results, min(times["copy"]), copy_peak
 
 
-def first_call_ms(loss: str) -> tuple[float, float]:
+def first_call_ms(loss: str, wait: bool = True) -> tuple[float, float]:
     """The first forward + backward of losskit's ``loss`` at 1M elements, value checks on, and a
-    steady-state one (compiled kernels ready), in ms."""
+    steady-state one (compiled kernels ready; without ``wait``, the next call, whatever serves
+    it while a background compile runs), in ms."""
     case = next(c for c in build_cases({"1M": SIZES["1M"]}, quick=False) if c.loss == loss)
     fn = case.impls[case.ours]
     first = _time(lambda: _step(fn, case.x))
-    for _ in range(FIRST_CALLS):
+    if wait:
+        for _ in range(FIRST_CALLS):
+            _step(fn, case.x)
+        losses.wait_for_compiled_kernels()
         _step(fn, case.x)
-    losses.wait_for_compiled_kernels()
-    _step(fn, case.x)
     return first * 1e3, _time(lambda: _step(fn, case.x)) * 1e3
 
 
-def cold_first_call_ms(loss: str, threads: int | None) -> tuple[float, float]:
+def cold_first_call_ms(loss: str, threads: int | None, wait: bool) -> tuple[float, float]:
     """:func:`first_call_ms` in a fresh process whose inductor cache directory is empty."""
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache, "TRITON_CACHE_DIR": cache}
         command = [sys.executable, __file__, "--first-call", loss]
+        if not wait:
+            command.append("--quick")
         if threads:
             command += ["--threads", str(threads)]
         out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
@@ -455,7 +470,9 @@ def _fmt_mib(value: float | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds, no formula rows")
+    parser.add_argument(
+        "--quick", action="store_true", help="one round, 16M rows only, two cold first calls"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold first-call runs")
     parser.add_argument("--first-call", metavar="LOSS", help=argparse.SUPPRESS)
@@ -463,15 +480,16 @@ def main() -> None:
     if args.first_call:
         if args.threads:
             torch.set_num_threads(args.threads)
-        print("{:.1f} {:.1f}".format(*first_call_ms(args.first_call)))
+        print("{:.1f} {:.1f}".format(*first_call_ms(args.first_call, wait=not args.quick)))
         return
     if args.threads:
         torch.set_num_threads(args.threads)
-    rounds = {"1M": 0, "16M": 0} if args.quick else {"1M": 9, "16M": 4}
+    sizes = QUICK_SIZES if args.quick else SIZES
+    rounds = dict.fromkeys(sizes, 0) if args.quick else {"1M": 9, "16M": 4}
     warmups = 1 if args.quick else FIRST_CALLS
     memory = _can_measure_memory()
 
-    cases = build_cases(SIZES, args.quick)
+    cases = build_cases(sizes, args.quick)
     header = (
         "| loss | size | implementation | time (ms) | × copy floor | losskit speedup "
         "| peak MiB | × losskit peak |"
@@ -539,9 +557,10 @@ def main() -> None:
     if at_1m:
         summary["min_speedup_vs_best_peer_1M"] = min(at_1m.values())
     if not args.no_cold:
+        measured = dict.fromkeys(case.loss for case in cases if case.ours in case.impls)
         cold = {
-            name: cold_first_call_ms(name, args.threads)
-            for name in dict.fromkeys(case.loss for case in cases if case.ours in case.impls)
+            name: cold_first_call_ms(name, args.threads, wait=not args.quick)
+            for name in (QUICK_COLD if args.quick else measured)
         }
         worst_cold = max(cold, key=lambda name: cold[name][0])
         summary["max_first_call_ms_cold"] = cold[worst_cold][0]

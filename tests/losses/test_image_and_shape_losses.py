@@ -36,6 +36,33 @@ def test_gradcheck_structural_similarity(
     assert torch.autograd.gradcheck(loss, (x.requires_grad_(), y.requires_grad_()))
 
 
+@pytest.mark.parametrize(
+    ("name", "kwargs", "shape"),
+    [
+        ("ssim", {"window_size": 3}, (1, 2, 5, 4)),
+        ("ms_ssim", {"window_size": 3, "weights": (0.3, 0.7)}, (1, 1, 6, 6)),
+    ],
+)
+def test_structural_similarity_second_derivatives(
+    name: str, kwargs: dict[str, object], shape: tuple[int, ...]
+) -> None:
+    # The hand-derived backward must itself be differentiable (create_graph=True).
+    loss = losses.get(name, **kwargs)
+    x, y = _rand(*shape), _rand(*shape, seed=1)
+    assert torch.autograd.gradgradcheck(loss, (x.requires_grad_(), y.requires_grad_()))
+
+
+@pytest.mark.parametrize("name", ["ssim", "ms_ssim"])
+def test_structural_similarity_gradient_in_the_input_only(name: str) -> None:
+    # The backward skips the target's adjoint map when only the input needs a gradient.
+    kwargs = {"window_size": 3} if name == "ssim" else {"window_size": 3, "weights": (0.4, 0.6)}
+    loss = losses.get(name, **kwargs)
+    x, y = _rand(2, 2, 8, 7), _rand(2, 2, 8, 7, seed=1)
+    (both,) = torch.autograd.grad(loss(x.requires_grad_(), y.requires_grad_()), x)
+    (alone,) = torch.autograd.grad(loss(x, y.detach()), x)
+    torch.testing.assert_close(alone, both, rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("normalize", [False, True])
 def test_gradcheck_total_variation(normalize: bool) -> None:
     x = _rand(2, 2, 3, 4)

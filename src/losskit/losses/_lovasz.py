@@ -27,6 +27,8 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -58,9 +60,46 @@ def lovasz_gradient(foreground: Tensor) -> Tensor:
     """
     total = foreground.sum(-1, keepdim=True)
     intersection = total - foreground.cumsum(-1)
-    union = total + (1.0 - foreground).cumsum(-1)
+    # total + the background so far = intersection + the positions so far: one cumsum, not two.
+    seen = torch.arange(1, foreground.shape[-1] + 1, dtype=foreground.dtype, device=total.device)
+    union = intersection + seen
     jaccard = 1.0 - intersection / union
     return torch.diff(jaccard, dim=-1, prepend=torch.zeros_like(jaccard[..., :1]))
+
+
+class _LovaszExtension(torch.autograd.Function):
+    """``sum_k e_(k) g_k`` over the last dim, with the gradient ``g`` scattered back.
+
+    The increments ``g`` are piecewise constant in the errors, so the gradient in the errors is
+    ``g`` (times the hinge's and the mask's 0/1) put back in place by one scatter: no autograd
+    through the sort, the gathers and the product, and only the order and ``g`` are kept.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, errors: Tensor, foreground: Tensor, valid: Tensor | None, hinge: bool
+    ) -> Tensor:
+        keys = errors if valid is None else errors.masked_fill(~valid, float("-inf"))
+        sorted_errors, order = keys.sort(-1, descending=True)
+        left_out = None
+        if valid is not None:  # sorted last; they add nothing and take no gradient
+            left_out = sorted_errors == float("-inf")
+            sorted_errors.masked_fill_(left_out, 0.0)
+        increments = lovasz_gradient(foreground.gather(-1, order).to(errors.dtype))
+        if hinge:  # relu: no gradient where the error is clipped (nor where left out, at 0)
+            increments.masked_fill_(sorted_errors <= 0, 0.0)
+            sorted_errors.clamp_min_(0.0)
+        elif left_out is not None:
+            increments.masked_fill_(left_out, 0.0)
+        ctx.save_for_backward(order, increments)
+        ctx.shape = errors.shape
+        return (sorted_errors * increments).sum(-1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
+        order, increments = ctx.saved_tensors
+        spread = increments * grad.unsqueeze(-1)
+        return spread.new_zeros(ctx.shape).scatter_(-1, order, spread), None, None, None
 
 
 def lovasz_extension(
@@ -69,19 +108,15 @@ def lovasz_extension(
     """The Lovász extension of the Jaccard loss over the last dim: ``(..., S) -> (...)``.
 
     ``valid`` (broadcastable to ``errors``) marks positions that count; the others sort last
-    and add nothing. ``hinge`` clips the errors at 0 (Lovász hinge).
+    and add nothing. ``hinge`` clips the errors at 0 (Lovász hinge). ``foreground`` (0/1, bool
+    or float) is not differentiated.
     """
-    if valid is None:
-        sorted_errors, order = errors.sort(-1, descending=True)
-    else:
-        # Only the order comes from the masked keys; the errors stay differentiable.
-        keys = errors.detach().masked_fill(~valid, float("-inf"))
-        order = keys.sort(-1, descending=True).indices
-        sorted_errors = errors.masked_fill(~valid, 0.0).gather(-1, order)
-    if hinge:
-        sorted_errors = torch.relu(sorted_errors)
-    increments = lovasz_gradient(foreground.gather(-1, order))
-    return (sorted_errors * increments).sum(-1)
+    if valid is not None:
+        valid = valid.expand(errors.shape)
+    out: Tensor = _LovaszExtension.apply(  # type: ignore[no-untyped-call]
+        errors, foreground.expand(errors.shape), valid, hinge
+    )
+    return out
 
 
 def _pool(t: Tensor) -> Tensor:
@@ -236,9 +271,9 @@ class LovaszSoftmaxLoss(SegmentationLoss):
             valid = valid.expand(n, c, -1)
             foreground = foreground & valid
         errors = torch.where(foreground, 1.0 - p, p)
-        fg = foreground.to(dtype)
+        fg = foreground
         if self.batch:
             errors, fg = _pool(errors), _pool(fg)
             valid = None if valid is None else _pool(valid)
         losses = lovasz_extension(errors, fg, valid, hinge=False)
-        return self.reduce(losses, fg.sum(-1) > 0)
+        return self.reduce(losses, fg.any(-1))

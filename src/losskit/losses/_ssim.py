@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,7 @@ __all__ = ["MSSSIMLoss", "SSIMLoss"]
 Padding: TypeAlias = Literal["valid", "same"]
 Window: TypeAlias = Literal["gaussian", "uniform"]
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
 _POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 """Wang et al.'s five scale weights (MONAI's, pytorch-msssim's)."""
@@ -49,6 +50,127 @@ def _window(kind: Window, size: int, sigma: float, dtype: torch.dtype) -> Tensor
     offsets = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(offsets**2) / (2 * sigma**2))
     return (g / g.sum()).to(dtype)
+
+
+def _filter(x: Tensor, g: Tensor, transpose: bool = False) -> Tensor:
+    """The window ``g`` applied to each channel of ``x``, separably along each spatial dim: its
+    valid positions, or with ``transpose`` the adjoint (zero-padded by the window's length - 1:
+    the window is symmetric, so the adjoint filters with the same window)."""
+    ndim, channels, size = x.ndim - 2, x.shape[1], g.numel()
+    for d in range(ndim):
+        shape, padding = [1] * ndim, [0] * ndim
+        shape[d], padding[d] = size, (size - 1 if transpose else 0)
+        weight = g.view(1, 1, *shape).expand(channels, 1, *shape)
+        x = _CONV[ndim](x, weight, padding=padding, groups=channels)
+    return x
+
+
+def _stacked(maps: Sequence[Tensor]) -> Tensor:
+    """``maps`` concatenated along the channels, channels innermost for 2 and 3 spatial dims:
+    the depthwise convolution runs about twice as fast on that layout (oneDNN, CPU)."""
+    first = maps[0]
+    layout = _CHANNELS_LAST.get(first.ndim - 2)
+    if layout is None:
+        return torch.cat(list(maps), 1)
+    n, c = first.shape[:2]
+    out = torch.empty(
+        (n, c * len(maps), *first.shape[2:]),
+        dtype=first.dtype,
+        device=first.device,
+        memory_format=layout,
+    )
+    for i, m in enumerate(maps):
+        out[:, i * c : (i + 1) * c].copy_(m)
+    return out
+
+
+def _moments(x: Tensor, y: Tensor, g: Tensor) -> Tensor:
+    """The window means of ``x, y, x^2, y^2, x y``, stacked along the channels."""
+    return _filter(_stacked([x, y, x * x, y * y, x * y]), g)
+
+
+def _terms(stats: Tensor, c1: float, c2: float) -> tuple[Tensor, ...]:
+    """From the window means ``(mx, my, mxx, myy, mxy)`` stacked along the channels: the
+    luminance ``a1 / b1`` and contrast-structure ``a2 / b2`` numerators and denominators."""
+    mx, my, mxx, myy, mxy = stats.chunk(5, 1)
+    # Each pair rounds alike when x == y, so that SSIM(x, x) is exactly 1.
+    mx_my, mx_mx, my_my = mx * my, mx * mx, my * my
+    a2 = torch.sub(mxy, mx_my).mul_(2).add_(c2)  # 2 cov + C2
+    b2 = torch.sub(mxx, mx_mx).add_(torch.sub(myy, my_my)).add_(c2)  # var x + var y + C2
+    a1 = mx_my.mul_(2).add_(c1)
+    b1 = mx_mx.add_(my_my).add_(c1)
+    return mx, my, a1, b1, a2, b2
+
+
+def _per_position(grad: Tensor | None, like: Tensor) -> Tensor | None:
+    """A per-sample gradient of a mean over channels and positions, per position."""
+    if grad is None:
+        return None
+    return grad.view(-1, *([1] * (like.ndim - 1))) / like[0].numel()
+
+
+class _StructuralSimilarity(torch.autograd.Function):
+    """Per-sample means of the SSIM and ``cs`` maps of ``x`` against ``y`` (valid positions).
+
+    One grouped convolution filters the five moment maps; the backward pass filters the three
+    (four when ``y`` needs a gradient) coefficient maps of the chain rule with the adjoint
+    window, instead of differentiating through the convolution and a dozen elementwise steps:
+    ``d/dx = G'(ax) + 2 x G'(b) + y G'(c)``, with ``ax``, ``b``, ``c`` the derivatives in the
+    window means ``mx``, ``mxx``, ``mxy``. With ``l = a1 / b1`` (luminance) and
+    ``cs = a2 / b2``, ``SSIM = l cs`` and
+    ``dSSIM/dmx = 2 my (cs / b1 - l / b2) - 2 mx SSIM (1 / b1 - 1 / b2)``,
+    ``dSSIM/dmxx = -SSIM / b2``, ``dSSIM/dmxy = 2 l / b2``;
+    ``dcs/dmx = 2 (mx cs - my) / b2``, ``dcs/dmxx = -cs / b2``, ``dcs/dmxy = 2 / b2``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, y: Tensor, g: Tensor, c1: float, c2: float) -> Any:
+        mx, my, a1, b1, a2, b2 = _terms(_moments(x, y, g), c1, c2)
+        inv_b1, inv_b2 = b1.reciprocal_(), b2.reciprocal_()
+        lum, cs = a1.mul_(inv_b1), a2.mul_(inv_b2)
+        dims = tuple(range(1, x.ndim))
+        # Copies of the two means, so that the other three window means are freed.
+        ctx.save_for_backward(x, y, g, mx.clone(), my.clone(), lum, cs, inv_b1, inv_b2)
+        ctx.constants = (c1, c2)
+        ctx.set_materialize_grads(False)
+        return (lum * cs).mean(dims), cs.mean(dims)
+
+    @staticmethod
+    def backward(ctx: Any, g_ssim: Tensor | None, g_cs: Tensor | None) -> Any:
+        x, y, g, mx, my, lum, cs, inv_b1, inv_b2 = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the maps as functions of x and y
+            c1, c2 = ctx.constants
+            mx, my, a1, b1, a2, b2 = _terms(_moments(x, y, g), c1, c2)
+            inv_b1, inv_b2 = 1 / b1, 1 / b2
+            lum, cs = a1 * inv_b1, a2 * inv_b2
+        ssim = lum * cs
+        gs, gc = _per_position(g_ssim, mx), _per_position(g_cs, mx)
+        u = v = b = c = None
+        if gs is not None:
+            u = (cs * inv_b1).sub_(lum * inv_b2).mul_(gs)
+            v = (inv_b1 - inv_b2).mul_(ssim).mul_(gs)
+            b = (ssim * inv_b2).mul_(-gs)
+            c = (lum * inv_b2).mul_(2 * gs)
+        if gc is not None:
+            gc_b2 = inv_b2 * gc
+            u = -gc_b2 if u is None else u.sub_(gc_b2)
+            v = (-cs * gc_b2) if v is None else v.addcmul_(cs, gc_b2, value=-1)
+            b = (-cs * gc_b2) if b is None else b.addcmul_(cs, gc_b2, value=-1)
+            c = 2 * gc_b2 if c is None else c.add_(gc_b2, alpha=2)
+        del ssim, lum, cs, inv_b1, inv_b2
+        if u is None or v is None or b is None or c is None:
+            return None, None, None, None, None
+        need_x, need_y = ctx.needs_input_grad[:2]
+        maps = [(my * u).sub_(mx * v).mul_(2)] if need_x else []
+        if need_y:
+            maps.append((mx * u).sub_(my * v).mul_(2))
+        stacked = [_stacked([*maps, b, c])]
+        del maps, u, v, b, c, mx, my  # freed before the filter's buffers are allocated
+        adjoint = _filter(stacked.pop(), g, transpose=True).chunk(2 + need_x + need_y, 1)
+        tb, tc = adjoint[-2], adjoint[-1]
+        gx = torch.addcmul(adjoint[0], x, tb, value=2).addcmul_(y, tc) if need_x else None
+        gy = torch.addcmul(adjoint[-3], y, tb, value=2).addcmul_(x, tc) if need_y else None
+        return gx, gy, None, None, None
 
 
 class _StructuralLoss(ContractedLoss, nn.Module):
@@ -100,27 +222,15 @@ class _StructuralLoss(ContractedLoss, nn.Module):
         x = input.to(compute_dtype(input.dtype))
         return x, target.to(x.dtype)
 
-    def _filter(self, x: Tensor) -> Tensor:
-        """The window mean of ``x`` per channel, separably along each spatial dim."""
-        ndim, channels = x.ndim - 2, x.shape[1]
-        g = _window(self.window, self.window_size, self.sigma, x.dtype).to(x.device)
-        if self.padding == "same":
-            pad = self.window_size // 2
-            x = F.pad(x, (pad,) * (2 * ndim), mode="reflect")
-        for d in range(ndim):
-            shape = [1] * ndim
-            shape[d] = self.window_size
-            x = _CONV[ndim](x, g.view(1, 1, *shape).expand(channels, 1, *shape), groups=channels)
-        return x
-
     def _ssim_cs(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Per-sample means of the SSIM map and of the contrast-structure map ``cs``."""
+        if self.padding == "same":
+            pad = (self.window_size // 2,) * (2 * (x.ndim - 2))
+            x, y = F.pad(x, pad, mode="reflect"), F.pad(y, pad, mode="reflect")
+        g = _window(self.window, self.window_size, self.sigma, x.dtype).to(x.device)
         c1, c2 = (self.k1 * self.data_range) ** 2, (self.k2 * self.data_range) ** 2
-        stats = self._filter(torch.cat([x, y, x * x, y * y, x * y], 1))
-        mx, my, mxx, myy, mxy = stats.chunk(5, 1)
-        cs = (2 * (mxy - mx * my) + c2) / (mxx - mx * mx + myy - my * my + c2)
-        ssim = (2 * mx * my + c1) / (mx * mx + my * my + c1) * cs
-        return ssim.flatten(1).mean(1), cs.flatten(1).mean(1)
+        ssim, cs = _StructuralSimilarity.apply(x, y, g, c1, c2)  # type: ignore[no-untyped-call]
+        return ssim, cs
 
     def _reduce(self, loss: Tensor, dtype: torch.dtype) -> Tensor:
         if self.reduction == "none":
