@@ -16,6 +16,10 @@ method that diverged, collapsed a key or went non-finite).
 
     python benchmarks/balancer_table.py [--quick] [--seeds N] [--jobs N] [--out DIR]
     python benchmarks/balancer_table.py --retime FIGURES.json   # only the step-time column
+    python benchmarks/balancer_table.py --methods upgrad,upgrad@features,mgda,mgda@features
+
+``METHOD@LEVEL`` in ``--methods`` runs a gradient method at ``level="parameters"`` (the default)
+or ``level="features"`` (the shared representation's Gramian); the row is named as written.
 
 ``--quick``: 3 seeds and six methods (under 10 minutes on 2 cores). The last line printed is a
 JSON object: {"methods": how many balancers ran, "sum_within_ci_of_best": whether ``sum`` is in
@@ -56,23 +60,34 @@ def _steps_per_epoch(config: Path) -> int:
     return math.ceil(len(train) / cfg.data.batch_size)  # type: ignore[arg-type]
 
 
-def spec(name: str, steps_per_epoch: int) -> str | dict[str, Any]:
+def parse_method(text: str) -> tuple[str, str | None]:
+    """``"upgrad@features"`` -> ``("upgrad", "features")``; ``"sum"`` -> ``("sum", None)``."""
+    name, sep, level = text.strip().partition("@")
+    entry = balancers.BALANCERS.resolve(name)
+    if sep and (entry.family != "gradient" or level not in ("parameters", "features")):
+        raise SystemExit(
+            f"--methods {text!r}: METHOD@LEVEL takes a gradient-level method and level "
+            f"'parameters' or 'features'; got family {entry.family!r}, level {level!r}"
+        )
+    return entry.name, (level if sep else None)
+
+
+def spec(name: str, steps_per_epoch: int, level: str | None = None) -> str | dict[str, Any]:
     """The config value that runs balancer ``name`` with its documented defaults; the
-    gradient-level methods (and GradNorm) share the model's ``trunk``; DWA updates per epoch."""
+    gradient-level methods (and GradNorm) share the model's ``trunk`` (at ``level`` when given);
+    DWA updates per epoch."""
     factory = balancers.BALANCERS.resolve(name).factory
     parameters = inspect.signature(factory).parameters
     table: dict[str, Any] = {"name": name}
     if "shared" in parameters:
         table["shared"] = "trunk"
+    if level is not None:
+        table["level"] = level
     if name == "dwa":
         table["every"] = steps_per_epoch
     if name == "stch":
         table["mu"] = STCH_MU
     return name if len(table) == 1 else table
-
-
-def _label(value: str | dict[str, Any]) -> str:
-    return value if isinstance(value, str) else value["name"]
 
 
 def _step_setup(config: str, balancer: str) -> Any:
@@ -173,15 +188,16 @@ def main() -> None:
         return
     seeds = args.seeds or (3 if args.quick else 10)
     names = [s.name for s in balancers.BALANCERS.entries()]
-    methods = [n for n in names if n in QUICK] if args.quick else names
+    chosen = [(n, None) for n in names if n in QUICK] if args.quick else [(n, None) for n in names]
     if args.methods:
-        methods = [balancers.BALANCERS.resolve(m).name for m in args.methods.split(",")]
+        chosen = [parse_method(m) for m in args.methods.split(",")]
+    methods = [name if level is None else f"{name}@{level}" for name, level in chosen]
     started = time.perf_counter()
     table: dict[str, dict[str, dict[str, Any]]] = {}
     first_tier_sum: list[bool] = []
     for task, (config, metric) in TASKS.items():
         per_epoch = _steps_per_epoch(config)
-        specs = [spec(m, per_epoch) for m in methods]
+        specs = [spec(name, per_epoch, level) for name, level in chosen]
         base = load_config(config).model_dump(mode="json")
         if args.epochs:
             base["run"]["epochs"] = args.epochs
@@ -196,7 +212,7 @@ def main() -> None:
             interval="ci95",
         )
         c = result.comparison
-        by_label = {_label(s): v for s, v in zip(specs, c.variants)}
+        by_label = dict(zip(methods, c.variants))
         base_ms = c.step_ms[by_label["sum"]].mean if "sum" in by_label else math.nan
         tiers = {r.variant: r.tier for r in c.ranking}
         rows: dict[str, dict[str, Any]] = {}
