@@ -101,12 +101,17 @@ def _step_setup(config: str, balancer: str) -> Any:
     model, crit = trainer.model, trainer.criterion
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     batch = next(iter(loader))
+    # a balancer that learns across the step (FAMO) gets the Trainer's recompute, as in the runs
+    learns = balancers.capabilities(crit.balancer).learns_after_step
 
     def step() -> None:
         res = crit(model(batch[cfg.model.input]), batch)
         opt.zero_grad(set_to_none=True)
         res.backward()
         opt.step()
+        if learns:
+            with torch.no_grad():
+                crit.balancer.update(crit(model(batch[cfg.model.input]), batch))
         crit.step()
 
     return step
