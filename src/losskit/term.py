@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from losskit import losses
 from losskit._keyed import keyed
 from losskit.errors import ConfigError, LossInputError, TermError
-from losskit.losses.contracts import FIRST_CALLS
+from losskit.losses.contracts import FIRST_CALLS, ContractedLoss
 from losskit.result import Count
 from losskit.schedules import Constant, Schedule
 
@@ -325,6 +325,10 @@ class Term(nn.Module):
             and getattr(loss, "reduction", None) == "mean"
         )
         self._ignore_index = ignore_index if counts_targets else None
+        # Whether a batch with nothing to average already gives 0 (never NaN): the reduction
+        # here clamps its denominator, and a catalogue loss's contract guarantees it for an
+        # all-ignored batch; only another loss (torch's own gives NaN) needs the term's guard.
+        self._zero_when_empty = per_element or isinstance(loss, ContractedLoss)
 
     @property
     def counted(self) -> bool:
@@ -426,7 +430,8 @@ class Term(nn.Module):
                     )
             if self.optional and count is not None:
                 count = count() if callable(count) else count
-                value = torch.where(count > 0, value, value.new_zeros(()))  # all-ignored: NaN
+                if not self._zero_when_empty:  # all-ignored: torch's mean is NaN
+                    value = torch.where(count > 0, value, 0.0)
             return value, count
         except LossInputError as exc:
             if str(exc).startswith(f"term {key!r}"):

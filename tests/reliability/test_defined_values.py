@@ -148,6 +148,22 @@ def test_a_required_term_with_every_target_ignored_gives_zero() -> None:
     torch.testing.assert_close(x.grad, torch.zeros(2, 3), rtol=0, atol=0)
 
 
+def test_the_all_ignored_guard_holds_under_compile() -> None:
+    # The guard writes into the loss's detached value; AOT autograd must keep that write.
+    crit = lk.Criterion({"cls": lk.Term("cross_entropy", input="x", target="y")})
+    compiled = torch.compile(crit, backend="aot_eager", fullgraph=True)
+    for y in (torch.full((4,), -100), torch.tensor([0, 2, -100, 1])):
+        x = torch.randn(4, 3, requires_grad=True)
+        ref = x.detach().clone().requires_grad_()
+        res = compiled({"x": x}, {"y": y})
+        res.total.backward()
+        expected = torch.nn.functional.cross_entropy(ref, y)
+        expected = expected if bool((y != -100).any()) else (ref * 0).sum()
+        expected.backward()
+        torch.testing.assert_close(res["cls"], expected.detach())
+        torch.testing.assert_close(x.grad, ref.grad, rtol=0, atol=0)
+
+
 # --- item 14: a mask protects what it masks ---------------------------------------------------
 
 BAD = [float("nan"), float("inf")]

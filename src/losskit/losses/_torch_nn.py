@@ -397,9 +397,11 @@ def _checked(base: type[nn.Module], name: str, contract: Contract) -> type[nn.Mo
             and self.ignore_index is not None
             and not target.is_floating_point()
         ):
-            # torch's mean over no target is 0/0 = NaN: a padding-only batch gives 0 instead,
-            # and its gradient stays 0 (ignored targets get none). One small reduction a call.
-            value = value.masked_fill(target.eq(self.ignore_index).all(), 0.0)
+            # torch's mean over no target is 0/0 = NaN: a padding-only batch gives 0 instead.
+            # Only the value needs it: the gradient of that mean is already exactly 0 (no target
+            # contributes), so the fix is made in place on the detached value, with no autograd
+            # node and no backward kernel (the loss's backward does not read its own output).
+            value.detach().masked_fill_(target.eq(self.ignore_index).all(), 0.0)
         return value
 
     # The signature shows torch's arguments and check, so configs are checked against it.
