@@ -59,16 +59,14 @@ def dice_ce(
     lambda_dice=a, lambda_ce=b)`` is the total of ``dice_ce(dice_weight=a, ce_weight=b)``.
 
     Args:
-        input: the selectors both terms read.
-        target: the selectors both terms read.
-        dice_weight: each term's weight (a float or a schedule).
-        ce_weight: each term's weight (a float or a schedule).
+        input: the selector of the logits both terms read.
+        target: the selector of the target both terms read.
+        dice_weight: the Dice term's weight (a float or a schedule).
+        ce_weight: the cross-entropy term's weight (a float or a schedule).
         ignore_index: a target value both terms leave out (multi-class).
         keys: the two terms' keys.
-        dice: further arguments of each loss (e.g. ``dice={"include_background": False}``,
-            ``ce={"label_smoothing": 0.1}``).
-        ce: further arguments of each loss (e.g. ``dice={"include_background": False}``,
-            ``ce={"label_smoothing": 0.1}``).
+        dice: further arguments of the Dice loss (e.g. ``{"include_background": False}``).
+        ce: further arguments of the cross-entropy (e.g. ``{"label_smoothing": 0.1}``).
 
     Example::
 
@@ -121,11 +119,11 @@ def dice_focal(
 
     Args:
         gamma: the focusing parameter of the focal term.
-        dice_weight: each term's weight (a float or a schedule).
-        focal_weight: each term's weight (a float or a schedule).
+        dice_weight: the Dice term's weight (a float or a schedule).
+        focal_weight: the focal term's weight (a float or a schedule).
         keys: the two terms' keys.
-        dice: further arguments of each loss (e.g. ``focal={"alpha": None}``).
-        focal: further arguments of each loss (e.g. ``focal={"alpha": None}``).
+        dice: further arguments of the Dice loss (e.g. ``{"include_background": False}``).
+        focal: further arguments of the focal loss (e.g. ``{"alpha": None}``).
         input: as for :func:`dice_ce`.
         target: as for :func:`dice_ce`.
         mode: as for :func:`dice_ce`.

@@ -482,8 +482,8 @@ class FAMO(_Scalarized):
     optimizer step that had none.
 
     Args:
-        lr: of FAMO's internal Adam on its weight logits.
-        weight_decay: of FAMO's internal Adam on its weight logits.
+        lr: the learning rate of FAMO's internal Adam on its weight logits.
+        weight_decay: the weight decay of that Adam.
         min_losses: per-key lower bound ``b_k`` (terms must stay above it; default 0).
 
     The total and the update are torchjd's ``FAMO``, over the keys of the call: a key absent

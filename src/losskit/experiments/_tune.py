@@ -107,8 +107,8 @@ def tune(
             ``pruner``: ``"median"``, ``"asha"`` or ``"none"``). With several objectives
             only the linter prunes.
         seed: the sampler's seed.
-        storage: an RDB URL shared by several hosts, and the study's name there.
-        study_name: an RDB URL shared by several hosts, and the study's name there.
+        storage: an RDB URL shared by several hosts.
+        study_name: the study's name in ``storage``.
         on_done: called after each trial this process ends (progress).
 
     Example::

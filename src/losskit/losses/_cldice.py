@@ -84,20 +84,13 @@ class SoftClDiceLoss(SegmentationLoss):
     Args:
         iterations: erosions of the soft skeleton (MONAI's ``iter_``); at least the largest
             half-thickness of the structures.
-        smooth_nr: added to the ratios' numerators and denominators; ``smooth`` to
-            the harmonic mean's denominator (MONAI's defaults).
-        smooth_dr: added to the ratios' numerators and denominators; ``smooth`` to
-            the harmonic mean's denominator (MONAI's defaults).
-        mode: as for
-            :class:`~losskit.losses.DiceLoss`.
-        from_logits: as for
-            :class:`~losskit.losses.DiceLoss`.
-        weight: as for
-            :class:`~losskit.losses.DiceLoss`.
-        include_background: as for
-            :class:`~losskit.losses.DiceLoss`.
-        reduction: as for
-            :class:`~losskit.losses.DiceLoss`.
+        smooth_nr: added to the two ratios' numerators (MONAI's default).
+        smooth_dr: added to the two ratios' denominators (MONAI's default).
+        mode: as for :class:`~losskit.losses.DiceLoss`.
+        from_logits: as for :class:`~losskit.losses.DiceLoss`.
+        weight: as for :class:`~losskit.losses.DiceLoss`.
+        include_background: as for :class:`~losskit.losses.DiceLoss`.
+        reduction: as for :class:`~losskit.losses.DiceLoss`.
 
     Example::
 

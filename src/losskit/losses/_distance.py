@@ -153,21 +153,12 @@ class HausdorffDTLoss(_SpatialSegmentationLoss):
 
     Args:
         alpha: the exponent of the distances (the paper's and MONAI's 2).
-        mode: as for
-            :class:`~losskit.losses.DiceLoss`. MONAI's default ``include_background=False``
-            is this loss's ``include_background=False``.
-        from_logits: as for
-            :class:`~losskit.losses.DiceLoss`. MONAI's default ``include_background=False``
-            is this loss's ``include_background=False``.
-        weight: as for
-            :class:`~losskit.losses.DiceLoss`. MONAI's default ``include_background=False``
-            is this loss's ``include_background=False``.
-        include_background: as for
-            :class:`~losskit.losses.DiceLoss`. MONAI's default ``include_background=False``
-            is this loss's ``include_background=False``.
-        reduction: as for
-            :class:`~losskit.losses.DiceLoss`. MONAI's default ``include_background=False``
-            is this loss's ``include_background=False``.
+        mode: as for :class:`~losskit.losses.DiceLoss`.
+        from_logits: as for :class:`~losskit.losses.DiceLoss`.
+        weight: as for :class:`~losskit.losses.DiceLoss`.
+        include_background: as for :class:`~losskit.losses.DiceLoss`. MONAI's default
+            ``include_background=False`` is this loss's ``include_background=False``.
+        reduction: as for :class:`~losskit.losses.DiceLoss`.
 
     Example::
 
@@ -224,21 +215,12 @@ class HausdorffERLoss(_SpatialSegmentationLoss):
     Args:
         alpha: the exponent of the weights ``(i + 1)^alpha``.
         k: the number of erosions.
-        mode: as for
-            :class:`~losskit.losses.DiceLoss`; kornia's inputs are probabilities with
-            class-index targets: ``from_logits=False``.
-        from_logits: as for
-            :class:`~losskit.losses.DiceLoss`; kornia's inputs are probabilities with
-            class-index targets: ``from_logits=False``.
-        weight: as for
-            :class:`~losskit.losses.DiceLoss`; kornia's inputs are probabilities with
-            class-index targets: ``from_logits=False``.
-        include_background: as for
-            :class:`~losskit.losses.DiceLoss`; kornia's inputs are probabilities with
-            class-index targets: ``from_logits=False``.
-        reduction: as for
-            :class:`~losskit.losses.DiceLoss`; kornia's inputs are probabilities with
-            class-index targets: ``from_logits=False``.
+        mode: as for :class:`~losskit.losses.DiceLoss`.
+        from_logits: as for :class:`~losskit.losses.DiceLoss`; kornia's inputs are
+            probabilities with class-index targets: ``from_logits=False``.
+        weight: as for :class:`~losskit.losses.DiceLoss`.
+        include_background: as for :class:`~losskit.losses.DiceLoss`.
+        reduction: as for :class:`~losskit.losses.DiceLoss`.
 
     Example::
 

@@ -48,10 +48,8 @@ class MCCLoss(SegmentationLoss):
         weight: per-class weights ``(C,)``; ``include_background=False`` gives class 0 weight 0.
         batch: sum the counts over the batch and score it as one set (per-class losses ``(C,)``);
             the way to score classification outputs ``(N, C)``, one position per sample.
-        smooth_nr: added to the numerator and (under the root) to the denominator
-            (MONAI's defaults).
-        smooth_dr: added to the numerator and (under the root) to the denominator
-            (MONAI's defaults).
+        smooth_nr: added to the numerator (MONAI's default).
+        smooth_dr: added to the denominator, under the root (MONAI's default).
         reduction: ``"mean"`` or ``"sum"`` over samples, or ``"none"``: per-class ``(N, C)``.
 
     Example::

@@ -290,10 +290,10 @@ class AdaptiveRobustLoss(ContractedLoss, nn.Module):
     the exact partition function by quadrature (:func:`log_partition`), not Barron's spline.
 
     Args:
-        alpha_lo: the range of the shape, ``0 <= lo < hi``; Barron's defaults keep it
-            inside (0, 2), between Cauchy and L2. The NLL needs ``alpha >= 0``.
-        alpha_hi: the range of the shape, ``0 <= lo < hi``; Barron's defaults keep it
-            inside (0, 2), between Cauchy and L2. The NLL needs ``alpha >= 0``.
+        alpha_lo: the lower end of the shape's range, ``0 <= alpha_lo < alpha_hi`` (the NLL
+            needs ``alpha >= 0``); with ``alpha_hi``, Barron's defaults keep the shape inside
+            (0, 2), between Cauchy and L2.
+        alpha_hi: the upper end of the shape's range.
         alpha_init: the starting shape (default: the middle of the range).
         scale_lo: the smallest scale, > 0; ``scale_init`` the starting scale, > ``scale_lo``.
         num_dims: ``None`` learns one shape and scale; an int ``D`` one per position of the

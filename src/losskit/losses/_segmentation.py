@@ -125,10 +125,9 @@ class DiceLoss(OverlapLoss):
         soft_label: MONAI's formula for soft targets, ``I = (P + T - sum |p - t|) / 2`` (equal to
             ``sum p t`` for 0/1 targets), so that a soft target scores 0 against itself.
         squared_pred: MONAI's ``squared_pred``: ``P = sum p^2`` and ``T = sum t^2``.
-        smooth_nr: added to the numerator and the denominator (MONAI's defaults);
-            ``smooth_nr = 0`` scores an empty class 1 for any predicted mass (see above).
-        smooth_dr: added to the numerator and the denominator (MONAI's defaults);
-            ``smooth_nr = 0`` scores an empty class 1 for any predicted mass (see above).
+        smooth_nr: added to the numerator (MONAI's default); ``smooth_nr = 0`` scores an
+            empty class 1 for any predicted mass (see above).
+        smooth_dr: added to the denominator (MONAI's default).
         reduction: ``"mean"`` or ``"sum"`` over samples, or ``"none"``: unweighted per-class
             losses ``(N, C)`` (``(C,)`` with ``batch``).
         check: when the input contract checks values (``"first"`` calls, ``"always"``, ``"off"``).

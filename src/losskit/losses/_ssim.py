@@ -253,8 +253,8 @@ class SSIMLoss(_StructuralLoss):
         sigma: the Gaussian window's standard deviation (1.5).
         window: ``"gaussian"`` or ``"uniform"``.
         data_range: the range of the pixel values (1 for [0, 1] images, 255 for bytes).
-        k1: the stabilising constants ``C1 = (k1 L)^2``, ``C2 = (k2 L)^2``.
-        k2: the stabilising constants ``C1 = (k1 L)^2``, ``C2 = (k2 L)^2``.
+        k1: the luminance term's stabilising constant, ``C1 = (k1 L)^2``.
+        k2: the contrast-structure term's stabilising constant, ``C2 = (k2 L)^2``.
         padding: ``"valid"`` (positions the window covers) or ``"same"`` (reflection padding).
         reduction: ``"mean"`` or ``"sum"`` over samples, or ``"none"`` ``(N,)``.
 
@@ -283,22 +283,14 @@ class MSSSIMLoss(_StructuralLoss):
 
     Args:
         weights: one exponent per scale (Wang et al.'s five by default).
-        window_size: as for
-            :class:`SSIMLoss`.
-        sigma: as for
-            :class:`SSIMLoss`.
-        window: as for
-            :class:`SSIMLoss`.
-        data_range: as for
-            :class:`SSIMLoss`.
-        k1: as for
-            :class:`SSIMLoss`.
-        k2: as for
-            :class:`SSIMLoss`.
-        padding: as for
-            :class:`SSIMLoss`.
-        reduction: as for
-            :class:`SSIMLoss`.
+        window_size: as for :class:`SSIMLoss`.
+        sigma: as for :class:`SSIMLoss`.
+        window: as for :class:`SSIMLoss`.
+        data_range: as for :class:`SSIMLoss`.
+        k1: as for :class:`SSIMLoss`.
+        k2: as for :class:`SSIMLoss`.
+        padding: as for :class:`SSIMLoss`.
+        reduction: as for :class:`SSIMLoss`.
 
     Example::
 

@@ -50,9 +50,9 @@ class MLflow:
         tracking_uri: a server (``http://host:5000``) or store URI; default
             ``MLFLOW_TRACKING_URI`` when set, else the store in ``run_dir``.
         experiment: the experiment's name (created when missing).
-        run_name: the MLflow run's name, tags and parameters.
-        tags: the MLflow run's name, tags and parameters.
-        params: the MLflow run's name, tags and parameters.
+        run_name: the MLflow run's name.
+        tags: the MLflow run's tags.
+        params: the MLflow run's parameters.
 
     Needs ``pip install 'losskit[mlflow]'``; without it the constructor raises
     :class:`~losskit.errors.MissingDependencyError`.

@@ -27,11 +27,11 @@ class WandB:
 
     Args:
         run_dir: where W&B keeps the run's files (``run_dir/wandb``); default: W&B's own.
-        project: the W&B run's.
-        entity: the W&B run's.
-        name: the W&B run's.
-        group: the W&B run's.
-        tags: the W&B run's.
+        project: the W&B run's project.
+        entity: the W&B run's entity (user or team).
+        name: the W&B run's name.
+        group: the W&B run's group.
+        tags: the W&B run's tags.
         mode: ``"online"``, ``"offline"`` (nothing leaves the machine; ``wandb sync`` later)
             or ``"disabled"``; ``None`` leaves it to ``WANDB_MODE`` and the login state.
         config: the run's configuration shown in W&B (e.g. the run's ``config.json``).
