@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,16 @@ def test_the_trainer_page_has_a_block_per_section() -> None:
     for word in ("shared_forward", "amp=", "monitor=", "patience=", "resume="):
         assert word in text
     assert len(blocks(DOCS / "trainer.md")) >= 8
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state() -> Iterator[None]:
+    """A page that builds an ``Accelerator`` sets Accelerate's process-wide state; a later test
+    asking for another precision would find it taken. Accelerate's own tests reset it so."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(DOCS).as_posix() for p in PAGES])
