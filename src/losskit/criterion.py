@@ -604,11 +604,7 @@ class Criterion(nn.Module):
             combined = combined.float()  # a half-precision total would round the weights
         if weights.dtype != combined.dtype:
             weights = weights.to(combined.dtype)
-        if absence:  # as _balance does, without its frame on every call
-            aware = cast(AbsenceAwareBalancer, self._balancer)
-            total, effective = aware.combine(combined, weights, keys, present=present)
-        else:
-            total, effective = self._balancer.combine(combined, weights, keys)
+        total, effective = self._balance(combined, weights, keys, present)
         if effective is self._weights:  # unchanged since the last call: the same views
             views = self._weight_views
             if views is None:
