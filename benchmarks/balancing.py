@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -199,12 +200,21 @@ def scaling_step(variant: str, method: str, width: int, keys: int) -> Callable[[
 
 
 def _load_libraries(method: str) -> None:
-    """Run the solver and a batched (vmap) backward once on tiny inputs, in every variant's
-    process: the libraries' code and buffers then count in every baseline, and the peaks compare
-    what the steps hold."""
+    """Run the solver, a batched (vmap) backward and a losskit step at both levels once on tiny
+    inputs, in every variant's process: the libraries' code and buffers (losskit's modules load
+    when first used: 3-4 MiB) then count in every baseline, and the peaks compare what the steps
+    hold."""
     METHODS[method](2)(torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]))
     x = torch.ones(3, requires_grad=True)
     torch.autograd.grad(x * 2.0, x, torch.eye(3), is_grads_batched=True)
+    for level in ("parameters", "features"):
+        trunk, heads = nn.Linear(2, 2), [nn.Linear(2, 1) for _ in range(2)]
+        crit = lk.Criterion(
+            {f"t{i}": lk.Term("mse", input=i, target=i) for i in range(2)},
+            balancer=lk.balancers.Gradient(method, shared=trunk, level=level),
+        )
+        h = trunk(torch.ones(4, 2))
+        crit([head(h).squeeze(-1) for head in heads], [torch.zeros(4)] * 2).backward()
 
 
 def scaling_memory(variant: str, method: str, width: int, keys: int, steps: int) -> None:
@@ -248,9 +258,19 @@ def scaling_times(method: str, width: int, keys: int, rounds: int) -> None:
     )
 
 
+# A fixed mmap threshold (glibc; ignored elsewhere) returns every large buffer to the system when
+# freed, so a process's peak RSS is the peak of what it holds: with glibc's adaptive threshold the
+# same variant's peak moved by 30 MiB from one run to the next.
+_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536"}
+
+
 def _run_json(*args: str) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, *args], check=True, capture_output=True, text=True
+        [sys.executable, __file__, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **_MALLOC},
     ).stdout
     found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return found
