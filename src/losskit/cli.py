@@ -19,7 +19,8 @@ from losskit.errors import LossKitError
 
 EXIT_CODES = (
     "Exit status: 0 ok; 1 findings (doctor, lint); 2 usage or input error (a bad option, "
-    "a bad or missing file, an invalid configuration)."
+    "a bad or missing file, an invalid configuration); 3 training stopped (a loss went "
+    "non-finite under nonfinite = \"raise\")."
 )
 
 app = typer.Typer(
@@ -51,10 +52,15 @@ def _main(
 
 
 def _fail(exc: LossKitError) -> typer.Exit:
+    """Print ``exc`` and the exit to raise: 3 when training stopped on a non-finite loss (the
+    configuration was valid: a script retrying bad input and one retrying a diverged run differ),
+    2 for every other error."""
+    from losskit.errors import NonFiniteLossError
+
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     console.print("[bold red]error:[/] ", end="")
     console.print(str(exc), markup=False)  # "[optimizer]" in a message is text, not markup
-    return typer.Exit(code=2)
+    return typer.Exit(code=3 if isinstance(exc, NonFiniteLossError) else 2)
 
 
 def _echo_json(data: Any) -> None:
