@@ -20,7 +20,7 @@ from losskit.errors import LossKitError
 EXIT_CODES = (
     "Exit status: 0 ok; 1 findings (doctor, lint); 2 usage or input error (a bad option, "
     "a bad or missing file, an invalid configuration); 3 training stopped (a loss went "
-    "non-finite under nonfinite = \"raise\")."
+    'non-finite under nonfinite = "raise").'
 )
 
 app = typer.Typer(
