@@ -45,7 +45,9 @@ size before the step is reported. It counts every page the step touches (tempora
 saved for backward, the gradient) and nothing allocated before it, such as compiled kernels. On a
 system without those files the column reads n/a.
 
-    python benchmarks/losses.py [--quick]
+    python benchmarks/losses.py [--quick] [--only NAME[,NAME]]
+
+``--only dice,tversky`` times those cases alone (and measures their cold first calls only).
 
 Cold first call. Each loss's first forward + backward at 1M elements, value checks on, in a
 fresh process whose ``TORCHINDUCTOR_CACHE_DIR`` is an empty directory, then (compiled kernels
@@ -190,7 +192,18 @@ def _registered(name: str, module: str, **kwargs: object) -> LossFn | None:
         return None
 
 
-def build_cases(sizes: dict[str, tuple[int, ...]], quick: bool) -> list[Case]:
+CASE_NAMES = (
+    *("focal", "softmax_focal", "asymmetric", "dice", "tversky", "jaccard", "generalized_dice"),
+    *("lovasz_softmax", "ssim", *SLOW_CASES, "cauchy", "geman_mcclure", "welsch"),
+)
+FIRST_GROUP = ("focal", "softmax_focal", "asymmetric", "dice", "tversky")
+"""The cases that share one set of logits and targets per size (the others: :func:`peer_cases`)."""
+
+
+def build_cases(
+    sizes: dict[str, tuple[int, ...]], quick: bool, only: frozenset[str] | None = None
+) -> list[Case]:
+    """Every case at every size, or those of the losses in ``only``."""
     monai = importlib.import_module("monai.losses")
     kornia = importlib.import_module("kornia.losses")
     cls = "losskit.losses._classification"
@@ -200,7 +213,7 @@ def build_cases(sizes: dict[str, tuple[int, ...]], quick: bool) -> list[Case]:
     check = "off" if quick else "first"
     cases = []
     for label, shape in sizes.items():
-        if runs_at("focal", label):
+        if any(runs_at(name, label) for name in FIRST_GROUP if only is None or name in only):
             g = torch.Generator().manual_seed(0)
             n, c, h, w = shape
             x = (torch.randn(shape, generator=g) * 2).requires_grad_()
@@ -266,8 +279,9 @@ def build_cases(sizes: dict[str, tuple[int, ...]], quick: bool) -> list[Case]:
                 else:
                     case.impls = {"losskit": lambda x, f=ours, y=labels: f(x, y), **impls}
                 cases.append(case)
-        cases.extend(peer_cases(label, shape, check, monai, kornia))
-    return cases
+        if only is None or not only.issubset(FIRST_GROUP):
+            cases.extend(peer_cases(label, shape, check, monai, kornia))
+    return [case for case in cases if only is None or case.loss in only]
 
 
 def _ours(name: str, check: str, **kwargs: object) -> LossFn:
@@ -475,6 +489,12 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold first-call runs")
+    parser.add_argument(
+        "--only",
+        metavar="NAME[,NAME]",
+        type=lambda names: frozenset(names.split(",")),
+        help="time these cases only (e.g. dice,tversky); their cold first calls too",
+    )
     parser.add_argument("--first-call", metavar="LOSS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.first_call:
@@ -489,7 +509,10 @@ def main() -> None:
     warmups = 1 if args.quick else FIRST_CALLS
     memory = _can_measure_memory()
 
-    cases = build_cases(sizes, args.quick)
+    unknown = sorted((args.only or frozenset()) - set(CASE_NAMES))
+    if unknown:
+        parser.error(f"--only: no case named {', '.join(unknown)} (cases: {', '.join(CASE_NAMES)})")
+    cases = build_cases(sizes, args.quick, args.only)
     header = (
         "| loss | size | implementation | time (ms) | × copy floor | losskit speedup "
         "| peak MiB | × losskit peak |"
@@ -556,12 +579,13 @@ def main() -> None:
     at_1m = {k: v for k, v in summary.items() if k.endswith("_1M_speedup_vs_best_peer")}
     if at_1m:
         summary["min_speedup_vs_best_peer_1M"] = min(at_1m.values())
-    if not args.no_cold:
-        measured = dict.fromkeys(case.loss for case in cases if case.ours in case.impls)
-        cold = {
-            name: cold_first_call_ms(name, args.threads, wait=not args.quick)
-            for name in (QUICK_COLD if args.quick else measured)
-        }
+    measured = dict.fromkeys(case.loss for case in cases if case.ours in case.impls)
+    cold = {
+        name: cold_first_call_ms(name, args.threads, wait=not args.quick)
+        for name in (QUICK_COLD if args.quick else measured)
+        if not args.no_cold and name in measured
+    }
+    if cold:
         worst_cold = max(cold, key=lambda name: cold[name][0])
         summary["max_first_call_ms_cold"] = cold[worst_cold][0]
         summary["max_first_call_loss"] = worst_cold  # type: ignore[assignment]
