@@ -26,7 +26,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -87,6 +87,12 @@ def _squared_edt(sources: Tensor, ndim: int) -> Tensor:
     return f
 
 
+_IMAGES_CHUNK = 1 << 16
+"""Elements per group of images whose distance fields are computed together: the transform's
+temporaries (int64 line distances, shifted copies) then stay a few MiB and in cache instead of
+several times the batch's size."""
+
+
 @torch.no_grad()
 def distance_field(mask: Tensor, ndim: int) -> Tensor:
     """Distance of each position to the nearest position of the other side of ``mask``.
@@ -101,13 +107,43 @@ def distance_field(mask: Tensor, ndim: int) -> Tensor:
         >>> distance_field(torch.tensor([[False, True, True, True]]), 1)
         tensor([[1., 1., 2., 3.]])
     """
-    mask = mask.bool()
+    spatial = mask.shape[mask.ndim - ndim :]
+    images = mask.bool().reshape(-1, *spatial)
+    out = torch.empty(images.shape, dtype=torch.float32, device=mask.device)
+    step = max(1, _IMAGES_CHUNK // max(1, images[0].numel()))
+    for start in range(0, images.shape[0], step):
+        out[start : start + step] = _images_distance_field(images[start : start + step], ndim)
+    return out.reshape(mask.shape)
+
+
+def _images_distance_field(mask: Tensor, ndim: int) -> Tensor:
+    """:func:`distance_field` of a bool stack of images ``(B, *spatial)``."""
     flat = mask.flatten(-ndim)
     mixed = (flat.any(-1) & ~flat.all(-1)).reshape(mask.shape[:-ndim] + (1,) * ndim)
     # Two calls rather than one on a stacked pair: the smaller copies stay in cache (faster).
     inside = _squared_edt(~mask, ndim).sqrt()
     outside = _squared_edt(mask, ndim).sqrt()
     return torch.where(mixed, torch.where(mask, inside, outside), 0.0)
+
+
+class _WeightedSquaredError(torch.autograd.Function):
+    """Per-map means ``(N, C)`` of ``w (p - t)^2`` over the positions of ``p`` ``(N, C, *S)``.
+
+    Saves its three inputs, alive anyway, instead of autograd's difference, square and product
+    maps: the peak memory of a step holds one full-size temporary fewer than it would.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, p: Tensor, t: Tensor, w: Tensor) -> Tensor:
+        ctx.save_for_backward(p, t, w)
+        return torch.sub(p, t).square_().mul_(w).flatten(2).mean(-1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        p, t, w = ctx.saved_tensors
+        scale = (grad * (2 / p[0, 0].numel())).reshape(*grad.shape, *(1,) * (p.ndim - 2))
+        grad_p = torch.sub(p, t).mul_(w) * scale
+        return grad_p, (-grad_p if ctx.needs_input_grad[1] else None), None
 
 
 class _SpatialSegmentationLoss(SegmentationLoss):
@@ -197,9 +233,9 @@ class HausdorffDTLoss(_SpatialSegmentationLoss):
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         p, t = self.spatial_maps(input, target)
         ndim = p.ndim - 2
-        distance = distance_field(p.detach() > 0.5, ndim) ** self.alpha
-        distance = distance + distance_field(t > 0.5, ndim) ** self.alpha
-        loss = ((p - t).square() * distance.to(p.dtype)).flatten(2).mean(-1)
+        distance = distance_field(p.detach() > 0.5, ndim).pow_(self.alpha)
+        distance.add_(distance_field(t > 0.5, ndim).pow_(self.alpha))
+        loss = _WeightedSquaredError.apply(p, t, distance.to(p.dtype))  # type: ignore[no-untyped-call]
         return self.reduce(loss, torch.ones_like(loss))
 
 
