@@ -26,8 +26,9 @@ steps (they compile the fused kernels and run the contract's first-call value ch
 have nothing to warm up. The step that measures peak memory (below) is each implementation's
 first timed sample; then rounds alternate between all implementations of a case, and the minimum
 is reported (the machine is shared: the minimum is the least disturbed run): 10 samples at 1M and
-5 at 16M. ``--quick`` (under a minute on a quiet 2-core machine) takes one sample of each at
-16M only (64K for the Hausdorff losses: :data:`QUICK_SIZES`), measures the cold first call of
+5 at 16M. ``--quick`` (under a minute on a quiet 2-core machine) takes one sample of each, at
+16M for the cases of the summary's target keys (:data:`QUICK_16M`), 64K for the Hausdorff
+losses and 1M for the others (:func:`runs_at`), measures the cold first call of
 :data:`QUICK_COLD` only, and builds losskit's losses with ``check="off"`` so that one warm-up
 step suffices (the value checks run on the first calls only: the steady state is the same); its
 cold runs do not wait for the background compile (their steady step is the second call).
@@ -53,8 +54,9 @@ Cold first call. Each loss's first forward + backward at 1M elements, value chec
 fresh process whose ``TORCHINDUCTOR_CACHE_DIR`` is an empty directory, then (compiled kernels
 ready) a steady-state step in the same process (``--no-cold`` skips these runs).
 
-The last line printed is a JSON object with ``min_speedup_vs_best_peer`` (the least, over the 16M
-rows, of the fastest peer's time over losskit's; ``min_speedup_row`` names it; the 1M figure is
+The last line printed is a JSON object with ``min_speedup_vs_best_peer`` (the least, over the
+16M rows, of the fastest peer's time over losskit's; with ``--quick`` the rows of
+:data:`QUICK_16M`; ``min_speedup_row`` names it; the 1M figure is
 ``min_speedup_vs_best_peer_1M``), ``<loss>_<size>_speedup_vs_best_peer`` for every row,
 ``max_first_call_ms_cold`` (and ``max_first_call_loss``), ``max_first_call_stall_ms_cold`` (the
 most a cold first call took beyond that loss's steady-state step), ``focal_speedup_vs_best_peer``
@@ -89,16 +91,18 @@ from losskit.losses.contracts import FIRST_CALLS
 
 LossFn = Callable[[Tensor], Tensor]
 SIZES = {"1M": (4, 16, 128, 128), "16M": (16, 16, 256, 256)}
-QUICK_SIZES = {"64K": (2, 2, 128, 128), "16M": SIZES["16M"]}
-"""``--quick``'s sizes: 16M for every case (the summary's target keys are 16M rows), 64K for the
-:data:`SLOW_CASES`; no 1M rows."""
+QUICK_SIZES = {"64K": (2, 2, 128, 128), **SIZES}
+"""``--quick``'s sizes: each case runs at one of them (:func:`runs_at`)."""
 SLOW_CASES = ("hausdorff_dt", "hausdorff_er")
 """Cases run at 1M only (64K with ``--quick``) and with one round after the first sample: a step
 of either takes 5-60 s there for losskit and the peers alike (a distance transform or 10 erosions
 per image), so 16M would add most of an hour."""
-QUICK_COLD = ("focal", "asymmetric")
-"""``--quick`` measures the cold first call of these two only: the compiled kernels with the
-slowest cold first calls (the others' are the same compile or none)."""
+QUICK_16M = ("focal", "dice", "tversky")
+"""The cases ``--quick`` runs at 16M: those of the summary's target keys (the others run at 1M)."""
+QUICK_COLD = ("focal",)
+"""``--quick`` measures the cold first call of this one only (a fresh process costs 10-20 s): the
+compiled kernel with the slowest cold first call beside ``asymmetric``'s, which compiles alike
+(the others' are the same compile or none)."""
 
 
 # --- peak memory ----------------------------------------------------------------------------------
@@ -213,7 +217,8 @@ def build_cases(
     check = "off" if quick else "first"
     cases = []
     for label, shape in sizes.items():
-        if any(runs_at(name, label) for name in FIRST_GROUP if only is None or name in only):
+        wanted = [name for name in FIRST_GROUP if only is None or name in only]
+        if any(runs_at(name, label, quick) for name in wanted):
             g = torch.Generator().manual_seed(0)
             n, c, h, w = shape
             x = (torch.randn(shape, generator=g) * 2).requires_grad_()
@@ -279,9 +284,14 @@ def build_cases(
                 else:
                     case.impls = {"losskit": lambda x, f=ours, y=labels: f(x, y), **impls}
                 cases.append(case)
-        if only is None or not only.issubset(FIRST_GROUP):
+        others = [name for name in CASE_NAMES if name not in FIRST_GROUP]
+        if any(runs_at(name, label, quick) for name in others if only is None or name in only):
             cases.extend(peer_cases(label, shape, check, monai, kornia))
-    return [case for case in cases if only is None or case.loss in only]
+    return [
+        case
+        for case in cases
+        if runs_at(case.loss, case.size, quick) and (only is None or case.loss in only)
+    ]
 
 
 def _ours(name: str, check: str, **kwargs: object) -> LossFn:
@@ -298,10 +308,14 @@ def _against(fn: Callable[[Tensor, Tensor], Tensor], target: Tensor) -> LossFn:
     return lambda x: fn(x, target)
 
 
-def runs_at(loss: str, label: str) -> bool:
-    """Whether ``loss`` has a row at size ``label``: the slow cases below 16M, the others at 1M
-    and 16M."""
-    return label != "16M" if loss in SLOW_CASES else label in SIZES
+def runs_at(loss: str, label: str, quick: bool = False) -> bool:
+    """Whether ``loss`` has a row at size ``label``: the slow cases at 1M, the others at 1M and
+    16M; with ``quick``, the slow cases at 64K, :data:`QUICK_16M` at 16M and the others at 1M."""
+    if quick:
+        if loss in SLOW_CASES:
+            return label == "64K"
+        return label == ("16M" if loss in QUICK_16M else "1M")
+    return label == "1M" if loss in SLOW_CASES else label in SIZES
 
 
 def peer_cases(
@@ -382,7 +396,7 @@ def peer_cases(
                 },
             )
         )
-    return [Case(name, label, x, impls) for name, x, impls in table if runs_at(name, label)]
+    return [Case(name, label, x, impls) for name, x, impls in table]
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -485,7 +499,9 @@ def _fmt_mib(value: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="one round, 16M rows only, two cold first calls"
+        "--quick",
+        action="store_true",
+        help="one round; focal, dice and tversky at 16M, the others smaller; one cold first call",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold first-call runs")
