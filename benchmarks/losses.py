@@ -24,10 +24,11 @@ Method. Every implementation runs in this one process on the same tensors. A ste
 forward and one backward to fresh gradients of the logits. losskit's losses first take 3 warm-up
 steps (they compile the fused kernels and run the contract's first-call value checks); the peers
 have nothing to warm up. The step that measures peak memory (below) is each implementation's
-first timed sample; then rounds alternate between all implementations of a case, and the minimum
-is reported (the machine is shared: the minimum is the least disturbed run): 10 samples at 1M and
-5 at 16M. ``--quick`` (under a minute on a quiet 2-core machine) takes one sample of each, at
-16M for the cases of the summary's target keys (:data:`QUICK_16M`), 64K for the Hausdorff
+first timed sample; then rounds alternate between all implementations of a case, in an order
+that rotates each round (the copy's heap trim before a round costs whichever runs next), and the
+minimum is reported (the machine is shared: the minimum is the least disturbed run): 10 samples
+at 1M and 5 at 16M. ``--quick`` (under a minute on a quiet 2-core machine) takes one sample of
+each, at 16M for the cases of the summary's target keys (:data:`QUICK_16M`), 64K for the Hausdorff
 losses and 1M for the others (:func:`runs_at`), measures the cold first call of
 :data:`QUICK_COLD` only, and builds losskit's losses with ``check="off"`` so that one warm-up
 step suffices (the value checks run on the first calls only: the steady state is the same); its
@@ -452,9 +453,12 @@ def measure(
     # The copy always writes fresh pages (the heap trimmed first), as a new 16M gradient does.
     seconds, copy_peak = measured_step(lambda: x.detach().clone(), memory)
     times["copy"].append(seconds)
-    for _ in range(rounds):
-        for name, fn in case.impls.items():
-            times[name].append(_time(lambda fn=fn: _step(fn, x)))
+    names = list(case.impls)
+    for r in range(rounds):
+        # A rotating order: the copy before each round trims the heap, and the implementation
+        # that runs next pays for regrowing it (2-4 ms at 1M); each takes that place in turn.
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            times[name].append(_time(lambda fn=case.impls[name]: _step(fn, x)))
         times["copy"].append(measured_step(lambda: x.detach().clone(), memory=False)[0])
     results = [
         Result(case.loss, case.size, name, min(times[name]), first[name], peaks[name])
