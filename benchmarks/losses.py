@@ -24,10 +24,12 @@ Method. Every implementation runs in this one process on the same tensors. A ste
 forward and one backward to fresh gradients of the logits. losskit's losses first take 3 warm-up
 steps (they compile the fused kernels and run the contract's first-call value checks); the peers
 have nothing to warm up. The step that measures peak memory (below) is each implementation's
-first timed sample; then rounds alternate between all implementations of a case, and the minimum
-is reported (the machine is shared: the minimum is the least disturbed run): 10 samples at 1M and
-5 at 16M. ``--quick`` (under a minute on a quiet 2-core machine) takes one sample of each at
-16M only (64K for the Hausdorff losses: :data:`QUICK_SIZES`), measures the cold first call of
+first timed sample; then rounds alternate between all implementations of a case, in an order
+that rotates each round (the copy's heap trim before a round costs whichever runs next), and the
+minimum is reported (the machine is shared: the minimum is the least disturbed run): 10 samples
+at 1M and 5 at 16M. ``--quick`` (under a minute on a quiet 2-core machine) takes one sample of
+each, at 16M for the cases of the summary's target keys (:data:`QUICK_16M`), 64K for the Hausdorff
+losses and 1M for the others (:func:`runs_at`), measures the cold first call of
 :data:`QUICK_COLD` only, and builds losskit's losses with ``check="off"`` so that one warm-up
 step suffices (the value checks run on the first calls only: the steady state is the same); its
 cold runs do not wait for the background compile (their steady step is the second call).
@@ -45,14 +47,17 @@ size before the step is reported. It counts every page the step touches (tempora
 saved for backward, the gradient) and nothing allocated before it, such as compiled kernels. On a
 system without those files the column reads n/a.
 
-    python benchmarks/losses.py [--quick]
+    python benchmarks/losses.py [--quick] [--only NAME[,NAME]]
+
+``--only dice,tversky`` times those cases alone (and measures their cold first calls only).
 
 Cold first call. Each loss's first forward + backward at 1M elements, value checks on, in a
 fresh process whose ``TORCHINDUCTOR_CACHE_DIR`` is an empty directory, then (compiled kernels
 ready) a steady-state step in the same process (``--no-cold`` skips these runs).
 
-The last line printed is a JSON object with ``min_speedup_vs_best_peer`` (the least, over the 16M
-rows, of the fastest peer's time over losskit's; ``min_speedup_row`` names it; the 1M figure is
+The last line printed is a JSON object with ``min_speedup_vs_best_peer`` (the least, over the
+16M rows, of the fastest peer's time over losskit's; with ``--quick`` the rows of
+:data:`QUICK_16M`; ``min_speedup_row`` names it; the 1M figure is
 ``min_speedup_vs_best_peer_1M``), ``<loss>_<size>_speedup_vs_best_peer`` for every row,
 ``max_first_call_ms_cold`` (and ``max_first_call_loss``), ``max_first_call_stall_ms_cold`` (the
 most a cold first call took beyond that loss's steady-state step), ``focal_speedup_vs_best_peer``
@@ -87,16 +92,18 @@ from losskit.losses.contracts import FIRST_CALLS
 
 LossFn = Callable[[Tensor], Tensor]
 SIZES = {"1M": (4, 16, 128, 128), "16M": (16, 16, 256, 256)}
-QUICK_SIZES = {"64K": (2, 2, 128, 128), "16M": SIZES["16M"]}
-"""``--quick``'s sizes: 16M for every case (the summary's target keys are 16M rows), 64K for the
-:data:`SLOW_CASES`; no 1M rows."""
+QUICK_SIZES = {"64K": (2, 2, 128, 128), **SIZES}
+"""``--quick``'s sizes: each case runs at one of them (:func:`runs_at`)."""
 SLOW_CASES = ("hausdorff_dt", "hausdorff_er")
 """Cases run at 1M only (64K with ``--quick``) and with one round after the first sample: a step
 of either takes 5-60 s there for losskit and the peers alike (a distance transform or 10 erosions
 per image), so 16M would add most of an hour."""
-QUICK_COLD = ("focal", "asymmetric")
-"""``--quick`` measures the cold first call of these two only: the compiled kernels with the
-slowest cold first calls (the others' are the same compile or none)."""
+QUICK_16M = ("focal", "dice", "tversky")
+"""The cases ``--quick`` runs at 16M: those of the summary's target keys (the others run at 1M)."""
+QUICK_COLD = ("focal",)
+"""``--quick`` measures the cold first call of this one only (a fresh process costs 10-20 s): the
+compiled kernel with the slowest cold first call beside ``asymmetric``'s, which compiles alike
+(the others' are the same compile or none)."""
 
 
 # --- peak memory ----------------------------------------------------------------------------------
@@ -190,7 +197,18 @@ def _registered(name: str, module: str, **kwargs: object) -> LossFn | None:
         return None
 
 
-def build_cases(sizes: dict[str, tuple[int, ...]], quick: bool) -> list[Case]:
+CASE_NAMES = (
+    *("focal", "softmax_focal", "asymmetric", "dice", "tversky", "jaccard", "generalized_dice"),
+    *("lovasz_softmax", "ssim", *SLOW_CASES, "cauchy", "geman_mcclure", "welsch"),
+)
+FIRST_GROUP = ("focal", "softmax_focal", "asymmetric", "dice", "tversky")
+"""The cases that share one set of logits and targets per size (the others: :func:`peer_cases`)."""
+
+
+def build_cases(
+    sizes: dict[str, tuple[int, ...]], quick: bool, only: frozenset[str] | None = None
+) -> list[Case]:
+    """Every case at every size, or those of the losses in ``only``."""
     monai = importlib.import_module("monai.losses")
     kornia = importlib.import_module("kornia.losses")
     cls = "losskit.losses._classification"
@@ -200,7 +218,8 @@ def build_cases(sizes: dict[str, tuple[int, ...]], quick: bool) -> list[Case]:
     check = "off" if quick else "first"
     cases = []
     for label, shape in sizes.items():
-        if runs_at("focal", label):
+        wanted = [name for name in FIRST_GROUP if only is None or name in only]
+        if any(runs_at(name, label, quick) for name in wanted):
             g = torch.Generator().manual_seed(0)
             n, c, h, w = shape
             x = (torch.randn(shape, generator=g) * 2).requires_grad_()
@@ -266,8 +285,14 @@ def build_cases(sizes: dict[str, tuple[int, ...]], quick: bool) -> list[Case]:
                 else:
                     case.impls = {"losskit": lambda x, f=ours, y=labels: f(x, y), **impls}
                 cases.append(case)
-        cases.extend(peer_cases(label, shape, check, monai, kornia))
-    return cases
+        others = [name for name in CASE_NAMES if name not in FIRST_GROUP]
+        if any(runs_at(name, label, quick) for name in others if only is None or name in only):
+            cases.extend(peer_cases(label, shape, check, monai, kornia))
+    return [
+        case
+        for case in cases
+        if runs_at(case.loss, case.size, quick) and (only is None or case.loss in only)
+    ]
 
 
 def _ours(name: str, check: str, **kwargs: object) -> LossFn:
@@ -284,10 +309,14 @@ def _against(fn: Callable[[Tensor, Tensor], Tensor], target: Tensor) -> LossFn:
     return lambda x: fn(x, target)
 
 
-def runs_at(loss: str, label: str) -> bool:
-    """Whether ``loss`` has a row at size ``label``: the slow cases below 16M, the others at 1M
-    and 16M."""
-    return label != "16M" if loss in SLOW_CASES else label in SIZES
+def runs_at(loss: str, label: str, quick: bool = False) -> bool:
+    """Whether ``loss`` has a row at size ``label``: the slow cases at 1M, the others at 1M and
+    16M; with ``quick``, the slow cases at 64K, :data:`QUICK_16M` at 16M and the others at 1M."""
+    if quick:
+        if loss in SLOW_CASES:
+            return label == "64K"
+        return label == ("16M" if loss in QUICK_16M else "1M")
+    return label == "1M" if loss in SLOW_CASES else label in SIZES
 
 
 def peer_cases(
@@ -368,7 +397,7 @@ def peer_cases(
                 },
             )
         )
-    return [Case(name, label, x, impls) for name, x, impls in table if runs_at(name, label)]
+    return [Case(name, label, x, impls) for name, x, impls in table]
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -424,9 +453,12 @@ def measure(
     # The copy always writes fresh pages (the heap trimmed first), as a new 16M gradient does.
     seconds, copy_peak = measured_step(lambda: x.detach().clone(), memory)
     times["copy"].append(seconds)
-    for _ in range(rounds):
-        for name, fn in case.impls.items():
-            times[name].append(_time(lambda fn=fn: _step(fn, x)))
+    names = list(case.impls)
+    for r in range(rounds):
+        # A rotating order: the copy before each round trims the heap, and the implementation
+        # that runs next pays for regrowing it (2-4 ms at 1M); each takes that place in turn.
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            times[name].append(_time(lambda fn=case.impls[name]: _step(fn, x)))
         times["copy"].append(measured_step(lambda: x.detach().clone(), memory=False)[0])
     results = [
         Result(case.loss, case.size, name, min(times[name]), first[name], peaks[name])
@@ -471,10 +503,18 @@ def _fmt_mib(value: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="one round, 16M rows only, two cold first calls"
+        "--quick",
+        action="store_true",
+        help="one round; focal, dice and tversky at 16M, the others smaller; one cold first call",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold first-call runs")
+    parser.add_argument(
+        "--only",
+        metavar="NAME[,NAME]",
+        type=lambda names: frozenset(names.split(",")),
+        help="time these cases only (e.g. dice,tversky); their cold first calls too",
+    )
     parser.add_argument("--first-call", metavar="LOSS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.first_call:
@@ -489,7 +529,10 @@ def main() -> None:
     warmups = 1 if args.quick else FIRST_CALLS
     memory = _can_measure_memory()
 
-    cases = build_cases(sizes, args.quick)
+    unknown = sorted((args.only or frozenset()) - set(CASE_NAMES))
+    if unknown:
+        parser.error(f"--only: no case named {', '.join(unknown)} (cases: {', '.join(CASE_NAMES)})")
+    cases = build_cases(sizes, args.quick, args.only)
     header = (
         "| loss | size | implementation | time (ms) | × copy floor | losskit speedup "
         "| peak MiB | × losskit peak |"
@@ -556,12 +599,13 @@ def main() -> None:
     at_1m = {k: v for k, v in summary.items() if k.endswith("_1M_speedup_vs_best_peer")}
     if at_1m:
         summary["min_speedup_vs_best_peer_1M"] = min(at_1m.values())
-    if not args.no_cold:
-        measured = dict.fromkeys(case.loss for case in cases if case.ours in case.impls)
-        cold = {
-            name: cold_first_call_ms(name, args.threads, wait=not args.quick)
-            for name in (QUICK_COLD if args.quick else measured)
-        }
+    measured = dict.fromkeys(case.loss for case in cases if case.ours in case.impls)
+    cold = {
+        name: cold_first_call_ms(name, args.threads, wait=not args.quick)
+        for name in (QUICK_COLD if args.quick else measured)
+        if not args.no_cold and name in measured
+    }
+    if cold:
         worst_cold = max(cold, key=lambda name: cold[name][0])
         summary["max_first_call_ms_cold"] = cold[worst_cold][0]
         summary["max_first_call_loss"] = worst_cold  # type: ignore[assignment]

@@ -93,6 +93,17 @@ def test_gradcheck_shape_losses(name: str, kwargs: dict[str, object], mode: str)
     assert torch.autograd.gradcheck(lambda x: loss(x, target), (logits.requires_grad_(),))
 
 
+@pytest.mark.parametrize("name", ["hausdorff_dt", "hausdorff_er"])
+def test_gradcheck_shape_losses_in_a_soft_target(name: str) -> None:
+    # A float target that needs a gradient (multilabel) gets one, as through plain autograd.
+    g = torch.Generator().manual_seed(3)
+    logits = 2 * torch.randn(2, 3, 5, 6, generator=g, dtype=F64)
+    target = torch.rand(2, 3, 5, 6, generator=g, dtype=F64).round()
+    loss = losses.get(name, mode="multilabel", check="off")
+    inputs = (logits.requires_grad_(), target.requires_grad_())
+    assert torch.autograd.gradcheck(lambda x, t: loss(x, t), inputs)
+
+
 @pytest.mark.parametrize("name", ["mcc", "hausdorff_dt", "hausdorff_er"])
 @pytest.mark.parametrize("dims", [(6, 7), (4, 5, 3)])
 def test_a_perfect_prediction_scores_zero(name: str, dims: tuple[int, ...]) -> None:

@@ -19,6 +19,7 @@ monai_losses = pytest.importorskip("monai.losses")
 kornia_losses = pytest.importorskip("kornia.losses")
 ndimage = pytest.importorskip("scipy.ndimage")
 
+from losskit.losses import _distance  # noqa: E402
 from losskit.losses._cldice import SoftClDiceLoss  # noqa: E402
 from losskit.losses._distance import HausdorffDTLoss, HausdorffERLoss, distance_field  # noqa: E402
 from losskit.losses._mcc import MCCLoss  # noqa: E402
@@ -99,8 +100,12 @@ def test_hausdorff_dt_mean_without_background_matches_monai() -> None:
     torch.testing.assert_close(ours, theirs)
 
 
+@pytest.mark.parametrize("chunk", [1, 25, 1 << 16])  # one image, a few, the whole stack a group
 @pytest.mark.parametrize("shape", [(3, 9, 11), (6, 5, 4), (1, 13), (2, 3, 4, 5)])
-def test_distance_field_matches_scipy(shape: tuple[int, ...]) -> None:
+def test_distance_field_matches_scipy(
+    shape: tuple[int, ...], chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_distance, "_IMAGES_CHUNK", chunk)
     g = torch.Generator().manual_seed(sum(shape))
     mask = torch.rand(*shape, generator=g) > 0.6
     ndim = len(shape) - 1

@@ -4,7 +4,6 @@ of each class (MCC, Hausdorff, clDice) rather than the Dice family's three sums.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from losskit.losses._elementwise import compute_dtype
@@ -30,7 +29,8 @@ def class_maps(loss: SegmentationLoss, input: Tensor, target: Tensor) -> tuple[T
     dtype = compute_dtype(input.dtype)
     if loss.mode == "multiclass":
         p = torch.softmax(input, 1, dtype=dtype) if loss.from_logits else input.to(dtype)
-        t = F.one_hot(target, input.shape[1]).movedim(-1, 1).to(dtype)
+        # A scatter into zeros: no int64 one-hot of twice the float one's size.
+        t = torch.zeros_like(p).scatter_(1, target.unsqueeze(1), 1.0)
         return p, t
     p = torch.sigmoid(input.to(dtype)) if loss.from_logits else input.to(dtype)
     return p, target.to(dtype)

@@ -26,11 +26,12 @@ Example::
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from losskit.errors import ConfigError, LossInputError
 from losskit.losses._class_maps import class_maps
@@ -87,6 +88,12 @@ def _squared_edt(sources: Tensor, ndim: int) -> Tensor:
     return f
 
 
+_IMAGES_CHUNK = 1 << 16
+"""Elements per group of images whose distance fields are computed together: the transform's
+temporaries (int64 line distances, shifted copies) then stay a few MiB and in cache instead of
+several times the batch's size."""
+
+
 @torch.no_grad()
 def distance_field(mask: Tensor, ndim: int) -> Tensor:
     """Distance of each position to the nearest position of the other side of ``mask``.
@@ -101,13 +108,60 @@ def distance_field(mask: Tensor, ndim: int) -> Tensor:
         >>> distance_field(torch.tensor([[False, True, True, True]]), 1)
         tensor([[1., 1., 2., 3.]])
     """
-    mask = mask.bool()
+    spatial = mask.shape[mask.ndim - ndim :]
+    images = mask.bool().reshape(-1, *spatial)
+    out = torch.empty(images.shape, dtype=torch.float32, device=mask.device)
+    step = max(1, _IMAGES_CHUNK // max(1, images[0].numel()))
+    for start in range(0, images.shape[0], step):
+        out[start : start + step] = _images_distance_field(images[start : start + step], ndim)
+    return out.reshape(mask.shape)
+
+
+def _images_distance_field(mask: Tensor, ndim: int) -> Tensor:
+    """:func:`distance_field` of a bool stack of images ``(B, *spatial)``."""
     flat = mask.flatten(-ndim)
     mixed = (flat.any(-1) & ~flat.all(-1)).reshape(mask.shape[:-ndim] + (1,) * ndim)
     # Two calls rather than one on a stacked pair: the smaller copies stay in cache (faster).
     inside = _squared_edt(~mask, ndim).sqrt()
     outside = _squared_edt(mask, ndim).sqrt()
     return torch.where(mixed, torch.where(mask, inside, outside), 0.0)
+
+
+def _cross_mean(x: Tensor) -> Tensor:
+    """The mean of each position of ``x`` ``(B, *spatial)`` and its ``2 d`` neighbours along the
+    ``d`` spatial dims, zero beyond the edges: kornia's convolution with a cross of weight
+    ``1 / (2 d + 1)``, as shifted sums (a one-channel convolution's backward pass cost 5x
+    its forward pass here)."""
+    ndim = x.ndim - 1
+    padded = F.pad(x, (1, 1) * ndim)
+    inner = (slice(None), *(slice(1, -1),) * ndim)
+    total = padded[inner].clone()
+    for d in range(1, ndim + 1):
+        for shifted in (slice(None, -2), slice(2, None)):
+            index = list(inner)
+            index[d] = shifted
+            total = total + padded[tuple(index)]
+    return total / (2 * ndim + 1)
+
+
+class _WeightedSquaredError(torch.autograd.Function):
+    """Per-map means ``(N, C)`` of ``w (p - t)^2`` over the positions of ``p`` ``(N, C, *S)``.
+
+    Saves its three inputs, alive anyway, instead of autograd's difference, square and product
+    maps: the peak memory of a step holds one full-size temporary fewer than it would.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, p: Tensor, t: Tensor, w: Tensor) -> Tensor:
+        ctx.save_for_backward(p, t, w)
+        return torch.sub(p, t).square_().mul_(w).flatten(2).mean(-1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        p, t, w = ctx.saved_tensors
+        scale = (grad * (2 / p[0, 0].numel())).reshape(*grad.shape, *(1,) * (p.ndim - 2))
+        grad_p = torch.sub(p, t).mul_(w) * scale
+        return grad_p, (-grad_p if ctx.needs_input_grad[1] else None), None
 
 
 class _SpatialSegmentationLoss(SegmentationLoss):
@@ -197,9 +251,9 @@ class HausdorffDTLoss(_SpatialSegmentationLoss):
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         p, t = self.spatial_maps(input, target)
         ndim = p.ndim - 2
-        distance = distance_field(p.detach() > 0.5, ndim) ** self.alpha
-        distance = distance + distance_field(t > 0.5, ndim) ** self.alpha
-        loss = ((p - t).square() * distance.to(p.dtype)).flatten(2).mean(-1)
+        distance = distance_field(p.detach() > 0.5, ndim).pow_(self.alpha)
+        distance.add_(distance_field(t > 0.5, ndim).pow_(self.alpha))
+        loss = _WeightedSquaredError.apply(p, t, distance.to(p.dtype))  # type: ignore[no-untyped-call]
         return self.reduce(loss, torch.ones_like(loss))
 
 
@@ -260,22 +314,24 @@ class HausdorffERLoss(_SpatialSegmentationLoss):
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         p, t = self.spatial_maps(input, target)
         n, c, *spatial = p.shape
-        ndim = len(spatial)
-        cross = torch.zeros((3,) * ndim, dtype=p.dtype, device=p.device)
-        for d in range(ndim):
-            index = [1] * ndim
-            for offset in (0, 2):
-                index[d] = offset
-                cross[tuple(index)] = 1.0
-        cross[(1,) * ndim] = 1.0
-        kernel = (cross / (2 * ndim + 1)).view(1, 1, *cross.shape)
-        conv = F.conv2d if ndim == 2 else F.conv3d
-        bound = (p - t).square().reshape(n * c, 1, *spatial)
+        bound = (p - t).square().reshape(n * c, *spatial)
+        # A few maps at a time, each group's erosions recomputed in the backward pass: only the
+        # maps are kept, not k erosions' worth of intermediates, and a group stays in cache.
+        step = max(1, _IMAGES_CHUNK // max(1, bound[0].numel()))
+        loss = torch.cat(
+            [
+                checkpoint(self._eroded_mean, group, use_reentrant=False)
+                for group in torch.split(bound, step)
+            ]
+        ).reshape(n, c)
+        return self.reduce(loss, torch.ones_like(loss))
+
+    def _eroded_mean(self, bound: Tensor) -> Tensor:
+        """Per-map means of the weighted sum of ``k`` erosions of ``bound`` ``(B, *spatial)``."""
         eroded = torch.zeros_like(bound)
-        dims = tuple(range(2, bound.ndim))
+        dims = tuple(range(1, bound.ndim))
         for i in range(self.k):
-            dilation = conv(bound, kernel, padding=1)
-            erosion = (dilation - 0.5).clamp_min(0.0)
+            erosion = (_cross_mean(bound) - 0.5).clamp_min(0.0)
             high, low = erosion.amax(dims, keepdim=True), erosion.amin(dims, keepdim=True)
             span = high - low
             erosion = torch.where(
@@ -283,8 +339,7 @@ class HausdorffERLoss(_SpatialSegmentationLoss):
             )
             eroded = eroded + erosion * (i + 1) ** self.alpha
             bound = erosion
-        loss = eroded.reshape(n, c, -1).mean(-1)
-        return self.reduce(loss, torch.ones_like(loss))
+        return eroded.flatten(1).mean(-1)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, k={self.k}, " + super().extra_repr()

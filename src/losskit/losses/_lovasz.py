@@ -59,12 +59,15 @@ def lovasz_gradient(foreground: Tensor) -> Tensor:
         tensor([0.5000, 0.1667, 0.3333])
     """
     total = foreground.sum(-1, keepdim=True)
-    intersection = total - foreground.cumsum(-1)
+    intersection = foreground.cumsum(-1).neg_().add_(total)
     # total + the background so far = intersection + the positions so far: one cumsum, not two.
     seen = torch.arange(1, foreground.shape[-1] + 1, dtype=foreground.dtype, device=total.device)
-    union = intersection + seen
-    jaccard = 1.0 - intersection / union
-    return torch.diff(jaccard, dim=-1, prepend=torch.zeros_like(jaccard[..., :1]))
+    # The increments of the Jaccard loss 1 - r are those of -r, r = I / U: in place, no copies.
+    ratio = intersection.div_(intersection + seen)
+    increments = torch.empty_like(ratio)
+    torch.sub(ratio[..., :-1], ratio[..., 1:], out=increments[..., 1:])
+    increments[..., :1] = 1.0 - ratio[..., :1]
+    return increments
 
 
 class _LovaszExtension(torch.autograd.Function):

@@ -14,11 +14,12 @@ label such as 255 is replaced before any gather: kornia/kornia#839), and their p
 accumulate in float64 bins, so that ``I <= T`` holds to rounding on large volumes.
 
 The softmax statistics run as a handful of whole-tensor ops and keep the softmax for the
-backward pass, which turns that buffer's values into the gradient: one full-size buffer in each
-pass. A block loop that kept nothing full-size was measured 2-3x slower on a shared 2-core CPU
-(``benchmarks/losses.py``, 16M elements): every op is a parallel region that waits for its
-slowest thread, and blocks multiply the regions. The sigmoid statistics still run block by block
-(about a million elements each on the CPU), recomputing the sigmoid in the backward pass.
+backward pass, which turns that buffer, in place, into the gradient: one full-size buffer per
+step, whose fresh pages cost more than its arithmetic. A block loop that kept nothing full-size
+was measured 2-3x slower on a shared 2-core CPU (``benchmarks/losses.py``, 16M elements): every
+op is a parallel region that waits for its slowest thread, and blocks multiply the regions.
+The sigmoid statistics still run block by block (about a million elements each on the CPU),
+recomputing the sigmoid in the backward pass.
 """
 
 from __future__ import annotations
@@ -119,15 +120,33 @@ def _activate(x: Tensor, mode: str, from_logits: bool, dtype: torch.dtype) -> Te
     return torch.sigmoid(x.to(dtype))
 
 
+def _scale_by_class(p: Tensor, g: Tensor, inner: Tensor) -> Tensor:
+    """``p * (g[:, :, None] - inner[:, None, :])`` for ``p`` ``(N, C, S)``, in ``p``'s buffer.
+
+    A fresh full-size buffer costs more than the arithmetic (its pages are faulted in: at 16M
+    elements a write into a fresh buffer took 3.6x as long as into a used one), so ``p`` is
+    overwritten, ``k`` classes at a time with an ``(N, k, S)`` temporary of about a block. Under
+    ``create_graph`` autograd needs ``p`` as it was: a new tensor then.
+    """
+    if torch.is_grad_enabled():
+        return p * (g.unsqueeze(-1) - inner.unsqueeze(1))
+    n, c, s = p.shape
+    chunk = _CPU_CHUNK if p.device.type == "cpu" else _DEVICE_CHUNK
+    step = max(1, chunk // max(1, n * s))
+    for k in range(0, c, step):
+        p[:, k : k + step].mul_(torch.sub(g[:, k : k + step].unsqueeze(-1), inner.unsqueeze(1)))
+    return p
+
+
 class _MulticlassStats(torch.autograd.Function):
     """``(I, P, T)`` of softmax probabilities (or given ones) against class-index targets.
 
     Whole-tensor ops, few of them: each is one parallel region, and on a shared CPU every region
     waits for its slowest thread (a block loop of many small ops ran 2-3x slower under load).
     The forward pass writes one full-size buffer, the softmax ``p``, and keeps it for the
-    backward pass, which turns it into ``dL/dz_c = m p_c (gP_c + [c = y] gI_c - sum_k p_k gP_k -
-    p_y gI_y)`` with one more (``m``: not ignored, ``y``: the target class). A second backward
-    (``retain_graph``) or one that builds a graph (``create_graph``) recomputes ``p``.
+    backward pass, which overwrites it with ``dL/dz_c = m p_c (gP_c + [c = y] gI_c - sum_k p_k
+    gP_k - p_y gI_y)`` (``m``: not ignored, ``y``: the target class) and returns it. A second
+    backward (``retain_graph``) or one that builds a graph (``create_graph``) recomputes ``p``.
     """
 
     @staticmethod
@@ -185,10 +204,10 @@ class _MulticlassStats(torch.autograd.Function):
             else:
                 p, p_target = saved
             g_target_p = g_target * p_target.unsqueeze(1)
-            inner = torch.bmm(g_mass.unsqueeze(1), p).add_(g_target_p)  # (N, 1, S)
-            grad = torch.sub(g_mass.unsqueeze(-1), inner).mul_(p)
-            del p, saved
-            grad = grad.scatter_add_(1, idx, g_target_p).to(input.dtype)
+            inner = torch.bmm(g_mass.unsqueeze(1), p).add_(g_target_p).squeeze(1)  # (N, S)
+            del saved
+            grad = _scale_by_class(p, g_mass, inner).scatter_add_(1, idx, g_target_p)
+            grad = grad.to(input.dtype)
         if valid is not None:
             grad.mul_(valid.unsqueeze(1))
         return grad, None, None, None

@@ -43,9 +43,9 @@ ignored: the intersection ``I = sum p t``, the predicted mass ``P = sum p`` and 
   gradient (open-mmlab/mmocr#408 again).
 - Half-precision inputs are computed in float32 and the loss is returned in float32.
 
-The statistics have a hand-derived gradient (see :mod:`losskit.losses._overlap`): nothing
-full-size is kept for the backward pass beyond the caller's logits and target, and on the CPU
-the only full-size buffer allocated is the input gradient.
+The statistics have a hand-derived gradient (see :mod:`losskit.losses._overlap`): beyond the
+caller's logits and target, the backward pass keeps only the softmax (sigmoid modes: nothing
+full-size), which it overwrites with the input gradient, the one full-size buffer of a step.
 
 Example::
 
