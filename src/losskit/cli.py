@@ -582,6 +582,8 @@ def compare_command(
         typer.echo(json.dumps(_comparison_json(result), indent=2))
         return
     console.print(_ranking_table(result.comparison))
+    if result.comparison.caveat:
+        console.print(f"note: {result.comparison.caveat}", style="yellow", highlight=False)
     console.print(f"ran {len(result.ran)} run(s), {len(result.skipped)} already complete")
     if result.comparison.missing:
         console.print(f"{len(result.comparison.missing)} run(s) not finished yet (workers)")
@@ -638,6 +640,7 @@ def _comparison_json(result: Any) -> dict[str, Any]:
         "mode": c.mode,
         "interval": c.interval,
         "seeds": list(c.seeds),
+        "caveat": c.caveat,
         "ranking": [
             {
                 "tier": r.tier,

@@ -146,6 +146,7 @@ def _cli_prints_the_same_ranking_as_json_and_at_80_columns(
     shown = runner.invoke(app, [*args, "--json"])
     assert shown.exit_code == 0, shown.output
     payload = json.loads(shown.stdout)
+    assert payload["caveat"] == ""  # two seeds: intervals, not points
     c = result.comparison
     assert [r["variant"] for r in payload["ranking"]] == [r.variant for r in c.ranking]
     assert [r["value"]["mean"] for r in payload["ranking"]] == [r.value.mean for r in c.ranking]
@@ -154,6 +155,7 @@ def _cli_prints_the_same_ranking_as_json_and_at_80_columns(
     table = runner.invoke(app, args, env={"COLUMNS": "80"})
     assert table.exit_code == 0, table.output
     assert "ran 0 run(s), 4 already complete" in table.output
+    assert "one seed per variant" not in table.output
     lines = table.output.splitlines()
     assert max(len(line) for line in lines) <= 80
     assert "variants: terms.recon.loss" in table.output
@@ -225,6 +227,9 @@ def test_parallel_jobs_give_the_same_runs_as_one_process(tmp_path: Path) -> None
     serial = lk.experiments.compare(tiny(), vary=vary, seeds=1, out=tmp_path / "serial")
     parallel = lk.experiments.compare(tiny(), vary=vary, seeds=1, out=tmp_path / "parallel", jobs=2)
     assert len(parallel.ran) == 2
+    # One seed: every interval is a point, so the report and the CLI say the tiers separate noise.
+    assert serial.comparison.caveat.startswith("one seed per variant")
+    assert serial.comparison.caveat in serial.report.read_text()
     for variant in serial.comparison.variants:
         a = serial.comparison.row(variant, "val/loss").final.mean
         b = parallel.comparison.row(variant, "val/loss").final.mean

@@ -154,6 +154,27 @@ class Comparison:
     missing: tuple[Path, ...] = ()
     findings: tuple[Finding, ...] = field(default=())
 
+    @property
+    def caveat(self) -> str:
+        """Why the tiers cannot separate anything, or ``""``: with one seed per variant every
+        interval is a single point, so any difference, noise included, makes a new tier.
+
+        Example::
+
+            >>> from pathlib import Path
+            >>> one = Comparison(Path("."), (), {}, (0,), (), {}, "val/loss", "min", "range",
+            ...                  (), (), {})
+            >>> one.caveat.startswith("one seed per variant")
+            True
+        """
+        if len(self.seeds) > 1:
+            return ""
+        return (
+            "one seed per variant: every interval is a single point, so any difference (seed "
+            "noise included) makes a new tier; run 3 or more seeds (--seeds 3) to tell an "
+            "effect from noise"
+        )
+
     def row(self, variant: str, key: str) -> Row:
         """The row of ``variant`` and ``split/key``."""
         for row in self.rows:
@@ -396,11 +417,12 @@ def _ranking_section(c: Comparison) -> str:
         for r in c.ranking
     )
     better = "lower" if c.mode == "min" else "higher"
+    caveat = f'<p class="caveat"><strong>{html.escape(c.caveat)}.</strong></p>' if c.caveat else ""
     return (
         f'<section id="ranking"><h2>Ranking</h2><p>By the best {html.escape(c.rank_by)} of each '
         f"run ({better} is better). Variants whose intervals ({band}) overlap share a tier "
         "or are listed as not different: with this many seeds the data cannot tell them "
-        f"apart.</p><table><thead>{head}</thead><tbody>{body}</tbody></table></section>"
+        f"apart.</p>{caveat}<table><thead>{head}</thead><tbody>{body}</tbody></table></section>"
     )
 
 
