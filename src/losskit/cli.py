@@ -12,7 +12,7 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from losskit._cli_help import PlainCommand, PlainGroup
-from losskit.errors import LossKitError
+from losskit.errors import LossKitError, NonFiniteLossError
 
 # Every command imports torch and losskit's internals in its body: ``losskit --help`` and
 # ``losskit <command> --help`` stay fast.
@@ -55,8 +55,6 @@ def _fail(exc: LossKitError) -> typer.Exit:
     """Print ``exc`` and the exit to raise: 3 when training stopped on a non-finite loss (the
     configuration was valid: a script retrying bad input and one retrying a diverged run differ),
     2 for every other error."""
-    from losskit.errors import NonFiniteLossError
-
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     console.print("[bold red]error:[/] ", end="")
     console.print(str(exc), markup=False)  # "[optimizer]" in a message is text, not markup
