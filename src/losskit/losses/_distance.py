@@ -135,7 +135,7 @@ def _cross_mean(x: Tensor) -> Tensor:
     ndim = x.ndim - 1
     padded = F.pad(x, (1, 1) * ndim)
     inner = (slice(None), *(slice(1, -1),) * ndim)
-    total = padded[inner].clone()
+    total = padded[inner]  # a view: the first sum below makes the new tensor
     for d in range(1, ndim + 1):
         for shifted in (slice(None, -2), slice(2, None)):
             index = list(inner)
