@@ -20,7 +20,11 @@ elements:
   ``cauchy``, ``geman_mcclure``, ``welsch`` against kornia's. The two Hausdorff losses run at 1M
   only (:data:`SLOW_CASES`).
 
-Method. Every implementation runs in this one process on the same tensors. A step is one
+Method. Each loss is measured in a fresh process of its own (both sizes; ``--quick`` measures
+all in one): what ran before in a process moves a 16M step's time by up to 2x, for losskit and
+the peers alike (the same losskit ``dice`` step took 30-61 ms, kornia's 57-99 ms, depending on
+the cases measured before it), so a loss's figures must not depend on its place in the list.
+Within that process every implementation of the loss runs on the same tensors. A step is one
 forward and one backward to fresh gradients of the logits. losskit's losses first take 3 warm-up
 steps (they compile the fused kernels and run the contract's first-call value checks); the peers
 have nothing to warm up. The step that measures peak memory (below) is each implementation's
@@ -500,6 +504,50 @@ def _fmt_mib(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f}"
 
 
+def measure_group(
+    cases: list[Case], rounds: dict[str, int], memory: bool, warmups: int
+) -> list[dict[str, Any]]:
+    """Measure ``cases`` in this process: one JSON-ready record per case."""
+    records = []
+    for case in cases:
+        results, copy_s, copy_peak = measure(case, rounds[case.size], memory, warmups)
+        records.append(
+            {
+                "loss": case.loss,
+                "size": case.size,
+                "ours": case.ours,
+                "copy_s": copy_s,
+                "copy_peak": copy_peak,
+                "notes": case.notes,
+                "results": [vars(r) for r in results],
+            }
+        )
+    return records
+
+
+def measure_in_processes(
+    groups: list[list[str]], quick: bool, threads: int | None
+) -> list[dict[str, Any]]:
+    """:func:`measure_group` of each group of losses in a fresh process of its own.
+
+    What ran before in a process moves a 16M step's time by up to 2x, for losskit and the peers
+    alike (the same losskit ``dice`` step took 30-61 ms and kornia's 57-99 ms depending on the
+    cases measured before it), so each loss's comparison gets a process that nothing else ran in.
+    """
+    records: list[dict[str, Any]] = []
+    for group in groups:
+        command = [sys.executable, __file__, "--only", ",".join(group), "--group-json"]
+        if quick:
+            command.append("--quick")
+        if threads:
+            command += ["--threads", str(threads)]
+        out = subprocess.run(command, capture_output=True, text=True)
+        if out.returncode:
+            sys.exit(f"measuring {', '.join(group)} failed:\n{out.stderr}")
+        records.extend(json.loads(out.stdout.strip().splitlines()[-1]))
+    return records
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -516,42 +564,51 @@ def main() -> None:
         help="time these cases only (e.g. dice,tversky); their cold first calls too",
     )
     parser.add_argument("--first-call", metavar="LOSS", help=argparse.SUPPRESS)
+    parser.add_argument("--group-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.first_call:
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        print("{:.1f} {:.1f}".format(*first_call_ms(args.first_call, wait=not args.quick)))
-        return
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.first_call:
+        print("{:.1f} {:.1f}".format(*first_call_ms(args.first_call, wait=not args.quick)))
+        return
     sizes = QUICK_SIZES if args.quick else SIZES
     rounds = dict.fromkeys(sizes, 0) if args.quick else {"1M": 9, "16M": 4}
-    warmups = 1 if args.quick else FIRST_CALLS
     memory = _can_measure_memory()
+    if args.group_json:
+        warmups = 1 if args.quick else FIRST_CALLS
+        cases = build_cases(sizes, args.quick, args.only)
+        print(json.dumps(measure_group(cases, rounds, memory, warmups)))
+        return
 
     unknown = sorted((args.only or frozenset()) - set(CASE_NAMES))
     if unknown:
         parser.error(f"--only: no case named {', '.join(unknown)} (cases: {', '.join(CASE_NAMES)})")
-    cases = build_cases(sizes, args.quick, args.only)
+    names = [name for name in CASE_NAMES if args.only is None or name in args.only]
+    # --quick: one process for all (a fresh process costs seconds; its figures are a smoke check).
+    groups = [names] if args.quick else [[name] for name in names]
     header = (
         "| loss | size | implementation | time (ms) | × copy floor | losskit speedup "
         "| peak MiB | × losskit peak |"
     )
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
-        f"copy floor = x.clone() of the logits; best of 1 + {rounds} rounds\n"
+        f"copy floor = x.clone() of the logits; best of 1 + {rounds} rounds; "
+        f"{'one process for all losses' if args.quick else 'a fresh process per loss'}\n"
     )
     print(header)
     print("|---|---|---|---|---|---|---|---|")
     records: list[dict[str, object]] = []
     summary: dict[str, float] = {}
     notes: list[str] = []
-    for case in cases:
-        results, copy_s, copy_peak = measure(case, rounds[case.size], memory, warmups)
-        ours = next((r for r in results if r.impl == case.ours), None)
+    measured_cases = measure_in_processes(groups, args.quick, args.threads)
+    for case in measured_cases:
+        results = [Result(**r) for r in case["results"]]
+        copy_s, copy_peak = case["copy_s"], case["copy_peak"]
+        loss, size = case["loss"], case["size"]
+        ours = next((r for r in results if r.impl == case["ours"]), None)
         print(
-            f"| {case.loss} | {case.size} | x.clone() (copy floor) | {copy_s * 1e3:.1f} | 1.00 "
-            f"| | {_fmt_mib(copy_peak)} | |"
+            f"| {loss} | {size} | x.clone() (copy floor) | {copy_s * 1e3:.1f} "
+            f"| 1.00 | | {_fmt_mib(copy_peak)} | |"
         )
         for r in results:
             speedup = "" if ours is None or r is ours else f"{r.seconds / ours.seconds:.1f}×"
@@ -561,7 +618,7 @@ def main() -> None:
                 else ""
             )
             print(
-                f"| {case.loss} | {case.size} | {r.impl} | {r.seconds * 1e3:.1f} "
+                f"| {loss} | {size} | {r.impl} | {r.seconds * 1e3:.1f} "
                 f"| {r.seconds / copy_s:.2f} | {speedup} | {_fmt_mib(r.peak_mib)} | {mem_ratio} |"
             )
             records.append(
@@ -575,20 +632,20 @@ def main() -> None:
                     "peak_mib": None if r.peak_mib is None else round(r.peak_mib, 1),
                 }
             )
-        notes.extend(f"{case.loss} {case.size}: {note}" for note in case.notes)
+        notes.extend(f"{loss} {size}: {note}" for note in case["notes"])
         if ours is not None:
             peers = [r for r in results if r is not ours]
             if peers:
                 best = min(peers, key=lambda r: r.seconds)
-                key = f"{case.loss}_{case.size}"
+                key = f"{loss}_{size}"
                 summary[f"{key}_speedup_vs_best_peer"] = round(best.seconds / ours.seconds, 2)
                 summary[f"{key}_vs_copy_floor"] = round(ours.seconds / copy_s, 2)
-                if case.loss == "focal" and case.size == "16M":
+                if loss == "focal" and size == "16M":
                     summary["focal_speedup_vs_best_peer"] = round(best.seconds / ours.seconds, 2)
                     summary["focal_vs_copy_floor"] = round(ours.seconds / copy_s, 2)
                     summary["focal_best_peer"] = best.impl  # type: ignore[assignment]
             notes.append(
-                f"{case.loss} {case.size}: losskit's first call {ours.first_call_s * 1e3:.0f} ms "
+                f"{loss} {size}: losskit's first call {ours.first_call_s * 1e3:.0f} ms "
                 "(compile, or a compiled-kernel cache load, and first-call value checks)"
             )
     at_16m = {k: v for k, v in summary.items() if k.endswith("_16M_speedup_vs_best_peer")}
@@ -599,7 +656,11 @@ def main() -> None:
     at_1m = {k: v for k, v in summary.items() if k.endswith("_1M_speedup_vs_best_peer")}
     if at_1m:
         summary["min_speedup_vs_best_peer_1M"] = min(at_1m.values())
-    measured = dict.fromkeys(case.loss for case in cases if case.ours in case.impls)
+    measured = dict.fromkeys(
+        case["loss"]
+        for case in measured_cases
+        if any(r["impl"] == case["ours"] for r in case["results"])
+    )
     cold = {
         name: cold_first_call_ms(name, args.threads, wait=not args.quick)
         for name in (QUICK_COLD if args.quick else measured)

@@ -213,8 +213,11 @@ def test_gradcheck_float64(
 
 
 @pytest.mark.parametrize("mode", ["multiclass", "multilabel"])
-def test_gradcheck_across_blocks(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_overlap, "_CPU_CHUNK", 5)  # blocks cut samples into pieces
+# 5: blocks cut samples into pieces, the backward scales one class at a time; 384: one block, the
+# backward scales two classes, then the one left (a group narrower than its temporary)
+@pytest.mark.parametrize("chunk", [5, 384])
+def test_gradcheck_across_blocks(mode: str, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_overlap, "_CPU_CHUNK", chunk)
     x, y = _inputs((2, 3, 4, 3), mode, seed=5)
     y[1, ..., 1] = 255
     loss = TverskyLoss(mode, alpha=0.2, beta=0.8, ignore_index=255, reduction="none")  # type: ignore[arg-type]
