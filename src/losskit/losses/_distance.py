@@ -160,7 +160,7 @@ class _WeightedSquaredError(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         p, t, w = ctx.saved_tensors
         scale = (grad * (2 / p[0, 0].numel())).reshape(*grad.shape, *(1,) * (p.ndim - 2))
-        grad_p = torch.sub(p, t).mul_(w) * scale
+        grad_p = torch.sub(p, t).mul_(w).mul_(scale)
         return grad_p, (-grad_p if ctx.needs_input_grad[1] else None), None
 
 
