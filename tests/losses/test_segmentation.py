@@ -213,8 +213,8 @@ def test_gradcheck_float64(
 
 
 @pytest.mark.parametrize("mode", ["multiclass", "multilabel"])
-# 5: blocks cut samples into pieces, the backward scales one class at a time; 384: one block, the
-# backward scales two classes, then the one left (a group narrower than its temporary)
+# 5: blocks cut samples into pieces, the softmax backward scales one class at a time; 384: one
+# block, the softmax backward scales two classes, then the one left (narrower than its temporary)
 @pytest.mark.parametrize("chunk", [5, 384])
 def test_gradcheck_across_blocks(mode: str, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_overlap, "_CPU_CHUNK", chunk)
