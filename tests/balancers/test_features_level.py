@@ -140,3 +140,22 @@ def test_a_non_finite_feature_gradient_names_the_key(net: Net) -> None:
     res = crit(net(batch["x"]), batch)
     with pytest.raises(lk.NonFiniteLossError, match=r"'bad'.*shared representation"):
         res.backward()
+
+
+def test_steps_of_changing_batch_size_reuse_the_rows_and_match_the_hand_written_step(
+    net: Net,
+) -> None:
+    # The rows' storage is kept between steps: a smaller batch after a larger one, then a larger
+    # one again, must each give that step's own weights and gradients.
+    crit = _criterion(net, "upgrad")
+    for n in (16, 5, 24):
+        batch = make_batch(seed=n, n=n)
+        reference = copy.deepcopy(net)
+        net.zero_grad(set_to_none=True)
+        res = crit(net(batch["x"]), batch)
+        res.backward()
+        expected, expected_grads = _by_hand(reference, batch, "upgrad")
+        got = torch.stack([res.weights[f"k{i}"] for i in range(HEADS)])
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+        for x, y in zip(grads(net), expected_grads):
+            torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)

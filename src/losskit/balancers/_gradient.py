@@ -22,7 +22,7 @@ from torch.utils.hooks import RemovableHandle
 
 from losskit._dist import all_reduce_sum, world_size
 from losskit._lazy import LazyModule
-from losskit.balancers._features import feature_gradients
+from losskit.balancers._features import FeatureRows, feature_gradients
 from losskit.balancers._protocol import BalancerBase, BalancingError, Capabilities
 from losskit.balancers._registry import BALANCERS, GradientMethod
 from losskit.balancers._shared import Shared, _entries, shared_modules, trainable
@@ -368,6 +368,7 @@ class Gradient(BalancerBase):
         self._captured: list[Tensor] = []
         self._hooks: list[RemovableHandle] = []
         self._watch = _SolverWatch()
+        self._rows = FeatureRows()  # level="features": the per-key rows' storage, reused
         self._checked = False
         self._pending: list[Tensor] = []  # per shared parameter: keys x numel, this step
         self._pending_params: list[Tensor] = []
@@ -564,7 +565,7 @@ class Gradient(BalancerBase):
                 "selected nothing"
             )
         positions = [self.keys.index(k) for k in keys]
-        found = feature_gradients(tensors, seeds, features, positions, len(self.keys))
+        found = feature_gradients(tensors, seeds, features, positions, len(self.keys), self._rows)
         several = world_size(None) > 1
         # Alone, the call's keys; under several processes every bound key (ranks may differ).
         chosen = list(range(len(self.keys))) if several else positions
