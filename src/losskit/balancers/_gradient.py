@@ -98,10 +98,9 @@ def _gramian_methods() -> list[str]:
     served = []
     for entry in BALANCERS.entries("gradient"):
         spec = entry.factory
-        if isinstance(spec, GradientMethod):
-            cls = getattr(aggregation, spec.aggregator, None)
-            if isinstance(cls, type) and issubclass(cls, aggregation.GramianWeightedAggregator):
-                served.append(spec.name)
+        gramian = aggregation.GramianWeightedAggregator
+        if isinstance(spec, GradientMethod) and issubclass(spec.aggregator_class(), gramian):
+            served.append(spec.name)
     return served
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from torch import nn
@@ -131,7 +132,8 @@ class GradientMethod:
 
     Args:
         name: the registered name, which :class:`~losskit.balancers.Gradient` resolves.
-        aggregator: the class's name in ``torchjd.aggregation`` (imported when built).
+        aggregator: the class's name in ``torchjd.aggregation``, or ``"module:Class"`` for an
+            aggregator of another module (imported when built).
         defaults: options the aggregator gets unless given.
         per_key_count: the aggregator takes ``n_tasks`` (built once the keys are known).
         random_draws: the aggregator draws random numbers (declared in the balancer's
@@ -151,15 +153,18 @@ class GradientMethod:
 
         return Gradient(self.name, shared, features=features, **options)
 
-    def build(self, n_keys: int, options: Mapping[str, Any]) -> Aggregator:
-        """The torchjd aggregator with ``options`` over the defaults."""
-        from torchjd import aggregation
+    def aggregator_class(self) -> type[Aggregator]:
+        """The aggregator's class (imported now)."""
+        module, _, name = self.aggregator.rpartition(":")
+        cls: type[Aggregator] = getattr(import_module(module or "torchjd.aggregation"), name)
+        return cls
 
+    def build(self, n_keys: int, options: Mapping[str, Any]) -> Aggregator:
+        """The aggregator with ``options`` over the defaults."""
         kwargs = {**self.defaults, **options}
         if self.per_key_count:
             kwargs["n_tasks"] = n_keys
-        cls: type[Aggregator] = getattr(aggregation, self.aggregator)
-        return cls(**kwargs)
+        return self.aggregator_class()(**kwargs)
 
 
 def _lazy(
@@ -227,7 +232,7 @@ _gradient(
     "UPGrad: project each key's gradient onto the dual cone of all of them, then average",
 )
 _gradient(
-    GradientMethod("mgda", "MGDA"),
+    GradientMethod("mgda", "losskit.balancers._mgda:MGDA"),
     "MGDA: the minimum-norm point of the convex hull of the key gradients",
 )
 _gradient(
