@@ -49,7 +49,8 @@ def test_the_aggregator_combines_the_rows_with_the_weights() -> None:
 def test_the_weights_keep_the_gramians_dtype_and_device() -> None:
     gramian = _gramian(4, 0).float()
     weights = MGDAWeighting()(gramian)
-    assert weights.dtype == torch.float32 and weights.device == gramian.device
+    assert weights.dtype == torch.float32
+    assert weights.device == gramian.device
     torch.testing.assert_close(weights, aggregation.MGDAWeighting()(gramian), rtol=0, atol=1e-3)
 
 
