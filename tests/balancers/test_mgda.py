@@ -14,8 +14,10 @@ def _gramian(keys: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     # A common direction plus noise: some keys conflict, some agree.
     rows = torch.randn(keys, 40, generator=g, dtype=torch.float64)
-    rows += 3 * torch.rand(1, generator=g, dtype=torch.float64) * torch.randn(
-        1, 40, generator=g, dtype=torch.float64
+    rows += (
+        3
+        * torch.rand(1, generator=g, dtype=torch.float64)
+        * torch.randn(1, 40, generator=g, dtype=torch.float64)
     )
     return rows @ rows.T
 
