@@ -17,6 +17,7 @@ after which every rank picks the same weights. DDP then averages the trunk's gra
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -54,6 +55,13 @@ class FeatureRows:
         if flat.numel() < need or flat.dtype != feature.dtype or flat.device != feature.device:
             flat = self._flat[index] = feature.new_empty(need)
         return flat[:need].view(keys, feature.numel())
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Scratch space: a pickled or deep-copied balancer starts without it.
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._flat = []
 
 
 class FeatureGradients:
