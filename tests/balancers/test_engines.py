@@ -1,6 +1,7 @@
 """Parameter-level aggregation through either Gramian engine: torchjd's autojac (the Jacobian in
-memory) and autogram (never holds it) give the same update; ``engine="auto"`` takes autogram
-where it can serve the call and checks it once against autograd."""
+memory) and autogram (never holds it) give the same update; ``engine="auto"`` holds a small
+Jacobian (autojac), takes autogram for a large one where it can serve the call and checks it
+once against autograd."""
 
 from __future__ import annotations
 
@@ -53,7 +54,26 @@ def test_autogram_gives_the_update_of_autojac(net: Net, method: str, scale: floa
             torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
 
 
+def _wide_trunk() -> nn.Module:
+    """A trunk whose Jacobian over the keys (3 x 1.07 M numbers) is above auto's autojac bound."""
+    return nn.Sequential(nn.Linear(5, 1024), nn.Tanh(), nn.Linear(1024, 1024), nn.Linear(1024, 8))
+
+
+def test_auto_takes_autojac_for_a_small_jacobian_and_autogram_for_a_large_one(net: Net) -> None:
+    small = lk.balancers.Gradient("upgrad", shared=net.trunk)  # 3 keys x 120 parameters
+    _run(net, small, steps=2)
+    assert small.last_engine == "autojac"
+    net.trunk = _wide_trunk()  # type: ignore[assignment]
+    large = lk.balancers.Gradient("upgrad", shared=net.trunk)
+    _run(net, large, steps=1)
+    assert large.last_engine == "autogram"  # from the first step: hooked when built
+    # The two trunks sit on either side of the bound.
+    wide = sum(p.numel() for p in net.trunk.parameters())
+    assert HEADS * wide > 1 << 21 >= HEADS * 120
+
+
 def test_auto_takes_autogram_for_modules_and_autojac_otherwise(net: Net) -> None:
+    net.trunk = _wide_trunk()  # type: ignore[assignment]
     modules = lk.balancers.Gradient("upgrad", shared=net.trunk)
     _run(net, modules, steps=1)
     assert modules.last_engine == "autogram"  # from the first step: hooked when built
@@ -72,10 +92,12 @@ class Borrowing(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.inner = nn.Linear(5, 8)
-        self.outer = nn.Linear(8, 8)
+        # wide enough for engine="auto" to try autogram (a Jacobian above 2**21 numbers)
+        self.outer = nn.Sequential(nn.Linear(8, 1024), nn.Tanh(), nn.Linear(1024, 1024))
+        self.out = nn.Linear(1024, 8)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.outer(torch.tanh(F.linear(x, self.inner.weight, self.inner.bias)))
+        return self.out(self.outer(torch.tanh(F.linear(x, self.inner.weight, self.inner.bias))))
 
 
 def test_auto_checks_autogram_once_and_keeps_to_autojac_when_it_misses_parameters(
